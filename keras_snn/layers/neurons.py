@@ -1,0 +1,615 @@
+"""Spiking neuron layers: `LIFCell`/`LIF` and `IFCell`/`IF`.
+
+The cells compute one time step with `keras_snn.functional.neuron_step`;
+the sequence layers subclass `keras.layers.RNN` and run the cell over the
+time axis of a batch-major `(batch, time, ...)` tensor of input currents.
+"""
+
+import keras
+from keras import ops
+from keras.src.backend import rnn as backend_rnn
+
+from keras_snn import constraints
+from keras_snn import functional
+from keras_snn import surrogates
+
+__all__ = ["IF", "IFCell", "LIF", "LIFCell"]
+
+_register = keras.saving.register_keras_serializable(package="keras_snn")
+
+# Largest static sequence length the time loop is unrolled for when
+# `unroll=None`; longer (or unknown) lengths use a symbolic while loop.
+MAX_AUTO_UNROLL = 64
+
+# Lowest value a trainable threshold may reach.
+MIN_THRESHOLD = 1e-3
+
+
+@_register
+class LIFCell(keras.layers.Layer):
+    """One time step of the leaky integrate-and-fire neuron.
+
+    With input current `I[t]`, decay `k`, threshold `theta` and the state
+    `v[t-1]` (the potential after the previous reset):
+
+    ```
+    u[t] = k * v[t-1] + I[t]
+    o[t] = H(u[t] - theta)          # H(0) = 1: u == theta fires
+    v[t] = u[t] * (1 - o[t])        # reset="hard"
+    v[t] = u[t] - theta * o[t]      # reset="soft"
+    v[t] = u[t]                     # reset="none"
+    ```
+
+    which is Eq. 5-6 of Wu et al. 2019 for the hard reset and the reset by
+    subtraction of Ledinauskas et al. 2020 (Sec. 2.2). In training the step
+    `H` is replaced in the backward pass by the surrogate's gradient.
+
+    The cell works on any feature shape: `(units,)` after a dense layer,
+    `(H, W, C)` after a convolution. Its state has the same shape. Use it
+    through `keras_snn.layers.LIF`, which also knows its output shapes.
+
+    Args:
+        threshold: float > 0, the firing threshold `theta`. Defaults to
+            `1.0`.
+        decay: float in [0, 1], the leak factor `k` (`1 - dt / tau`).
+            Defaults to `0.5`.
+        reset: `"hard"`, `"soft"` or `"none"`. Defaults to `"hard"`.
+        surrogate: a name, config dict or `keras_snn.surrogates.Surrogate`
+            giving the backward pass of the spike. Defaults to
+            `"rectangular"` (Wu et al. 2019, Eq. 14).
+        detach_reset: bool, whether the reset is left out of the gradient
+            (Ledinauskas et al. 2020, end of Sec. 2.4). Defaults to `False`.
+        trainable_threshold: bool, whether the threshold is a trainable
+            scalar weight, kept >= 1e-3 by a constraint. Defaults to
+            `False`.
+        trainable_decay: bool, whether the decay is a trainable scalar
+            weight (PLIF-style), kept in [0, 1] by a constraint. Defaults to
+            `False`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: the current `I[t]`, shape `(batch, ...)`.
+        states: a list holding `v[t-1]`, shape `(batch, ...)`.
+        training: Python bool, unused (the dynamics are the same in
+            training and inference).
+
+    Returns:
+        `(spikes, [v])`: spikes `o[t]` of the input's shape and the new
+        state.
+
+    Example:
+
+    ```python
+    cell = keras_snn.layers.LIFCell(threshold=1.0, decay=0.5)
+    spikes, state = cell(keras.ops.ones((2, 3)), [keras.ops.zeros((2, 3))])
+    ```
+
+    Reference:
+        Wu et al., "Direct Training for Spiking Neural Networks: Faster,
+        Larger, Better", AAAI 2019, Eq. 5-6.
+    """
+
+    def __init__(
+        self,
+        threshold=1.0,
+        decay=0.5,
+        reset="hard",
+        surrogate="rectangular",
+        detach_reset=False,
+        trainable_threshold=False,
+        trainable_decay=False,
+        **kwargs,
+    ):
+        threshold = functional.validate_threshold(threshold)
+        decay = functional.validate_decay(decay)
+        reset = functional.validate_reset(reset)
+        surrogate = surrogates.get(surrogate)
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.decay = decay
+        self.reset = reset
+        self.surrogate = surrogate
+        self.detach_reset = bool(detach_reset)
+        self.trainable_threshold = bool(trainable_threshold)
+        self.trainable_decay = bool(trainable_decay)
+        # The state has the input's feature shape, known after `build`;
+        # -1 tells `keras.layers.RNN` to ask `get_initial_state` for it.
+        self.state_size = -1
+        self.output_size = -1
+        self.feature_shape = None
+        self.threshold_weight = None
+        self.decay_weight = None
+
+    def build(self, input_shape):
+        self.feature_shape = _feature_shape(self, input_shape[1:])
+        if self.trainable_threshold:
+            self.threshold_weight = self.add_weight(
+                shape=(),
+                name="threshold",
+                initializer=keras.initializers.Constant(self.threshold),
+                constraint=constraints.Clip(MIN_THRESHOLD, None),
+            )
+        if self.trainable_decay:
+            self.decay_weight = self.add_weight(
+                shape=(),
+                name="decay",
+                initializer=keras.initializers.Constant(self.decay),
+                constraint=constraints.Clip(0.0, 1.0),
+            )
+
+    def parameters(self, dtype):
+        """Returns `(threshold, decay)` as used by the step, in `dtype`."""
+        threshold = self.threshold
+        decay = self.decay
+        if self.threshold_weight is not None:
+            threshold = ops.cast(self.threshold_weight, dtype)
+        if self.decay_weight is not None:
+            decay = ops.cast(self.decay_weight, dtype)
+        return threshold, decay
+
+    def step(self, current, v, threshold, decay):
+        """One step: returns spikes, potential before and after reset."""
+        surrogate = self.surrogate
+
+        def spike_fn(x):
+            return surrogate(x, threshold)
+
+        return functional.neuron_step(
+            current,
+            v,
+            threshold=threshold,
+            decay=decay,
+            reset=self.reset,
+            spike_fn=spike_fn,
+            detach_fn=ops.stop_gradient if self.detach_reset else None,
+        )
+
+    def call(self, inputs, states, training=False):
+        threshold, decay = self.parameters(inputs.dtype)
+        v = states[0] if isinstance(states, (list, tuple)) else states
+        spikes, _, v = self.step(inputs, v, threshold, decay)
+        return spikes, [v]
+
+    def get_initial_state(self, batch_size=None):
+        if self.feature_shape is None:
+            raise ValueError(
+                f"Layer '{self.name}' must be built before its initial state "
+                "is known: call it on an input first."
+            )
+        return [
+            ops.zeros((batch_size, *self.feature_shape), self.compute_dtype)
+        ]
+
+    def compute_output_shape(self, input_shape, states_shape=None):
+        return tuple(input_shape), [tuple(input_shape)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "threshold": self.threshold,
+                "decay": self.decay,
+                "reset": self.reset,
+                "surrogate": surrogates.serialize(self.surrogate),
+                "detach_reset": self.detach_reset,
+                "trainable_threshold": self.trainable_threshold,
+                "trainable_decay": self.trainable_decay,
+            }
+        )
+        return config
+
+
+@_register
+class IFCell(LIFCell):
+    """One time step of the integrate-and-fire neuron (no leak).
+
+    The `LIFCell` dynamics with `decay = 1`; by default the reset subtracts
+    the threshold, as in Ledinauskas et al. 2020 (Sec. 2.2, Eq. 2):
+
+    ```
+    u[t] = v[t-1] + I[t]
+    o[t] = H(u[t] - theta)          # H(0) = 1
+    v[t] = u[t] - theta * o[t]      # reset="soft"; "hard" and "none" too
+    ```
+
+    Args:
+        threshold: float > 0, the firing threshold. Defaults to `1.0`.
+        reset: `"soft"`, `"hard"` or `"none"`. Defaults to `"soft"`.
+        surrogate: the spike's surrogate gradient. Defaults to
+            `"rectangular"`.
+        detach_reset: bool, keep the reset out of the gradient. Defaults to
+            `False`.
+        trainable_threshold: bool, learn the threshold. Defaults to
+            `False`.
+        **kwargs: Base layer keyword arguments.
+
+    Call arguments:
+        inputs: the current, shape `(batch, ...)`.
+        states: a list holding the potential after the last reset.
+        training: Python bool, unused.
+
+    Returns:
+        `(spikes, [v])`.
+
+    Example:
+
+    ```python
+    cell = keras_snn.layers.IFCell(threshold=0.5)
+    ```
+
+    Reference:
+        Ledinauskas et al., "Training Deep Spiking Neural Networks", 2020,
+        Sec. 2.2.
+    """
+
+    def __init__(
+        self,
+        threshold=1.0,
+        reset="soft",
+        surrogate="rectangular",
+        detach_reset=False,
+        trainable_threshold=False,
+        **kwargs,
+    ):
+        for name in ("decay", "trainable_decay"):
+            if name in kwargs:
+                raise ValueError(
+                    f"IF neurons have no leak, so `{name}` is not accepted; "
+                    f"use keras_snn.layers.LIF. Received: {name}="
+                    f"{kwargs[name]!r}"
+                )
+        super().__init__(
+            threshold=threshold,
+            decay=1.0,
+            reset=reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            trainable_threshold=trainable_threshold,
+            trainable_decay=False,
+            **kwargs,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["decay"]
+        del config["trainable_decay"]
+        return config
+
+
+@_register
+class LIF(keras.layers.RNN):
+    """Leaky integrate-and-fire neurons over a sequence of input currents.
+
+    Runs `keras_snn.layers.LIFCell` over the time axis:
+
+    ```
+    u[t] = k * v[t-1] + I[t]
+    o[t] = H(u[t] - theta)          # H(0) = 1: u == theta fires
+    v[t] = u[t] * (1 - o[t])        # reset="hard" (Wu et al. 2019, Eq. 5)
+    v[t] = u[t] - theta * o[t]      # reset="soft" (Ledinauskas et al.)
+    v[t] = u[t]                     # reset="none"
+    ```
+
+    starting from `v[-1] = 0` (or the carried state when `stateful=True`).
+
+    Args:
+        threshold: float > 0, the firing threshold `theta`. Defaults to
+            `1.0`.
+        decay: float in [0, 1], the leak factor `k`. Defaults to `0.5`.
+        reset: `"hard"`, `"soft"` or `"none"`. Defaults to `"hard"`.
+        surrogate: name, config or `keras_snn.surrogates.Surrogate` for the
+            backward pass of the spike. Defaults to `"rectangular"`.
+        detach_reset: bool, keep the reset out of the gradient. Defaults to
+            `False`.
+        trainable_threshold: bool, learn one threshold for the layer
+            (kept >= 1e-3). Defaults to `False`.
+        trainable_decay: bool, learn one decay for the layer (PLIF-style,
+            kept in [0, 1]). Defaults to `False`.
+        return_sequences: bool, return spikes at every step (`True`) or at
+            the last step only. Defaults to `True`.
+        return_potentials: bool, also return the membrane potential `u[t]`
+            (before the reset), shaped like the spikes. Defaults to `False`.
+        return_state: bool, also return the final state `v`. Defaults to
+            `False`.
+        stateful: bool, carry the state from one batch to the next (for
+            streaming); clear it with `reset_states()`. Needs a fixed batch
+            size. Defaults to `False`.
+        unroll: `None`, `True` or `False`. `None` unrolls the time loop when
+            the sequence length is static and at most 64 steps, which is
+            fastest with `jit_compile=True`, and uses a symbolic loop
+            otherwise. Defaults to `None`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        sequences: input currents, float tensor of shape
+            `(batch, time, ...)` with at least one feature axis.
+        initial_state: optional list with the state `v` to start from,
+            shape `(batch, ...)`.
+        training: Python bool, passed to the cell.
+
+    Returns:
+        Spikes as 0/1 floats of shape `(batch, time, ...)` (or
+        `(batch, ...)` with `return_sequences=False`); then the potentials
+        if `return_potentials`; then the final state if `return_state`.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((4, 28, 28, 1))
+    x = keras_snn.layers.TimeFolded(keras.layers.Conv2D(8, 3))(inputs)
+    spikes = keras_snn.layers.LIF(threshold=1.0, decay=0.5)(x)
+    ```
+
+    Reference:
+        Wu et al., "Direct Training for Spiking Neural Networks: Faster,
+        Larger, Better", AAAI 2019, Eq. 5-6 and 14. Ledinauskas et al.,
+        "Training Deep Spiking Neural Networks", 2020, Sec. 2.2.
+    """
+
+    cell_class = LIFCell
+
+    def __init__(
+        self,
+        threshold=1.0,
+        decay=0.5,
+        reset="hard",
+        surrogate="rectangular",
+        detach_reset=False,
+        trainable_threshold=False,
+        trainable_decay=False,
+        return_sequences=True,
+        return_potentials=False,
+        return_state=False,
+        stateful=False,
+        unroll=None,
+        **kwargs,
+    ):
+        cell = self.cell_class(
+            **self._cell_kwargs(
+                threshold=threshold,
+                decay=decay,
+                reset=reset,
+                surrogate=surrogate,
+                detach_reset=detach_reset,
+                trainable_threshold=trainable_threshold,
+                trainable_decay=trainable_decay,
+            ),
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+        )
+        if unroll not in (None, True, False):
+            raise ValueError(
+                "Argument `unroll` must be None, True or False. Received: "
+                f"unroll={unroll!r}"
+            )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+        self.return_potentials = bool(return_potentials)
+
+    @staticmethod
+    def _cell_kwargs(**kwargs):
+        return kwargs
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        sequences_shape = tuple(sequences_shape)
+        if len(sequences_shape) < 3:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) expects input "
+                "currents of shape (batch, time, features...), rank >= 3; "
+                "add a time axis, e.g. with keras_snn.layers.DirectEncoding. "
+                f"Received: input shape={sequences_shape}"
+            )
+        super().build(sequences_shape, initial_state_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        dtype = keras.backend.standardize_dtype(sequences.dtype)
+        if not keras.backend.is_float_dtype(dtype):
+            raise TypeError(
+                f"Layer '{self.name}' ({type(self).__name__}) expects float "
+                "input currents (float16, bfloat16, float32 or float64). "
+                f"Received: input dtype={dtype}"
+            )
+        result = super().call(
+            sequences,
+            initial_state=initial_state,
+            mask=mask,
+            training=training,
+        )
+        if not self.return_potentials:
+            return result
+        if self.return_state:
+            output, *states = result
+        else:
+            output, states = result, []
+        spikes, potentials = ops.unstack(output, 2, axis=-1)
+        return (spikes, potentials, *states) if states else (
+            spikes,
+            potentials,
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        threshold, decay = cell.parameters(sequences.dtype)
+        with_potentials = self.return_potentials
+
+        def step(inputs, states):
+            spikes, u, v = cell.step(inputs, states[0], threshold, decay)
+            if with_potentials:
+                spikes = ops.stack([spikes, u], axis=-1)
+            return spikes, [v]
+
+        timesteps = sequences.shape[1]
+        unroll = self.unroll
+        if unroll is None:
+            unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
+        return backend_rnn(
+            step,
+            sequences,
+            list(initial_state),
+            go_backwards=False,
+            mask=mask,
+            unroll=unroll,
+            input_length=timesteps,
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        sequences_shape = tuple(sequences_shape)
+        batch, features = sequences_shape[0], sequences_shape[2:]
+        if self.return_sequences:
+            output_shape = sequences_shape
+        else:
+            output_shape = (batch, *features)
+        outputs = [output_shape]
+        if self.return_potentials:
+            outputs.append(output_shape)
+        if self.return_state:
+            outputs.append((batch, *features))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def compute_mask(self, _, mask):
+        output_mask = mask if self.return_sequences else None
+        extra = int(self.return_potentials) + int(self.return_state)
+        if not extra:
+            return output_mask
+        return [output_mask] + [None] * extra
+
+    def get_config(self):
+        config = keras.layers.Layer.get_config(self)
+        cell_config = self.cell.get_config()
+        for key in ("name", "trainable", "dtype"):
+            cell_config.pop(key, None)
+        config.update(cell_config)
+        config.update(
+            {
+                "return_sequences": self.return_sequences,
+                "return_potentials": self.return_potentials,
+                "return_state": self.return_state,
+                "stateful": self.stateful,
+                "unroll": self.unroll,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@_register
+class IF(LIF):
+    """Integrate-and-fire neurons over a sequence of input currents.
+
+    `keras_snn.layers.LIF` without leak (`decay = 1`), with the reset by
+    subtraction by default (Ledinauskas et al. 2020, Sec. 2.2):
+
+    ```
+    u[t] = v[t-1] + I[t]
+    o[t] = H(u[t] - theta)          # H(0) = 1
+    v[t] = u[t] - theta * o[t]      # reset="soft"; "hard" and "none" too
+    ```
+
+    Args:
+        threshold: float > 0, the firing threshold. Defaults to `1.0`.
+        reset: `"soft"`, `"hard"` or `"none"`. Defaults to `"soft"`.
+        surrogate: the spike's surrogate gradient. Defaults to
+            `"rectangular"`.
+        detach_reset: bool, keep the reset out of the gradient. Defaults to
+            `False`.
+        trainable_threshold: bool, learn the threshold. Defaults to `False`.
+        return_sequences, return_potentials, return_state, stateful,
+            unroll: as for `keras_snn.layers.LIF`.
+        **kwargs: Base layer keyword arguments.
+
+    Call arguments:
+        sequences: float input currents `(batch, time, ...)`.
+        initial_state: optional list with the starting state.
+        training: Python bool.
+
+    Returns:
+        Spikes, then potentials and final state if requested, as for `LIF`.
+
+    Example:
+
+    ```python
+    x = keras.Input((8, 100))
+    spikes = keras_snn.layers.IF(threshold=1.0, reset="soft")(x)
+    ```
+
+    Reference:
+        Ledinauskas et al., "Training Deep Spiking Neural Networks", 2020,
+        Sec. 2.2, Eq. 2.
+    """
+
+    cell_class = IFCell
+
+    def __init__(
+        self,
+        threshold=1.0,
+        reset="soft",
+        surrogate="rectangular",
+        detach_reset=False,
+        trainable_threshold=False,
+        **kwargs,
+    ):
+        for name in ("decay", "trainable_decay"):
+            if name in kwargs:
+                raise ValueError(
+                    f"IF neurons have no leak, so `{name}` is not accepted; "
+                    f"use keras_snn.layers.LIF. Received: {name}="
+                    f"{kwargs[name]!r}"
+                )
+        super().__init__(
+            threshold=threshold,
+            reset=reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            trainable_threshold=trainable_threshold,
+            **kwargs,
+        )
+
+    @staticmethod
+    def _cell_kwargs(decay, trainable_decay, **kwargs):
+        return kwargs
+
+
+def _cell_property(name):
+    return property(
+        lambda self: getattr(self.cell, name),
+        doc=f"The cell's `{name}` (read-only).",
+    )
+
+
+# The neuron hyper-parameters read through to the cell, as Keras' SimpleRNN
+# exposes its cell's arguments.
+for _name in (
+    "threshold",
+    "decay",
+    "reset",
+    "surrogate",
+    "detach_reset",
+    "trainable_threshold",
+    "trainable_decay",
+):
+    setattr(LIF, _name, _cell_property(_name))
+del _name
+
+
+
+def _feature_shape(layer, shape):
+    shape = tuple(shape)
+    if not shape or any(d is None for d in shape):
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) needs a known "
+            "feature shape after the batch (and time) axes to size its "
+            f"membrane state. Received: feature shape={shape}"
+        )
+    return tuple(int(d) for d in shape)
+
