@@ -47,6 +47,8 @@ def heaviside(x):
     Works on Keras tensors and NumPy arrays. It is the forward pass of
     every surrogate in `keras_snn.surrogates`.
     """
+    if isinstance(x, (int, float)):
+        x = np.asarray(x)
     if isinstance(x, (np.ndarray, np.generic)):
         return (x >= 0).astype(x.dtype)
     return ops.cast(ops.greater_equal(x, 0), x.dtype)

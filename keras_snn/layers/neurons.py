@@ -45,8 +45,10 @@ class LIFCell(keras.layers.Layer):
     `H` is replaced in the backward pass by the surrogate's gradient.
 
     The cell works on any feature shape: `(units,)` after a dense layer,
-    `(H, W, C)` after a convolution. Its state has the same shape. Use it
-    through `keras_snn.layers.LIF`, which also knows its output shapes.
+    `(H, W, C)` after a convolution; its state has the same shape. Use it
+    through `keras_snn.layers.LIF`, which knows its output shapes for any
+    feature shape; to use it in a plain `keras.layers.RNN`, give `units`
+    (the input then has shape `(batch, time, units)`).
 
     Args:
         threshold: float > 0, the firing threshold `theta`. Defaults to
@@ -65,6 +67,9 @@ class LIFCell(keras.layers.Layer):
         trainable_decay: bool, whether the decay is a trainable scalar
             weight (PLIF-style), kept in [0, 1] by a constraint. Defaults to
             `False`.
+        units: `None` or int > 0, the number of neurons of a flat
+            `(batch, units)` input; sets `state_size` for
+            `keras.layers.RNN`. Defaults to `None` (any feature shape).
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -98,8 +103,16 @@ class LIFCell(keras.layers.Layer):
         detach_reset=False,
         trainable_threshold=False,
         trainable_decay=False,
+        units=None,
         **kwargs,
     ):
+        if units is not None and (
+            isinstance(units, bool) or not isinstance(units, int) or units < 1
+        ):
+            raise ValueError(
+                "Argument `units` must be None or an integer > 0. Received: "
+                f"units={units!r}"
+            )
         threshold = functional.validate_threshold(threshold)
         decay = functional.validate_decay(decay)
         reset = functional.validate_reset(reset)
@@ -112,16 +125,24 @@ class LIFCell(keras.layers.Layer):
         self.detach_reset = bool(detach_reset)
         self.trainable_threshold = bool(trainable_threshold)
         self.trainable_decay = bool(trainable_decay)
+        self.units = units
         # The state has the input's feature shape, known after `build`;
         # -1 tells `keras.layers.RNN` to ask `get_initial_state` for it.
-        self.state_size = -1
-        self.output_size = -1
-        self.feature_shape = None
+        self.state_size = -1 if units is None else units
+        self.output_size = self.state_size
+        self.feature_shape = None if units is None else (units,)
         self.threshold_weight = None
         self.decay_weight = None
 
     def build(self, input_shape):
-        self.feature_shape = _feature_shape(self, input_shape[1:])
+        feature_shape = _feature_shape(self, input_shape[1:])
+        if self.units is not None and feature_shape != (self.units,):
+            raise ValueError(
+                f"Layer '{self.name}' was created with units={self.units} "
+                f"and expects inputs of shape (batch, {self.units}). "
+                f"Received: input shape={tuple(input_shape)}"
+            )
+        self.feature_shape = feature_shape
         if self.trainable_threshold:
             self.threshold_weight = self.add_weight(
                 shape=(),
@@ -180,9 +201,6 @@ class LIFCell(keras.layers.Layer):
             ops.zeros((batch_size, *self.feature_shape), self.compute_dtype)
         ]
 
-    def compute_output_shape(self, input_shape, states_shape=None):
-        return tuple(input_shape), [tuple(input_shape)]
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -194,6 +212,7 @@ class LIFCell(keras.layers.Layer):
                 "detach_reset": self.detach_reset,
                 "trainable_threshold": self.trainable_threshold,
                 "trainable_decay": self.trainable_decay,
+                "units": self.units,
             }
         )
         return config
@@ -221,6 +240,7 @@ class IFCell(LIFCell):
             `False`.
         trainable_threshold: bool, learn the threshold. Defaults to
             `False`.
+        units: `None` or int > 0, as for `LIFCell`. Defaults to `None`.
         **kwargs: Base layer keyword arguments.
 
     Call arguments:
@@ -249,15 +269,10 @@ class IFCell(LIFCell):
         surrogate="rectangular",
         detach_reset=False,
         trainable_threshold=False,
+        units=None,
         **kwargs,
     ):
-        for name in ("decay", "trainable_decay"):
-            if name in kwargs:
-                raise ValueError(
-                    f"IF neurons have no leak, so `{name}` is not accepted; "
-                    f"use keras_snn.layers.LIF. Received: {name}="
-                    f"{kwargs[name]!r}"
-                )
+        _reject_leak_arguments(kwargs)
         super().__init__(
             threshold=threshold,
             decay=1.0,
@@ -266,6 +281,7 @@ class IFCell(LIFCell):
             detach_reset=detach_reset,
             trainable_threshold=trainable_threshold,
             trainable_decay=False,
+            units=units,
             **kwargs,
         )
 
@@ -484,7 +500,7 @@ class LIF(keras.layers.RNN):
     def get_config(self):
         config = keras.layers.Layer.get_config(self)
         cell_config = self.cell.get_config()
-        for key in ("name", "trainable", "dtype"):
+        for key in ("name", "trainable", "dtype", "units"):
             cell_config.pop(key, None)
         config.update(cell_config)
         config.update(
@@ -559,13 +575,7 @@ class IF(LIF):
         trainable_threshold=False,
         **kwargs,
     ):
-        for name in ("decay", "trainable_decay"):
-            if name in kwargs:
-                raise ValueError(
-                    f"IF neurons have no leak, so `{name}` is not accepted; "
-                    f"use keras_snn.layers.LIF. Received: {name}="
-                    f"{kwargs[name]!r}"
-                )
+        _reject_leak_arguments(kwargs)
         super().__init__(
             threshold=threshold,
             reset=reset,
@@ -601,6 +611,15 @@ for _name in (
     setattr(LIF, _name, _cell_property(_name))
 del _name
 
+
+
+def _reject_leak_arguments(kwargs):
+    for name in ("decay", "trainable_decay"):
+        if name in kwargs:
+            raise ValueError(
+                f"IF neurons have no leak, so `{name}` is not accepted; use "
+                f"keras_snn.layers.LIF. Received: {name}={kwargs[name]!r}"
+            )
 
 
 def _feature_shape(layer, shape):
