@@ -33,7 +33,6 @@ class _Encoding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.timesteps = timesteps
         self.supports_masking = False
-        self._build_at_init()
 
     def _check_input(self, inputs):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
@@ -89,6 +88,10 @@ class DirectEncoding(_Encoding):
         Larger, Better", AAAI 2019, section "Encoding and decoding schemes".
     """
 
+    def __init__(self, timesteps, **kwargs):
+        super().__init__(timesteps, **kwargs)
+        self._build_at_init()
+
     def call(self, inputs):
         self._check_input(inputs)
         return self._repeat(inputs)
@@ -98,7 +101,6 @@ class _RandomEncoding(_Encoding):
     """Encoders that draw spikes with a per-step firing probability."""
 
     def __init__(self, timesteps, seed=None, **kwargs):
-        super().__init__(timesteps, **kwargs)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int)
         ):
@@ -106,8 +108,10 @@ class _RandomEncoding(_Encoding):
                 "Argument `seed` must be None or an integer. Received: "
                 f"seed={seed!r}"
             )
+        super().__init__(timesteps, **kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self._build_at_init()
 
     def probability(self, inputs):
         raise NotImplementedError
