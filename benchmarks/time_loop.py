@@ -1,4 +1,4 @@
-"""Training throughput of the spiking time loop under its obvious implementations.
+"""Training throughput of the spiking time loop, implemented several ways.
 
 Measures `model.train_on_batch` speed (samples/s) of a small convolutional
 spiking network,
@@ -28,9 +28,10 @@ throughput is B / median step time over `--repeats` timed calls that follow
 `--warmup` warm-up calls (the first of which includes tracing and any XLA
 compilation). The whole set is run `--rounds` times (alternating the order)
 and the fastest round of each variant is reported, since load from other
-processes only ever slows a run down; the per-round numbers are shown too. After timing, each child restores the initial weights and
-reports the norm of the conv kernel's gradient on the benchmark batch, so
-that one can see that gradients flow and agree across variants.
+processes only ever slows a run down; the per-round numbers are shown too.
+After timing, each child restores the initial weights and reports the norm
+of the conv kernel's gradient on the benchmark batch, so that one can see
+that gradients flow and agree across variants.
 
 The parent process never imports TensorFlow. It prints a markdown table with
 the throughput relative to variant 1 at the same T; on a shared, noisy
