@@ -204,16 +204,24 @@ def _run_child(variant, timesteps, args):
         sys.executable,
         os.path.abspath(__file__),
         "--child",
-        "--variant", str(variant),
-        "--timesteps", str(timesteps),
-        "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup),
-        "--seed", str(args.seed),
+        "--variant",
+        str(variant),
+        "--timesteps",
+        str(timesteps),
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--seed",
+        str(args.seed),
     ]
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True,
+            cmd,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=args.child_timeout,
         )
     except subprocess.TimeoutExpired:
@@ -221,10 +229,10 @@ def _run_child(variant, timesteps, args):
     wall = time.perf_counter() - start
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
+            result = json.loads(line[len(RESULT_PREFIX) :])
             result["wall_s"] = wall
             return result
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     return {
         "error": f"exit {proc.returncode}: "
         + (lines[-1] if lines else "no output"),
@@ -251,12 +259,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, nargs="+", default=[4, 8])
     parser.add_argument(
-        "--repeats", type=int, default=10,
+        "--repeats",
+        type=int,
+        default=10,
         help="timed train_on_batch calls per variant (>= 8 recommended)",
     )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
-        "--rounds", type=int, default=2,
+        "--rounds",
+        type=int,
+        default=2,
         help="times each variant is run (fresh subprocess each); the "
         "fastest round is reported",
     )
@@ -271,21 +283,26 @@ def main(argv=None):
 
     if args.child:
         result = _child(
-            args.variant, args.timesteps[0], args.repeats, args.warmup,
+            args.variant,
+            args.timesteps[0],
+            args.repeats,
+            args.warmup,
             args.seed,
         )
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
 
-    runs = {key: [] for key in (
-        (v, t) for t in args.timesteps for v in args.variants)}
+    runs = {
+        key: []
+        for key in ((v, t) for t in args.timesteps for v in args.variants)
+    }
     total_start = time.perf_counter()
     order = list(runs)
     for round_index in range(args.rounds):
         # Alternate the order so slow drifts in machine load hit all
         # variants alike.
-        for variant, timesteps in order if round_index % 2 == 0 else (
-            order[::-1]
+        for variant, timesteps in (
+            order if round_index % 2 == 0 else (order[::-1])
         ):
             result = _run_child(variant, timesteps, args)
             runs[variant, timesteps].append(result)
@@ -296,7 +313,8 @@ def main(argv=None):
                 f"[{time.perf_counter() - total_start:6.1f} s] round "
                 f"{round_index + 1}, variant {variant}, T={timesteps}: "
                 f"{status}",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
     results = {key: _best(rs) for key, rs in runs.items()}
 
@@ -318,8 +336,10 @@ def main(argv=None):
             r = results[variant, timesteps]
             name = f"{variant}. {VARIANTS[variant]}"
             if "error" in r:
-                print(f"| {name} | {timesteps} | error: {r['error']} "
-                      "| - | - | - | - | - |")
+                print(
+                    f"| {name} | {timesteps} | error: {r['error']} "
+                    "| - | - | - | - | - |"
+                )
                 continue
             ratio = r["samples_per_s"] / base if base else None
             per_round = ", ".join(
@@ -332,12 +352,12 @@ def main(argv=None):
                 f"{_fmt(r['first_call_s'], '.1f')} | "
                 f"{_fmt(r['grad_norm'], '.4g')} | {per_round} |"
             )
-    errors = [
-        (k, r) for k, rs in runs.items() for r in rs if "error" in r
-    ]
+    errors = [(k, r) for k, rs in runs.items() for r in rs if "error" in r]
     for (variant, timesteps), r in errors:
-        print(f"\nvariant {variant}, T={timesteps} failed:\n"
-              f"{r.get('stderr_tail', r['error'])}")
+        print(
+            f"\nvariant {variant}, T={timesteps} failed:\n"
+            f"{r.get('stderr_tail', r['error'])}"
+        )
     print(f"\ntotal wall time {time.perf_counter() - total_start:.0f} s")
 
 

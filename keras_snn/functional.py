@@ -36,6 +36,8 @@ __all__ = [
     "heaviside",
     "neuron_step",
     "validate_decay",
+    "validate_number",
+    "validate_positive",
     "validate_reset",
     "validate_threshold",
 ]
@@ -96,32 +98,53 @@ def neuron_step(
     )
 
 
+def validate_number(value, name, accepted, predicate, owner=None):
+    """Returns `value` as a float if `predicate(value)` holds, else raises.
+
+    Args:
+        value: the argument received.
+        name: the argument's name, used in the message.
+        accepted: what is accepted, in words, e.g. `"a number > 0"`.
+        predicate: function of the float value, `True` when it is valid.
+        owner: optional class name to start the message with.
+
+    Raises:
+        ValueError: "Argument `name` must be <accepted>. Received:
+            name=<value>".
+    """
+    try:
+        number = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not predicate(number):
+        prefix = f"{owner}: argument" if owner else "Argument"
+        raise ValueError(
+            f"{prefix} `{name}` must be {accepted}. Received: {name}={value!r}"
+        )
+    return number
+
+
+def validate_positive(value, name, owner=None):
+    """Returns `value` as a float, or raises if it is not a number > 0."""
+    return validate_number(value, name, "a number > 0", _is_positive, owner)
+
+
 def validate_threshold(threshold, name="threshold"):
     """Returns `threshold` as a float, or raises if it is not > 0."""
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not value > 0:
-        raise ValueError(
-            f"Argument `{name}` must be a number > 0. Received: "
-            f"{name}={threshold!r}"
-        )
-    return value
+    return validate_positive(threshold, name)
 
 
 def validate_decay(decay, name="decay"):
     """Returns `decay` as a float, or raises if it is outside [0, 1]."""
-    try:
-        value = float(decay)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"Argument `{name}` must be a number in [0, 1]. Received: "
-            f"{name}={decay!r}"
-        )
-    return value
+    return validate_number(decay, name, "a number in [0, 1]", _is_unit_interval)
+
+
+def _is_positive(value):
+    return value > 0
+
+
+def _is_unit_interval(value):
+    return 0.0 <= value <= 1.0
 
 
 def validate_reset(reset):
@@ -132,3 +155,278 @@ def validate_reset(reset):
             f"reset={reset!r}"
         )
     return reset
+
+
+# ---------------------------------------------------------------------------
+# Readout heads (keras_snn.layers.readout, keras_snn.losses)
+# ---------------------------------------------------------------------------
+
+READOUT_MODES = ("last", "mean", "max")
+
+__all__ += [
+    "READOUT_MODES",
+    "leaky_integration_matrix",
+    "voting_matrix",
+]
+
+
+def voting_matrix(num_classes, population, dtype="float32"):
+    """The constant voting matrix `M` of Wu et al. 2019, Eq. 11.
+
+    Output neuron `j` votes for class `j // population` (populations are
+    contiguous blocks), and `M` averages each population:
+
+    ```
+    M[c, j] = 1 / population   if j // population == c, else 0
+    ```
+
+    so `M @ o` is, per class, the fraction of its population that fired
+    and `(1/T) sum_t M o[t]` lies in [0, 1] like the label vector `Y`.
+
+    Args:
+        num_classes: int > 0, the number of classes.
+        population: int > 0, the number of neurons voting for each class.
+        dtype: NumPy dtype of the result. Defaults to `"float32"`.
+
+    Returns:
+        NumPy array of shape `(num_classes, num_classes * population)`.
+    """
+    owner = np.arange(num_classes * population) // population
+    matrix = owner[None, :] == np.arange(num_classes)[:, None]
+    return (matrix / population).astype(dtype)
+
+
+def leaky_integration_matrix(timesteps, decay, dtype="float32"):
+    """Matrix `L` that runs a leaky integrator over time in one product.
+
+    `L[t, s] = decay**(t - s)` for `s <= t` and 0 otherwise, so that
+    `u = L @ c` (along the time axis) solves
+
+    ```
+    u[t] = decay * u[t-1] + c[t],   u[-1] = 0
+    ```
+
+    which is `neuron_step` with `reset="none"` and a neuron that never
+    fires (infinite threshold), i.e. Eq. 5 of Wu et al. 2019 without the
+    firing term. `0**0` is taken as 1, so `decay=0` gives `u[t] = c[t]`.
+
+    Args:
+        timesteps: the sequence length `T`: a Python int (the result is a
+            NumPy array) or a scalar integer tensor (the result is a
+            tensor, for sequences of unknown length).
+        decay: float in [0, 1], the leak factor.
+        dtype: dtype of the result. Defaults to `"float32"`.
+
+    Returns:
+        Array or tensor of shape `(T, T)`, lower triangular.
+    """
+    if isinstance(timesteps, (int, np.integer)):
+        steps = np.arange(int(timesteps))
+        lag = steps[:, None] - steps[None, :]
+        powers = np.power(float(decay), np.maximum(lag, 0).astype("float64"))
+        return np.where(lag >= 0, powers, 0.0).astype(dtype)
+    steps = ops.arange(timesteps)
+    lag = ops.expand_dims(steps, 1) - ops.expand_dims(steps, 0)
+    lag = ops.cast(lag, dtype)
+    powers = ops.power(ops.cast(decay, dtype), ops.maximum(lag, 0))
+    return ops.where(lag >= 0, powers, ops.zeros_like(powers))
+
+
+__all__ += [
+    "batch_norm_parameters",
+    "fold_batch_norm",
+    "neunorm_output",
+    "neunorm_step",
+]
+
+
+def fold_batch_norm(
+    kernel,
+    bias,
+    gamma,
+    beta,
+    moving_mean,
+    moving_variance,
+    epsilon,
+    scale=1.0,
+):
+    """Folds an inference-mode batch norm into the preceding layer's weights.
+
+    The batchnorm-scale fusion of Zheng et al. 2021 (Eq. 9-10). For output
+    channel `k`, with `s = scale` (`alpha * V_th` for tdBN, 1 for plain
+    batch norm):
+
+    ```
+    f[k] = gamma[k] * s / sqrt(var[k] + eps)
+    W'[..., k] = f[k] * W[..., k]                                # Eq. 9
+    B'[k] = f[k] * (B[k] - mean[k]) + beta[k]                    # Eq. 10
+    ```
+
+    so that `x @ W' + B'` (or the convolution with `W'`) equals the layer
+    followed by the normalization with its moving statistics, and the
+    network stays fully spiking at inference.
+
+    The output channel must be the last kernel axis: a `Dense` kernel
+    `(in, out)` or a `Conv1D`/`Conv2D`/`Conv3D` kernel `(..., in, out)`,
+    followed by a normalization over that channel (`axis=-1`). Depthwise
+    kernels, whose output channels are `in * multiplier`, do not qualify.
+
+    Args:
+        kernel: NumPy array whose last axis is the output channel.
+        bias: NumPy array `(out,)`, or `None` for a layer without bias
+            (treated as 0; the folded layer then needs a bias).
+        gamma: `(out,)` scale of the normalization (`lambda` in the paper),
+            or `None` for `scale=False` (treated as 1).
+        beta: `(out,)` offset, or `None` for `center=False` (treated as 0).
+        moving_mean: `(out,)` inference mean `mu_inf`.
+        moving_variance: `(out,)` inference variance `sigma_inf^2`.
+        epsilon: float, the normalization's epsilon.
+        scale: float, the constant factor `alpha * V_th` of tdBN; 1 for
+            `keras.layers.BatchNormalization`. Defaults to `1.0`.
+
+    Returns:
+        Tuple `(folded_kernel, folded_bias)` of NumPy arrays in the
+        kernel's dtype (float32 if the kernel is not a float array),
+        computed in float64.
+
+    Example:
+
+    ```python
+    kernel, bias = conv.get_weights()
+    folded = keras_snn.functional.fold_batch_norm(
+        kernel, bias, *keras_snn.functional.batch_norm_parameters(tdbn)
+    )
+    ```
+    """
+    kernel = np.asarray(kernel)
+    dtype = kernel.dtype if kernel.dtype.kind == "f" else np.dtype("float32")
+    if kernel.ndim < 2:
+        raise ValueError(
+            "Argument `kernel` must have at least 2 axes, the last being "
+            f"the output channel. Received: kernel.shape={kernel.shape}"
+        )
+    channels = kernel.shape[-1]
+
+    def vector(value, name, default):
+        if value is None and default is not None:
+            return np.full((channels,), default, "float64")
+        value = np.asarray(value, "float64")
+        if value.shape != (channels,):
+            raise ValueError(
+                f"Argument `{name}` must have shape ({channels},), one "
+                "value per output channel (the last kernel axis). "
+                f"Received: {name}.shape={value.shape}"
+            )
+        return value
+
+    bias = vector(bias, "bias", 0.0)
+    gamma = vector(gamma, "gamma", 1.0)
+    beta = vector(beta, "beta", 0.0)
+    mean = vector(moving_mean, "moving_mean", None)
+    variance = vector(moving_variance, "moving_variance", None)
+    factor = gamma * float(scale) / np.sqrt(variance + float(epsilon))
+    folded_kernel = kernel.astype("float64") * factor
+    folded_bias = (bias - mean) * factor + beta
+    return folded_kernel.astype(dtype), folded_bias.astype(dtype)
+
+
+def batch_norm_parameters(layer):
+    """The inference parameters of a batch-norm layer, for `fold_batch_norm`.
+
+    Accepts a built `keras.layers.BatchNormalization`, a
+    `keras_snn.layers.TDBatchNormalization`, or either wrapped in a
+    `keras.layers.Wrapper` such as `keras_snn.layers.TimeFolded`. The layer
+    must normalize its last axis.
+
+    Args:
+        layer: the normalization layer.
+
+    Returns:
+        Tuple `(gamma, beta, moving_mean, moving_variance, epsilon, scale)`
+        in the order of `fold_batch_norm`'s arguments: NumPy arrays
+        (`gamma` is `None` when the layer has `scale=False`, `beta` when it
+        has `center=False`), the float `epsilon`, and `scale`, which is the
+        layer's `alpha * threshold` for tdBN and 1 otherwise.
+    """
+    inner = getattr(layer, "layer", None)
+    if inner is not None and not hasattr(layer, "moving_mean"):
+        layer = inner
+    if getattr(layer, "moving_variance", None) is None:
+        raise ValueError(
+            "Argument `layer` must be a built BatchNormalization or "
+            "TDBatchNormalization layer (with moving statistics). "
+            f"Received: layer={layer!r}"
+        )
+    rank = getattr(getattr(layer, "input_spec", None), "ndim", None)
+    axis = layer.axis
+    if rank is not None and axis >= 0:
+        axis -= rank
+    if axis != -1:
+        raise ValueError(
+            "Only a normalization of the last axis (the output channel of "
+            f"the preceding kernel) can be folded. Received: axis={layer.axis}"
+        )
+
+    def numpy(variable):
+        return None if variable is None else ops.convert_to_numpy(variable)
+
+    return (
+        numpy(getattr(layer, "gamma", None)),
+        numpy(getattr(layer, "beta", None)),
+        numpy(layer.moving_mean),
+        numpy(layer.moving_variance),
+        float(layer.epsilon),
+        float(getattr(layer, "output_scale", 1.0)),
+    )
+
+
+def neunorm_step(spikes, x, decay, scale):
+    """One step of the NeuNorm auxiliary neuron (Wu et al. 2019, Eq. 9).
+
+    At each spatial location the auxiliary neuron integrates the mean spike
+    count over the `F` feature maps (the last axis) with a leak:
+
+    ```
+    x[t] = k * x[t-1] + (v / F) * sum_f o_f[t]                  # Eq. 9
+    ```
+
+    Args:
+        spikes: spikes `o[t]` of shape `(batch, ..., F)`; `F` must be
+            static.
+        x: auxiliary state `x[t-1]` of shape `(batch, ..., 1)`.
+        decay: the decay factor `k` (`k_tau2`), in [0, 1].
+        scale: the constant scaling factor `v`.
+
+    Returns:
+        The new state `x[t]`, shape `(batch, ..., 1)`. NumPy in, NumPy out.
+    """
+    features = spikes.shape[-1]
+    if isinstance(spikes, (np.ndarray, np.generic)):
+        total = np.sum(spikes, axis=-1, keepdims=True)
+    else:
+        total = ops.sum(spikes, axis=-1, keepdims=True)
+    return decay * x + (scale / features) * total
+
+
+def neunorm_output(spikes, x, weight):
+    """What the next layer receives under NeuNorm (Wu et al. 2019, Eq. 10).
+
+    ```
+    y_c[t] = o_c[t] - U_c * x[t]                                 # Eq. 10
+    ```
+
+    Eq. 10 convolves `y` with the next layer's kernel, so the subtraction is
+    done per location and feature map before that layer.
+
+    Args:
+        spikes: spikes `o[t]`, shape `(batch, ..., F)` (or with a time axis,
+            `(batch, time, ..., F)`).
+        x: auxiliary state `x[t]` from `neunorm_step`, the spikes' shape
+            with a last axis of 1.
+        weight: the trainable `U`, shape `(..., F)`: one value per location
+            and feature map.
+
+    Returns:
+        `spikes - weight * x`, the spikes' shape.
+    """
+    return spikes - weight * x

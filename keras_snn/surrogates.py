@@ -29,6 +29,8 @@ import tensorflow as tf
 from keras import ops
 
 from keras_snn.functional import heaviside
+from keras_snn.functional import validate_number
+from keras_snn.functional import validate_positive
 
 __all__ = [
     "ATan",
@@ -46,19 +48,6 @@ __all__ = [
 ]
 
 _register = keras.saving.register_keras_serializable(package="keras_snn")
-
-
-def _positive(cls_name, name, value):
-    try:
-        value_f = float(value)
-    except (TypeError, ValueError):
-        value_f = None
-    if value_f is None or not value_f > 0:
-        raise ValueError(
-            f"{cls_name}: argument `{name}` must be a number > 0. "
-            f"Received: {name}={value!r}"
-        )
-    return value_f
 
 
 @_register
@@ -134,7 +123,7 @@ class Rectangular(Surrogate):
     """
 
     def __init__(self, width=1.0):
-        self.width = _positive("Rectangular", "width", width)
+        self.width = validate_positive(width, "width", "Rectangular")
 
     def grad(self, x, threshold=1.0):
         inside = ops.less(ops.abs(x), self.width / 2.0)
@@ -165,8 +154,8 @@ class FastSigmoid(Surrogate):
     """
 
     def __init__(self, gamma=10.0, beta=1.0):
-        self.gamma = _positive("FastSigmoid", "gamma", gamma)
-        self.beta = _positive("FastSigmoid", "beta", beta)
+        self.gamma = validate_positive(gamma, "gamma", "FastSigmoid")
+        self.beta = validate_positive(beta, "beta", "FastSigmoid")
 
     def grad(self, x, threshold=1.0):
         return self.beta / ops.square(1.0 + self.gamma * ops.abs(x))
@@ -186,7 +175,7 @@ class Triangle(Surrogate):
     """
 
     def __init__(self, width=1.0):
-        self.width = _positive("Triangle", "width", width)
+        self.width = validate_positive(width, "width", "Triangle")
 
     def grad(self, x, threshold=1.0):
         return ops.relu(1.0 - ops.abs(x) / self.width) / self.width
@@ -209,8 +198,8 @@ class Exponential(Surrogate):
     """
 
     def __init__(self, tau=1.0, scale=1.0):
-        self.tau = _positive("Exponential", "tau", tau)
-        self.scale = _positive("Exponential", "scale", scale)
+        self.tau = validate_positive(tau, "tau", "Exponential")
+        self.scale = validate_positive(scale, "scale", "Exponential")
 
     def grad(self, x, threshold=1.0):
         return self.scale * ops.exp(-ops.abs(x) / self.tau)
@@ -221,14 +210,14 @@ class Exponential(Surrogate):
 
 @_register
 class Sigmoid(Surrogate):
-    """Sigmoid surrogate: `grad(x) = alpha * s * (1 - s)`, `s = sigmoid(alpha x)`.
+    """Sigmoid surrogate: `grad(x) = alpha s (1 - s)`, `s = sigmoid(alpha x)`.
 
     Args:
         alpha: float > 0, the slope. Defaults to `4.0`.
     """
 
     def __init__(self, alpha=4.0):
-        self.alpha = _positive("Sigmoid", "alpha", alpha)
+        self.alpha = validate_positive(alpha, "alpha", "Sigmoid")
 
     def grad(self, x, threshold=1.0):
         s = ops.sigmoid(self.alpha * x)
@@ -247,7 +236,7 @@ class ATan(Surrogate):
     """
 
     def __init__(self, alpha=2.0):
-        self.alpha = _positive("ATan", "alpha", alpha)
+        self.alpha = validate_positive(alpha, "alpha", "ATan")
 
     def grad(self, x, threshold=1.0):
         z = (math.pi / 2.0) * self.alpha * x
@@ -282,16 +271,13 @@ class LIFPseudoDerivative(Surrogate):
     """
 
     def __init__(self, alpha=1.0):
-        try:
-            value = float(alpha)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not value >= 0:
-            raise ValueError(
-                "LIFPseudoDerivative: argument `alpha` must be a number >= 0. "
-                f"Received: alpha={alpha!r}"
-            )
-        self.alpha = value
+        self.alpha = validate_number(
+            alpha,
+            "alpha",
+            "a number >= 0",
+            _is_non_negative,
+            "LIFPseudoDerivative",
+        )
 
     def grad(self, x, threshold=1.0):
         threshold = ops.cast(threshold, x.dtype)
@@ -299,6 +285,10 @@ class LIFPseudoDerivative(Surrogate):
 
     def get_config(self):
         return {"alpha": self.alpha}
+
+
+def _is_non_negative(value):
+    return value >= 0
 
 
 _SURROGATES = {

@@ -22,39 +22,57 @@ def run_numpy(currents, threshold, decay, reset):
 HAND_TRAJECTORIES = [
     # LIF, hard reset, k = 0.5, theta = 1, I = 0.75
     (
-        "hard", 0.5, 1.0, 0.75,
+        "hard",
+        0.5,
+        1.0,
+        0.75,
         [0.75, 1.125, 0.75, 1.125, 0.75],
         [0, 1, 0, 1, 0],
     ),
     # LIF, soft reset, k = 0.5, theta = 1, I = 0.75:
     # 0.75; 1.125 fire -> 0.125; 0.0625 + 0.75 = 0.8125; 1.15625 fire
     (
-        "soft", 0.5, 1.0, 0.75,
+        "soft",
+        0.5,
+        1.0,
+        0.75,
         [0.75, 1.125, 0.8125, 1.15625, 0.828125],
         [0, 1, 0, 1, 0],
     ),
     # LIF, no reset: u converges to I / (1 - k) = 1.5
     (
-        "none", 0.5, 1.0, 0.75,
+        "none",
+        0.5,
+        1.0,
+        0.75,
         [0.75, 1.125, 1.3125, 1.40625, 1.453125],
         [0, 1, 1, 1, 1],
     ),
     # IF (k = 1), soft reset, theta = 1, I = 0.75: u == theta fires at t=3
     (
-        "soft", 1.0, 1.0, 0.75,
+        "soft",
+        1.0,
+        1.0,
+        0.75,
         [0.75, 1.5, 1.25, 1.0, 0.75],
         [0, 1, 1, 1, 0],
     ),
     # IF, hard reset, theta = 0.5, I = 0.25: fires on reaching theta exactly
     (
-        "hard", 1.0, 0.5, 0.25,
+        "hard",
+        1.0,
+        0.5,
+        0.25,
         [0.25, 0.5, 0.25, 0.5, 0.25],
         [0, 1, 0, 1, 0],
     ),
     # LIF, hard reset, k = 0.25, theta = 2, I = 1.5:
     # u approaches I / (1 - k) = 2 from below and never fires
     (
-        "hard", 0.25, 2.0, 1.5,
+        "hard",
+        0.25,
+        2.0,
+        1.5,
         [1.5, 1.875, 1.96875, 1.9921875, 1.998046875],
         [0, 0, 0, 0, 0],
     ),

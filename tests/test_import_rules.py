@@ -7,9 +7,23 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OPTIONAL = {
-    "sklearn", "matplotlib", "torch", "lava", "nir", "onnx", "onnxruntime",
-    "tf2onnx", "ai_edge_litert", "tflite_micro", "h5py", "psutil",
-    "tensorflow_datasets", "snntorch", "norse", "spikingjelly", "jinja2",
+    "sklearn",
+    "matplotlib",
+    "torch",
+    "lava",
+    "nir",
+    "onnx",
+    "onnxruntime",
+    "tf2onnx",
+    "ai_edge_litert",
+    "tflite_micro",
+    "h5py",
+    "psutil",
+    "tensorflow_datasets",
+    "snntorch",
+    "norse",
+    "spikingjelly",
+    "jinja2",
 }
 
 

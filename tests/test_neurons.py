@@ -136,9 +136,9 @@ def test_stateful_streaming_equals_whole_sequence():
 
 def test_keras_rnn_with_cell_units():
     inputs = keras.Input((6, 3))
-    outputs = keras.layers.RNN(
-        layers.LIFCell(units=3), return_sequences=True
-    )(inputs)
+    outputs = keras.layers.RNN(layers.LIFCell(units=3), return_sequences=True)(
+        inputs
+    )
     model = keras.Model(inputs, outputs)
     currents = np.random.default_rng(5).uniform(0, 1, (2, 6, 3))
     ref, _ = reference(currents, 1.0, 0.5, "hard")
@@ -215,7 +215,9 @@ def test_trainable_threshold_and_decay():
 def test_trainable_decay_values_follow_equations():
     currents = np.random.default_rng(8).uniform(0, 1, (2, 5, 3))
     layer = layers.LIF(
-        decay=0.3, trainable_decay=True, return_potentials=True,
+        decay=0.3,
+        trainable_decay=True,
+        return_potentials=True,
         dtype="float64",
     )
     layer(currents)

@@ -16,7 +16,7 @@ def small_conv_snn(timesteps=3):
     fold = layers.TimeFolded
     inputs = keras.Input((8, 8, 1))
     x = layers.DirectEncoding(timesteps)(inputs)
-    x = fold(keras.layers.Conv2D(8, 3, padding="same", name="conv0"))(x)
+    x = fold(keras.layers.Conv2D(8, 3, padding="same"), name="conv0")(x)
     x = fold(keras.layers.BatchNormalization())(x)
     x = layers.LIF(surrogate="fast_sigmoid", trainable_decay=True)(x)
     x = fold(keras.layers.AveragePooling2D(2))(x)
@@ -46,7 +46,7 @@ def test_fit_learns_and_gradient_reaches_first_kernel():
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:
         loss = loss_fn(y, model(x, training=True))
-    kernel = model.get_layer("time_folded").layer.kernel
+    kernel = model.get_layer("conv0").layer.kernel
     grad = tape.gradient(loss, kernel)
     assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 0
 
@@ -105,8 +105,13 @@ def test_keras_round_trip_in_fresh_process(tmp_path):
     model.save(path)
     np.savez(tmp_path / "data.npz", x=x, w=w, out=out.numpy(), grad=grad)
     result = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS_CHECK, str(path),
-         str(tmp_path / "data.npz")],
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS_CHECK,
+            str(path),
+            str(tmp_path / "data.npz"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

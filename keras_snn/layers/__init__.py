@@ -19,3 +19,16 @@ __all__ = [
     "PoissonEncoding",
     "TimeFolded",
 ]
+
+# Readout heads (issue 3).
+from keras_snn.layers.readout import Decoding  # noqa: E402
+from keras_snn.layers.readout import MembraneReadout  # noqa: E402
+from keras_snn.layers.readout import Voting  # noqa: E402
+
+__all__ += ["Decoding", "MembraneReadout", "Voting"]
+
+# Normalization (issue 3).
+from keras_snn.layers.normalization import NeuNorm  # noqa: E402
+from keras_snn.layers.normalization import TDBatchNormalization  # noqa: E402
+
+__all__ += ["NeuNorm", "TDBatchNormalization"]

@@ -7,6 +7,9 @@ All encoders add a time axis after the batch axis, giving
 import keras
 from keras import ops
 
+from keras_snn import functional
+from keras_snn.layers.checks import check_float_input
+
 __all__ = ["BernoulliEncoding", "DirectEncoding", "PoissonEncoding"]
 
 _register = keras.saving.register_keras_serializable(package="keras_snn")
@@ -35,14 +38,12 @@ class _Encoding(keras.layers.Layer):
         self.supports_masking = False
 
     def _check_input(self, inputs):
-        dtype = keras.backend.standardize_dtype(inputs.dtype)
-        if not keras.backend.is_float_dtype(dtype):
-            raise TypeError(
-                f"Layer '{self.name}' ({type(self).__name__}) expects float "
-                "input; scale integer images first, e.g. with "
-                "keras.layers.Rescaling(1 / 255). "
-                f"Received: input dtype={dtype}"
-            )
+        check_float_input(
+            self,
+            inputs,
+            "input; scale integer images first, e.g. with "
+            "keras.layers.Rescaling(1 / 255)",
+        )
 
     def _repeat(self, inputs):
         return ops.repeat(ops.expand_dims(inputs, 1), self.timesteps, axis=1)
@@ -80,7 +81,8 @@ class DirectEncoding(_Encoding):
 
     ```python
     x = keras.Input((28, 28, 1))
-    seq = keras_snn.layers.DirectEncoding(timesteps=4)(x)  # (None, 4, 28, 28, 1)
+    seq = keras_snn.layers.DirectEncoding(timesteps=4)(x)
+    # seq.shape == (None, 4, 28, 28, 1)
     ```
 
     Reference:
@@ -208,15 +210,7 @@ class PoissonEncoding(_RandomEncoding):
     """
 
     def __init__(self, timesteps, max_rate=1.0, seed=None, **kwargs):
-        try:
-            rate = float(max_rate)
-        except (TypeError, ValueError):
-            rate = None
-        if rate is None or not rate > 0:
-            raise ValueError(
-                "Argument `max_rate` must be a number > 0. Received: "
-                f"max_rate={max_rate!r}"
-            )
+        rate = functional.validate_positive(max_rate, "max_rate")
         super().__init__(timesteps, seed=seed, **kwargs)
         self.max_rate = rate
 

@@ -12,6 +12,7 @@ from keras.src.backend import rnn as backend_rnn
 from keras_snn import constraints
 from keras_snn import functional
 from keras_snn import surrogates
+from keras_snn.layers.checks import check_float_input
 
 __all__ = ["IF", "IFCell", "LIF", "LIFCell"]
 
@@ -424,13 +425,7 @@ class LIF(keras.layers.RNN):
         super().build(sequences_shape, initial_state_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        dtype = keras.backend.standardize_dtype(sequences.dtype)
-        if not keras.backend.is_float_dtype(dtype):
-            raise TypeError(
-                f"Layer '{self.name}' ({type(self).__name__}) expects float "
-                "input currents (float16, bfloat16, float32 or float64). "
-                f"Received: input dtype={dtype}"
-            )
+        check_float_input(self, sequences, "input currents")
         result = super().call(
             sequences,
             initial_state=initial_state,
@@ -444,9 +439,13 @@ class LIF(keras.layers.RNN):
         else:
             output, states = result, []
         spikes, potentials = ops.unstack(output, 2, axis=-1)
-        return (spikes, potentials, *states) if states else (
-            spikes,
-            potentials,
+        return (
+            (spikes, potentials, *states)
+            if states
+            else (
+                spikes,
+                potentials,
+            )
         )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -612,7 +611,6 @@ for _name in (
 del _name
 
 
-
 def _reject_leak_arguments(kwargs):
     for name in ("decay", "trainable_decay"):
         if name in kwargs:
@@ -631,4 +629,3 @@ def _feature_shape(layer, shape):
             f"membrane state. Received: feature shape={shape}"
         )
     return tuple(int(d) for d in shape)
-

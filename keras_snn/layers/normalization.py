@@ -1,0 +1,545 @@
+"""Normalization for spiking networks: `TDBatchNormalization`, `NeuNorm`.
+
+Both layers take whole batch-major sequences `(batch, time, ...)`.
+`TDBatchNormalization` normalizes input currents over batch, time and
+space (Zheng et al. 2021); `NeuNorm` normalizes spikes across feature maps
+with an auxiliary neuron per location (Wu et al. 2019). Their equations
+live in `keras_snn.functional` (`fold_batch_norm`, `neunorm_step`,
+`neunorm_output`), shared with the exporters.
+"""
+
+import keras
+from keras import ops
+from keras.src.backend import rnn as backend_rnn
+
+from keras_snn import functional
+from keras_snn.layers.checks import check_float_input
+from keras_snn.layers.checks import serialize_options
+from keras_snn.layers.neurons import MAX_AUTO_UNROLL
+
+__all__ = ["NeuNorm", "TDBatchNormalization"]
+
+_register = keras.saving.register_keras_serializable(package="keras_snn")
+
+
+def _check_rank(layer, shape, what):
+    shape = tuple(shape)
+    if len(shape) < 3:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) expects {what} of "
+            "shape (batch, time, ..., channels), rank >= 3; add a time "
+            "axis, e.g. with keras_snn.layers.DirectEncoding. "
+            f"Received: input shape={shape}"
+        )
+    return shape
+
+
+@_register
+class TDBatchNormalization(keras.layers.Layer):
+    """Threshold-dependent batch normalization (tdBN) over batch and time.
+
+    Normalizes the input currents of spiking neurons per channel, with
+    statistics over the batch, time and spatial axes together, to a
+    variance of `(alpha * V_th)^2` instead of 1. For channel `k` and all
+    `x_k` of the batch, time steps and locations:
+
+    ```
+    mean_k = mean(x_k)                                   # Eq. 7
+    var_k = mean((x_k - mean_k)^2)                       # Eq. 8 (biased)
+    x^_k = alpha * V_th * (x_k - mean_k) / sqrt(var_k + eps)   # Eq. 5
+    y_k = gamma_k * x^_k + beta_k                        # Eq. 6
+    ```
+
+    `gamma` (the paper's `lambda`) starts at 1 and `beta` at 0, so the
+    currents start with mean 0 and standard deviation `alpha * V_th`;
+    `alpha` and `V_th` are constants, not weights. The paper uses
+    `alpha = 1` in serial networks and `alpha = 1 / sqrt(n)` where `n`
+    branches are summed (residual blocks), and `V_th` equal to the
+    threshold of the neurons that receive the currents.
+
+    In training (`training=True` and `trainable`) the batch statistics are
+    used and the moving statistics are updated as in
+    `keras.layers.BatchNormalization`:
+    `moving = moving * momentum + batch * (1 - momentum)`, with the biased
+    batch variance. In inference the moving statistics are used; then the
+    layer is affine per channel and can be folded into the preceding
+    layer's weights with `keras_snn.functional.fold_batch_norm` (Eq. 9-10).
+
+    With `alpha = threshold = 1` the layer equals
+    `keras_snn.layers.TimeFolded(keras.layers.BatchNormalization())`.
+
+    Args:
+        alpha: float > 0, the structure-dependent factor `alpha`. Defaults
+            to `1.0`.
+        threshold: float > 0, the threshold `V_th` of the neurons fed by
+            this layer. Defaults to `1.0`.
+        axis: int, the channel axis; not the batch (0) or time (1) axis.
+            Defaults to `-1`.
+        momentum: float in [0, 1), the momentum of the moving statistics.
+            Defaults to `0.99`.
+        epsilon: float > 0, added to the variance. Defaults to `1e-3`.
+        center: bool, whether to add the trainable offset `beta`. Defaults
+            to `True`.
+        scale: bool, whether to multiply by the trainable `gamma`. Defaults
+            to `True`.
+        synchronized: bool, whether the batch statistics are reduced across
+            all replicas of a `tf.distribute` strategy in training (sums,
+            squared sums and counts are all-reduced), so that every replica
+            normalizes with the statistics of the global batch. Without a
+            strategy it has no effect. Defaults to `False`.
+        beta_initializer: initializer of `beta`. Defaults to `"zeros"`.
+        gamma_initializer: initializer of `gamma`. Defaults to `"ones"`.
+        moving_mean_initializer: initializer of the moving mean. Defaults
+            to `"zeros"`.
+        moving_variance_initializer: initializer of the moving variance.
+            Defaults to `"ones"`.
+        beta_regularizer: optional regularizer of `beta`. Defaults to
+            `None`.
+        gamma_regularizer: optional regularizer of `gamma`. Defaults to
+            `None`.
+        beta_constraint: optional constraint of `beta`. Defaults to `None`.
+        gamma_constraint: optional constraint of `gamma`. Defaults to
+            `None`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: float tensor of shape `(batch, time, ..., channels)`, e.g.
+            `(batch, time, units)` after a dense layer or
+            `(batch, time, H, W, C)` after a convolution.
+        training: Python bool; `True` normalizes with the batch statistics
+            and updates the moving ones, `False` or `None` uses the moving
+            statistics.
+
+    Returns:
+        A tensor of the input's shape.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((4, 28, 28, 1))
+    x = keras_snn.layers.TimeFolded(keras.layers.Conv2D(16, 3))(inputs)
+    x = keras_snn.layers.TDBatchNormalization(alpha=1.0, threshold=0.5)(x)
+    spikes = keras_snn.layers.LIF(threshold=0.5)(x)
+    ```
+
+    Reference:
+        Zheng, Wu, Deng, Hu, Li, "Going Deeper With Directly-Trained Larger
+        Spiking Neural Networks", AAAI 2021, Eq. 5-10 and Algorithm 1
+        (https://arxiv.org/abs/2011.05280).
+    """
+
+    def __init__(
+        self,
+        alpha=1.0,
+        threshold=1.0,
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        synchronized=False,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        alpha = functional.validate_threshold(alpha, name="alpha")
+        threshold = functional.validate_threshold(threshold)
+        momentum = _validate_momentum(momentum)
+        epsilon = functional.validate_threshold(epsilon, name="epsilon")
+        if (
+            isinstance(axis, bool)
+            or not isinstance(axis, int)
+            or axis
+            in (
+                0,
+                1,
+            )
+        ):
+            raise ValueError(
+                "Argument `axis` must be an integer naming a channel axis "
+                "after the batch (0) and time (1) axes: >= 2, or negative "
+                f"(-1 is the last axis). Received: axis={axis!r}"
+            )
+        super().__init__(**kwargs)
+        self.alpha = alpha
+        self.threshold = threshold
+        self.axis = axis
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.synchronized = bool(synchronized)
+        self.beta_initializer = keras.initializers.get(beta_initializer)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+        self.moving_mean_initializer = keras.initializers.get(
+            moving_mean_initializer
+        )
+        self.moving_variance_initializer = keras.initializers.get(
+            moving_variance_initializer
+        )
+        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
+        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
+        self.beta_constraint = keras.constraints.get(beta_constraint)
+        self.gamma_constraint = keras.constraints.get(gamma_constraint)
+        self.gamma = None
+        self.beta = None
+        self.moving_mean = None
+        self.moving_variance = None
+        self._axis = None
+        self._reduction_axes = None
+
+    @property
+    def output_scale(self):
+        """The constant factor `alpha * threshold` of Eq. 5 (read-only)."""
+        return self.alpha * self.threshold
+
+    def _channel_axis(self, input_shape):
+        rank = len(_check_rank(self, input_shape, "input currents"))
+        axis = self.axis + rank if self.axis < 0 else self.axis
+        if not 2 <= axis < rank:
+            raise ValueError(
+                f"Layer '{self.name}' (TDBatchNormalization): argument "
+                f"`axis` must name a channel axis of a rank-{rank} input "
+                f"after the batch and time axes, i.e. in [2, {rank - 1}] or "
+                f"[{-rank + 2}, -1]. Received: axis={self.axis}"
+            )
+        return axis
+
+    def build(self, input_shape):
+        axis = self._channel_axis(input_shape)
+        channels = input_shape[axis]
+        if channels is None:
+            raise ValueError(
+                f"Layer '{self.name}' (TDBatchNormalization) needs a known "
+                f"size of the channel axis {self.axis}. Received: input "
+                f"shape={tuple(input_shape)}"
+            )
+        shape = (int(channels),)
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape=shape,
+                name="gamma",
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+                trainable=True,
+                autocast=False,
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                shape=shape,
+                name="beta",
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+                trainable=True,
+                autocast=False,
+            )
+        self.moving_mean = self.add_weight(
+            shape=shape,
+            name="moving_mean",
+            initializer=self.moving_mean_initializer,
+            trainable=False,
+            autocast=False,
+        )
+        self.moving_variance = self.add_weight(
+            shape=shape,
+            name="moving_variance",
+            initializer=self.moving_variance_initializer,
+            trainable=False,
+            autocast=False,
+        )
+        rank = len(input_shape)
+        self._axis = axis
+        self._reduction_axes = [i for i in range(rank) if i != axis]
+        self.input_spec = keras.layers.InputSpec(
+            ndim=rank, axes={axis: int(channels)}
+        )
+
+    def compute_output_shape(self, input_shape):
+        self._channel_axis(input_shape)
+        return tuple(input_shape)
+
+    def call(self, inputs, training=None):
+        # Statistics in float32 at least, as keras BatchNormalization does.
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        inputs = ops.cast(inputs, compute_dtype)
+        if training and self.trainable:
+            mean, variance = ops.moments(
+                inputs, self._reduction_axes, synchronized=self.synchronized
+            )
+            momentum = self.momentum
+            moving_mean = ops.cast(self.moving_mean, compute_dtype)
+            moving_variance = ops.cast(self.moving_variance, compute_dtype)
+            self.moving_mean.assign(
+                ops.cast(
+                    moving_mean * momentum + mean * (1.0 - momentum),
+                    self.moving_mean.dtype,
+                )
+            )
+            self.moving_variance.assign(
+                ops.cast(
+                    moving_variance * momentum + variance * (1.0 - momentum),
+                    self.moving_variance.dtype,
+                )
+            )
+        else:
+            mean = ops.cast(self.moving_mean, compute_dtype)
+            variance = ops.cast(self.moving_variance, compute_dtype)
+        gamma = self.output_scale
+        if self.gamma is not None:
+            gamma = ops.cast(self.gamma, compute_dtype) * gamma
+        else:
+            gamma = ops.full(ops.shape(mean), gamma, compute_dtype)
+        beta = None
+        if self.beta is not None:
+            beta = ops.cast(self.beta, compute_dtype)
+        outputs = ops.batch_normalization(
+            inputs,
+            mean=mean,
+            variance=variance,
+            axis=self._axis,
+            offset=beta,
+            scale=gamma,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "alpha": self.alpha,
+                "threshold": self.threshold,
+                "axis": self.axis,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "synchronized": self.synchronized,
+            }
+        )
+        config.update(
+            serialize_options(
+                self,
+                (
+                    "beta_initializer",
+                    "gamma_initializer",
+                    "moving_mean_initializer",
+                    "moving_variance_initializer",
+                    "beta_regularizer",
+                    "gamma_regularizer",
+                    "beta_constraint",
+                    "gamma_constraint",
+                ),
+            )
+        )
+        return config
+
+
+@_register
+class NeuNorm(keras.layers.Layer):
+    """Neuron normalization (NeuNorm) of spikes across feature maps.
+
+    At every spatial location an auxiliary neuron integrates, with a leak,
+    the spikes of all `F` feature maps there; each neuron's output is then
+    reduced by the auxiliary state through a trainable weight `U` of the
+    feature map's size. With `k` = `decay` and `v` = `scale`:
+
+    ```
+    x[t](i,j) = k * x[t-1](i,j) + (v / F) * sum_f o_f[t](i,j)      # Eq. 9
+    y_c[t](i,j) = o_c[t](i,j) - U_c(i,j) * x[t](i,j)                # Eq. 10
+    ```
+
+    starting from `x[-1] = 0`. Eq. 10 feeds `y` to the next layer's
+    convolution, so put NeuNorm between a spiking layer and the next
+    synaptic layer, e.g. `LIF -> NeuNorm -> TimeFolded(Conv2D)`. The output
+    is no longer binary and `x` depends on the spikes, so a deployed network
+    runs Eq. 9-10 (`keras_snn.functional.neunorm_step`) before that layer.
+
+    Shapes: the last input axis holds the `F` feature maps and the axes
+    between time and it are spatial, so `(batch, time, H, W, F)` gives one
+    auxiliary neuron per `(i, j)` and `U` of shape `(H, W, F)` (`U_c` has
+    "the same size as the FM" for each of the `F` maps). A
+    `(batch, time, units)` input is read as a single location with
+    `F = units`: one auxiliary neuron per sample tracks the mean spike
+    count of the whole layer, and `U` has shape `(units,)`. The paper
+    applies NeuNorm to convolutional layers only; the flat case is the
+    same equations with `H = W = 1`.
+
+    The paper ties the constants ("for simplicity we set k_tau2 + vF = 1")
+    and says Eq. 9 computes "the average response to the input firing rate
+    with momentum". keras_snn reads this as `k + v = 1`, which makes `x` an
+    exponential moving average of the mean firing rate over the feature
+    maps, and uses it when `scale=None` (the default): `v = 1 - k`. Pass
+    `scale=(1 - decay) / F` for the literal `k + vF = 1`, or any `v > 0`.
+    The paper does not say how `U` is
+    initialized; the default zeros make the layer start as the identity,
+    and `U` gets a gradient `-x[t]` times the incoming one from the first
+    step.
+
+    Args:
+        decay: float in [0, 1], the decay factor `k_tau2` of the auxiliary
+            neuron. Defaults to `0.9`.
+        scale: `None` or float > 0, the constant scaling factor `v`;
+            `None` means `1 - decay`. Defaults to `None`.
+        weight_initializer: initializer of `U`. Defaults to `"zeros"`.
+        weight_regularizer: optional regularizer of `U`. Defaults to
+            `None`.
+        weight_constraint: optional constraint of `U`. Defaults to `None`.
+        unroll: `None`, `True` or `False`. `None` unrolls the time loop
+            when the sequence length is static and at most 64 steps, and
+            uses a symbolic loop otherwise; `True` and `False` force one or
+            the other (a length unknown when tracing always uses the
+            symbolic loop). Both compile with XLA. Defaults to `None`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: float spikes `o` of shape `(batch, time, ..., F)` with a
+            known feature shape after the time axis.
+
+    Returns:
+        `y = o - U * x`, a float tensor of the input's shape.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((4, 28, 28, 1))
+    x = keras_snn.layers.TimeFolded(keras.layers.Conv2D(16, 3))(inputs)
+    x = keras_snn.layers.LIF()(x)
+    x = keras_snn.layers.NeuNorm(decay=0.9)(x)  # v = 0.1
+    x = keras_snn.layers.TimeFolded(keras.layers.Conv2D(32, 3))(x)
+    ```
+
+    Reference:
+        Wu, Deng, Li, Zhu, Xie, Shi, "Direct Training for Spiking Neural
+        Networks: Faster, Larger, Better", AAAI 2019, Eq. 9-10 and
+        Algorithm 2 (https://arxiv.org/abs/1809.05793).
+    """
+
+    def __init__(
+        self,
+        decay=0.9,
+        scale=None,
+        weight_initializer="zeros",
+        weight_regularizer=None,
+        weight_constraint=None,
+        unroll=None,
+        **kwargs,
+    ):
+        decay = functional.validate_decay(decay)
+        if scale is not None:
+            scale = functional.validate_threshold(scale, name="scale")
+        elif decay >= 1.0:
+            raise ValueError(
+                "NeuNorm with decay=1 needs an explicit `scale` > 0 (the "
+                "default scale=None means 1 - decay). Received: decay=1.0, "
+                "scale=None"
+            )
+        if unroll not in (None, True, False):
+            raise ValueError(
+                "Argument `unroll` must be None, True or False. Received: "
+                f"unroll={unroll!r}"
+            )
+        super().__init__(**kwargs)
+        self.decay = decay
+        self.scale = scale
+        self.weight_initializer = keras.initializers.get(weight_initializer)
+        self.weight_regularizer = keras.regularizers.get(weight_regularizer)
+        self.weight_constraint = keras.constraints.get(weight_constraint)
+        self.unroll = unroll
+        self.auxiliary_weight = None
+
+    @property
+    def effective_scale(self):
+        """The factor `v` of Eq. 9: `scale`, or `1 - decay` if it is None."""
+        return 1.0 - self.decay if self.scale is None else self.scale
+
+    def build(self, input_shape):
+        input_shape = _check_rank(self, input_shape, "spikes")
+        feature_shape = input_shape[2:]
+        if any(d is None for d in feature_shape):
+            raise ValueError(
+                f"Layer '{self.name}' (NeuNorm) needs a known feature shape "
+                "after the batch and time axes to size its weight U. "
+                f"Received: input shape={input_shape}"
+            )
+        feature_shape = tuple(int(d) for d in feature_shape)
+        self.auxiliary_weight = self.add_weight(
+            shape=feature_shape,
+            name="auxiliary_weight",
+            initializer=self.weight_initializer,
+            regularizer=self.weight_regularizer,
+            constraint=self.weight_constraint,
+        )
+        self.input_spec = keras.layers.InputSpec(
+            ndim=len(input_shape),
+            axes={i + 2: d for i, d in enumerate(feature_shape)},
+        )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(_check_rank(self, input_shape, "spikes"))
+
+    def auxiliary_states(self, inputs):
+        """Returns `x[t]` for all steps, shape `(batch, time, ..., 1)`."""
+        decay, scale = self.decay, self.effective_scale
+
+        def step(spikes, states):
+            x = functional.neunorm_step(spikes, states[0], decay, scale)
+            return x, [x]
+
+        timesteps = inputs.shape[1]
+        unroll = self.unroll
+        if unroll is None:
+            unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
+        _, states, _ = backend_rnn(
+            step,
+            inputs,
+            [ops.zeros_like(inputs[:, 0, ..., :1])],
+            unroll=bool(unroll) and timesteps is not None,
+            input_length=timesteps,
+        )
+        return states
+
+    def call(self, inputs):
+        check_float_input(self, inputs, "spikes")
+        states = self.auxiliary_states(inputs)
+        weight = ops.cast(self.auxiliary_weight, inputs.dtype)
+        return functional.neunorm_output(inputs, states, weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "decay": self.decay,
+                "scale": self.scale,
+                "unroll": self.unroll,
+            }
+        )
+        config.update(
+            serialize_options(
+                self,
+                (
+                    "weight_initializer",
+                    "weight_regularizer",
+                    "weight_constraint",
+                ),
+            )
+        )
+        return config
+
+
+def _validate_momentum(momentum):
+    return functional.validate_number(
+        momentum, "momentum", "a number in [0, 1)", _is_momentum
+    )
+
+
+def _is_momentum(value):
+    return 0.0 <= value < 1.0
