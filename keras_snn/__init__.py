@@ -31,6 +31,15 @@ if keras.backend.backend() != "tensorflow":
 from keras_snn import constraints  # noqa: E402
 from keras_snn import functional  # noqa: E402
 from keras_snn import layers  # noqa: E402
+from keras_snn import losses  # noqa: E402
+from keras_snn import models  # noqa: E402
 from keras_snn import surrogates  # noqa: E402
 
-__all__ = ["constraints", "functional", "layers", "surrogates"]
+__all__ = [
+    "constraints",
+    "functional",
+    "layers",
+    "losses",
+    "models",
+    "surrogates",
+]
