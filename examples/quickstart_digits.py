@@ -2,9 +2,12 @@
 
 The digits data ships with scikit-learn, so this runs offline. The network
 sees each 8x8 image as a constant input current for T time steps (direct
-encoding; the first convolution is the encoding layer), has two conv-LIF
+encoding; the first convolution is the encoding layer), has two conv-BN-LIF
 stages and one dense-LIF stage, and reads out the mean spike rate over time
-through a dense layer. It trains with plain `model.compile` / `model.fit`,
+through a dense layer. The batch normalisation acts on the input currents
+of the neurons (Ledinauskas et al. 2020, Sec. 2.6): Keras'
+`BatchNormalization` inside `keras_snn.layers.TimeFolded` normalises over
+batch and time, and the exporter folds it into the convolution. It trains with plain `model.compile` / `model.fit`,
 is saved as `.keras`, reloaded, and evaluated on the held-out test split.
 
 Run:

@@ -20,6 +20,7 @@ __all__ = [
     "parse_spec",
     "residual_block",
     "spiking_resnet",
+    "with_timesteps",
 ]
 
 NEURONS = {"lif": layers.LIF, "if": layers.IF}
@@ -614,3 +615,56 @@ def spiking_resnet(
         )(x)
     outputs = layers.Decoding(num_classes, name="decoding")(x)
     return keras.Model(inputs, outputs, name=name or f"spiking_resnet{depth}")
+
+
+_ENCODERS = (
+    layers.DirectEncoding,
+    layers.BernoulliEncoding,
+    layers.PoissonEncoding,
+)
+
+
+def with_timesteps(model, timesteps):
+    """A copy of `model` that simulates `timesteps` steps, same weights.
+
+    The encoders (`DirectEncoding`, `BernoulliEncoding`, `PoissonEncoding`)
+    of the copy produce `timesteps` steps; every other layer works for any
+    sequence length, so the copy shares the trained weights. Used to
+    measure accuracy versus simulation length (Wu et al. 2019, Fig. 5;
+    Ledinauskas et al. 2020, Fig. 6).
+
+    Args:
+        model: a functional Keras model with at least one keras_snn encoder.
+        timesteps: int >= 1.
+
+    Returns:
+        A new `keras.Model` with the weights of `model`.
+
+    Raises:
+        ValueError: if the model has no encoder (e.g. it reads event frames,
+            whose length is set by the data).
+    """
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or (
+        timesteps < 1
+    ):
+        raise ValueError(
+            "Argument `timesteps` must be an integer >= 1. Received: "
+            f"timesteps={timesteps!r}"
+        )
+    if not any(isinstance(layer, _ENCODERS) for layer in model.layers):
+        raise ValueError(
+            f"Model '{model.name}' has no keras_snn encoder layer, so its "
+            "number of time steps is set by its input data and cannot be "
+            "changed. Received: layers="
+            f"{[type(layer).__name__ for layer in model.layers]}"
+        )
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, _ENCODERS):
+            config["timesteps"] = timesteps
+        return type(layer).from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
