@@ -7,8 +7,9 @@ stages and one dense-LIF stage, and reads out the mean spike rate over time
 through a dense layer. The batch normalisation acts on the input currents
 of the neurons (Ledinauskas et al. 2020, Sec. 2.6): Keras'
 `BatchNormalization` inside `keras_snn.layers.TimeFolded` normalises over
-batch and time, and the exporter folds it into the convolution. It trains with plain `model.compile` / `model.fit`,
-is saved as `.keras`, reloaded, and evaluated on the held-out test split.
+batch and time, and the exporter folds it into the convolution. It trains
+with plain `model.compile` / `model.fit`, is saved as `.keras`, reloaded,
+and evaluated on the held-out test split.
 
 Run:
 

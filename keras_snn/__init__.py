@@ -28,7 +28,9 @@ if keras.backend.backend() != "tensorflow":
         f"backend={keras.backend.backend()!r}"
     )
 
+from keras_snn import analysis  # noqa: E402
 from keras_snn import constraints  # noqa: E402
+from keras_snn import datasets  # noqa: E402
 from keras_snn import functional  # noqa: E402
 from keras_snn import layers  # noqa: E402
 from keras_snn import losses  # noqa: E402
@@ -36,7 +38,9 @@ from keras_snn import models  # noqa: E402
 from keras_snn import surrogates  # noqa: E402
 
 __all__ = [
+    "analysis",
     "constraints",
+    "datasets",
     "functional",
     "layers",
     "losses",

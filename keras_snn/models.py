@@ -24,6 +24,11 @@ __all__ = [
 ]
 
 NEURONS = {"lif": layers.LIF, "if": layers.IF}
+
+# Momentum of the moving statistics of the BN layers the builders create:
+# 0.9, PyTorch's default (momentum 0.1 there) used by the papers, so short
+# runs have usable inference statistics; Keras' own default is 0.99.
+BN_MOMENTUM = 0.9
 NORMS = (None, "tdbn", "bn", "neunorm")
 HEADS = ("Voting", "Decoding", "Readout")
 
@@ -287,11 +292,15 @@ def from_spec(
         x = fold(layer, name=f"{kind}{index}")(x)
         if norm == "tdbn":
             x = layers.TDBatchNormalization(
-                alpha=1.0, threshold=threshold, name=f"{kind}{index}_tdbn"
+                alpha=1.0,
+                threshold=threshold,
+                momentum=BN_MOMENTUM,
+                name=f"{kind}{index}_tdbn",
             )(x)
         elif norm == "bn":
             x = fold(
-                keras.layers.BatchNormalization(), name=f"{kind}{index}_bn"
+                keras.layers.BatchNormalization(momentum=BN_MOMENTUM),
+                name=f"{kind}{index}_bn",
             )(x)
         x = _neuron(neuron, neuron_kwargs, f"{kind}{index}_{neuron}")(x)
         if norm == "neunorm" and kind == "conv":
@@ -480,7 +489,10 @@ def residual_block(
             name=f"{name}_{suffix}_conv",
         )(y)
         return layers.TDBatchNormalization(
-            alpha=alpha, threshold=threshold, name=f"{name}_{suffix}_tdbn"
+            alpha=alpha,
+            threshold=threshold,
+            momentum=BN_MOMENTUM,
+            name=f"{name}_{suffix}_tdbn",
         )(y)
 
     if bottleneck:
@@ -504,6 +516,7 @@ def residual_block(
     shortcut = layers.TDBatchNormalization(
         alpha=SHORTCUT_ALPHA,
         threshold=threshold,
+        momentum=BN_MOMENTUM,
         name=f"{name}_shortcut_tdbn",
     )(shortcut)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
@@ -589,7 +602,9 @@ def spiking_resnet(
         ),
         name="conv1",
     )(x)
-    x = layers.TDBatchNormalization(threshold=threshold, name="conv1_tdbn")(x)
+    x = layers.TDBatchNormalization(
+        threshold=threshold, momentum=BN_MOMENTUM, name="conv1_tdbn"
+    )(x)
     x = _neuron(neuron, neuron_kwargs, f"conv1_{neuron}")(x)
     for stage, (stage_filters, blocks, downsample) in enumerate(stages):
         for block in range(blocks):
@@ -644,8 +659,10 @@ def with_timesteps(model, timesteps):
         ValueError: if the model has no encoder (e.g. it reads event frames,
             whose length is set by the data).
     """
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or (
-        timesteps < 1
+    if (
+        isinstance(timesteps, bool)
+        or not isinstance(timesteps, int)
+        or (timesteps < 1)
     ):
         raise ValueError(
             "Argument `timesteps` must be an integer >= 1. Received: "

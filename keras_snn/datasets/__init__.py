@@ -1,0 +1,62 @@
+"""Data sets for spiking networks, loaded without surprises offline.
+
+`static`: image data sets (digits, MNIST, Fashion-MNIST, CIFAR-10) as NumPy
+arrays or `tf.data` pipelines.
+
+`events`: event streams of neuromorphic sensors: N-MNIST, AEDAT 2.0
+(CIFAR10-DVS) and AEDAT 3.1 (DVS128 Gesture) readers and writers,
+`events_to_frames` and the `event_dataset` pipeline.
+
+`saccade`: static images to N-MNIST-like event streams (`image_to_events`,
+`convert_images`).
+"""
+
+from keras_snn.datasets.events import EVENT_DTYPE
+from keras_snn.datasets.events import event_dataset
+from keras_snn.datasets.events import events_to_frames
+from keras_snn.datasets.events import make_events
+from keras_snn.datasets.events import read_aedat2
+from keras_snn.datasets.events import read_aedat31
+from keras_snn.datasets.events import read_nmnist
+from keras_snn.datasets.events import write_aedat2
+from keras_snn.datasets.events import write_aedat31
+from keras_snn.datasets.events import write_nmnist
+from keras_snn.datasets.saccade import convert_images
+from keras_snn.datasets.saccade import image_to_events
+from keras_snn.datasets.saccade import read_converted
+from keras_snn.datasets.saccade import saccade_sensor_size
+from keras_snn.datasets.saccade import saccade_vertices
+from keras_snn.datasets.static import DATA_DIR_ENV
+from keras_snn.datasets.static import DATASETS
+from keras_snn.datasets.static import DatasetInfo
+from keras_snn.datasets.static import DatasetNotFoundError
+from keras_snn.datasets.static import info
+from keras_snn.datasets.static import load
+from keras_snn.datasets.static import load_arrays
+from keras_snn.datasets.static import read_idx
+
+__all__ = [
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "info",
+    "load",
+    "load_arrays",
+    "read_idx",
+    "EVENT_DTYPE",
+    "convert_images",
+    "event_dataset",
+    "events_to_frames",
+    "image_to_events",
+    "make_events",
+    "read_aedat2",
+    "read_aedat31",
+    "read_converted",
+    "read_nmnist",
+    "saccade_sensor_size",
+    "saccade_vertices",
+    "write_aedat2",
+    "write_aedat31",
+    "write_nmnist",
+]

@@ -1,0 +1,121 @@
+"""PNG plots of training curves and spiking activity (needs matplotlib).
+
+matplotlib is optional (`pip install keras-snn[plots]`); it is imported when
+a plot is drawn, with the non-interactive Agg backend. Each function writes
+its figure atomically: to a temporary file, then renamed.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ["plot_firing_rates", "plot_history", "plot_raster"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(
+            "Plotting needs matplotlib: pip install 'keras-snn[plots]'"
+        ) from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    plt = _pyplot()
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def plot_history(history, path):
+    """Loss and metric curves per epoch, training and validation.
+
+    Args:
+        history: dict from metric name to a list of per-epoch values (a
+            Keras `History.history`).
+        path: where to write the PNG.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    names = [k for k in history if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5))
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, names, strict=True):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker="o", label="val")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_firing_rates(rates, path):
+    """Bar chart of the mean firing rate of each spiking layer.
+
+    Args:
+        rates: dict from layer name to firing rate (spikes/neuron/step), as
+            returned by `keras_snn.analysis.firing_rates`.
+        path: where to write the PNG.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(rates) + 2.5, 3.5))
+    ax.bar(list(rates), list(rates.values()), color="tab:orange")
+    ax.set_ylabel("spikes / neuron / step")
+    ax.set_title("firing rate per layer")
+    ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def plot_raster(trains, path, max_neurons=64):
+    """Spike raster of one sample: one panel per layer, neuron vs time.
+
+    Args:
+        trains: dict from layer name to spikes of ONE sample shaped
+            `(time, ...)`; features are flattened.
+        path: where to write the PNG.
+        max_neurons: int, the first `max_neurons` neurons of each layer are
+            drawn. Defaults to `64`.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(trains), figsize=(3.2 * len(trains), 3.5), squeeze=False
+    )
+    for ax, (name, spikes) in zip(axes[0], trains.items(), strict=True):
+        spikes = np.asarray(spikes).reshape(spikes.shape[0], -1)[
+            :, :max_neurons
+        ]
+        steps, neurons = np.nonzero(spikes)
+        ax.scatter(steps, neurons, marker="|", s=40, color="black")
+        ax.set_xlim(-0.5, spikes.shape[0] - 0.5)
+        ax.set_ylim(-0.5, spikes.shape[1] - 0.5)
+        ax.set_xlabel("time step")
+        ax.set_title(name)
+    axes[0][0].set_ylabel("neuron")
+    return _save(fig, path)

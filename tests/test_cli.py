@@ -1,0 +1,105 @@
+"""The keras-snn command line, end to end on the embedded digits data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_snn import cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args, timeout=900):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_snn.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run_cli(
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "16C3-AP2-32C3-AP2-64FC-Decoding",
+        "--timesteps",
+        "4",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--verbose",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.mark.slow
+def test_train_writes_model_history_and_plots(trained_run):
+    out, result = trained_run
+    assert "test accuracy" in result.stdout
+    for name in ("model.keras", "checkpoint.keras", "history.csv"):
+        assert (out / name).stat().st_size > 0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 3 and len(history["val_accuracy"]) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.5 < metrics["test_accuracy"] <= 1.0
+    assert set(metrics["firing_rates"]) and all(
+        0.0 <= r <= 1.0 for r in metrics["firing_rates"].values()
+    )
+    for name in ("curves.png", "firing_rates.png", "raster.png"):
+        data = (out / "plots" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+@pytest.mark.slow
+def test_evaluate_accuracy_versus_timesteps(trained_run, tmp_path):
+    out, _ = trained_run
+    result = run_cli(
+        "evaluate",
+        str(out / "model.keras"),
+        "--dataset",
+        "digits",
+        "--timesteps",
+        "1",
+        "4",
+        "--json",
+        str(tmp_path / "acc.json"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracies = json.loads((tmp_path / "acc.json").read_text())
+    assert set(accuracies) == {"1", "4"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert accuracies["4"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert "   1  " in result.stdout and "   4  " in result.stdout
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["train", "--help"], ["evaluate", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(args)
+        assert exit_info.value.code == 0
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    code = cli.main(
+        ["train", "--model", "32X3-Decoding", "--out", str(tmp_path / "r")]
+    )
+    assert code == 2
+    assert "Unknown token 1 ('32X3')" in capsys.readouterr().err
+    code = cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path)])
+    assert code == 2
+    assert "imagenet" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="No model file"):
+        cli.main(["evaluate", os.fspath(tmp_path / "missing.keras")])
