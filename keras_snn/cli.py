@@ -17,6 +17,13 @@ import tempfile
 import time
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
+AUGMENTATIONS = {
+    "none": (),
+    "flip": ("flip",),
+    "shift": ("shift",),
+    "flip+shift": ("flip", "shift"),
+}
+SHIFT_PIXELS = 2
 
 
 def _build_parser():
@@ -60,6 +67,19 @@ def _build_parser():
     train.add_argument("--threshold", type=float, default=1.0)
     train.add_argument("--decay", type=float, default=0.5)
     train.add_argument("--surrogate", default="rectangular")
+    train.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout rate on the spikes entering the head (default 0)",
+    )
+    train.add_argument(
+        "--augment",
+        default="none",
+        choices=sorted(AUGMENTATIONS),
+        help="random training augmentation: horizontal flip and/or a shift "
+        "of up to 2 pixels (default none)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--data-dir", default=None, help="local dataset files")
     train.add_argument("--out", required=True, help="output directory")
@@ -161,6 +181,7 @@ def train(args):
         neuron=args.neuron,
         norm=None if args.norm == "none" else args.norm,
         neuron_kwargs=_neuron_kwargs(args),
+        dropout=args.dropout,
         name="snn",
     )
     steps = args.epochs * int(np.ceil(len(x_train) / args.batch_size))
@@ -175,10 +196,9 @@ def train(args):
     ]
     start = time.perf_counter()
     history = model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
+        _training_data(x_train, y_train, args),
         epochs=args.epochs,
+        shuffle=False,  # the dataset is already shuffled
         validation_data=(x_test, y_test),
         callbacks=callbacks,
         verbose=args.verbose,
@@ -215,6 +235,29 @@ def train(args):
         f"{accuracy:.4f}; training {train_seconds:.1f} s; wrote {model_path}"
     )
     return metrics
+
+
+def _training_data(x, y, args):
+    """Shuffled, batched and optionally augmented training batches."""
+    import tensorflow as tf
+
+    ops = AUGMENTATIONS[args.augment]
+    height, width = x.shape[1:3]
+
+    def augment(image, label):
+        if "flip" in ops:
+            image = tf.image.random_flip_left_right(image)
+        if "shift" in ops:
+            pad = SHIFT_PIXELS
+            image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+            image = tf.image.random_crop(image, (height, width, x.shape[3]))
+        return image, label
+
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    data = data.shuffle(len(x), seed=args.seed, reshuffle_each_iteration=True)
+    if ops:
+        data = data.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _neuron_kwargs(args):

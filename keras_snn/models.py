@@ -11,6 +11,7 @@ import re
 
 import keras
 
+from keras_snn import functional
 from keras_snn import layers
 
 __all__ = [
@@ -202,6 +203,7 @@ def from_spec(
     norm=None,
     neuron_kwargs=None,
     voting_population=10,
+    dropout=0.0,
     name=None,
 ):
     """Builds a spiking network from the papers' notation.
@@ -246,6 +248,9 @@ def from_spec(
             (`threshold`, `decay`, `reset`, `surrogate`, ...).
         voting_population: int > 0, neurons per class of the Voting head.
             Defaults to `10`.
+        dropout: float in [0, 1), dropout rate on the spikes entering the
+            head, with one mask for all time steps (Ledinauskas et al. 2020
+            use 0.5 "before the last layer"). Defaults to `0.0`.
         name: optional model name.
 
     Returns:
@@ -278,6 +283,9 @@ def from_spec(
             "Argument `num_classes` must be an integer > 0. Received: "
             f"num_classes={num_classes!r}"
         )
+    dropout = functional.validate_number(
+        dropout, "dropout", "a number in [0, 1)", _is_rate
+    )
     neuron_kwargs = dict(neuron_kwargs or {})
     threshold = _threshold(neuron_kwargs)
     inputs = keras.Input(tuple(input_shape))
@@ -338,6 +346,11 @@ def from_spec(
             )
         else:
             x = _flatten(x)
+            if dropout:
+                # One mask per sample and neuron, shared by all time steps.
+                x = keras.layers.Dropout(
+                    dropout, noise_shape=(None, 1, x.shape[-1]), name="dropout"
+                )(x)
             x = _head(
                 item["head"],
                 x,
@@ -347,6 +360,10 @@ def from_spec(
                 neuron_kwargs,
             )
     return keras.Model(inputs, x, name=name)
+
+
+def _is_rate(value):
+    return 0.0 <= value < 1.0
 
 
 def _add_time_axis(inputs, input_shape, timesteps):

@@ -130,6 +130,7 @@ def test_bad_spec_errors(spec, pattern):
         ({"timesteps": None}, "timesteps=None"),
         ({"num_classes": 0}, "num_classes=0"),
         ({"voting_population": 0}, "voting_population=0"),
+        ({"dropout": 1.0}, "dropout=1.0"),
         ({"input_shape": (8, 8)}, r"input_shape=\(8, 8\)"),
     ],
 )
@@ -212,3 +213,15 @@ def test_spec_model_round_trip(tmp_path):
     np.testing.assert_allclose(
         keras.models.load_model(path)(x), model(x), rtol=1e-6
     )
+
+
+def test_dropout_mask_is_shared_across_time():
+    model = models.from_spec(
+        "16FC-Decoding", (4, 4, 1), num_classes=2, timesteps=3, dropout=0.5
+    )
+    drop = model.get_layer("dropout")
+    spikes = np.ones((64, 3, 16), "float32")
+    out = drop(spikes, training=True).numpy()
+    assert 0.3 < (out == 0).mean() < 0.7
+    np.testing.assert_array_equal(out[:, 0], out[:, 1])
+    np.testing.assert_array_equal(drop(spikes, training=False), spikes)
