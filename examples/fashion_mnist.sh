@@ -12,6 +12,6 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${KERAS_SNN_DATA_DIR:-}" 
 fi
 keras-snn train --dataset fashion_mnist \
     --model "32C3-AP2-64C3-AP2-256FC-Decoding" --norm bn \
-    --timesteps 4 --epochs 10 --batch-size 128 --learning-rate 2e-3 \
+    --timesteps 4 --epochs 8 --batch-size 128 --learning-rate 2e-3 \
     --dropout 0.5 --augment flip --verbose 2 --out "$out"
 keras-snn evaluate "$out/model.keras" --dataset fashion_mnist --timesteps 1 2 4 8
