@@ -35,6 +35,7 @@ __all__ = [
     "RESET_MODES",
     "heaviside",
     "neuron_step",
+    "validate_count",
     "validate_decay",
     "validate_number",
     "validate_positive",
@@ -122,6 +123,21 @@ def validate_number(value, name, accepted, predicate, owner=None):
             f"{prefix} `{name}` must be {accepted}. Received: {name}={value!r}"
         )
     return number
+
+
+def validate_count(value, name, owner=None):
+    """Returns `value` as an int, or raises if it is not an integer >= 1."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < 1
+    ):
+        prefix = f"{owner}: argument" if owner else "Argument"
+        raise ValueError(
+            f"{prefix} `{name}` must be an integer >= 1. Received: "
+            f"{name}={value!r}"
+        )
+    return int(value)
 
 
 def validate_positive(value, name, owner=None):

@@ -274,15 +274,7 @@ def from_spec(
         raise ValueError(
             f"Argument `norm` must be one of {NORMS}. Received: norm={norm!r}"
         )
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or (num_classes < 1)
-    ):
-        raise ValueError(
-            "Argument `num_classes` must be an integer > 0. Received: "
-            f"num_classes={num_classes!r}"
-        )
+    num_classes = functional.validate_count(num_classes, "num_classes")
     dropout = functional.validate_number(
         dropout, "dropout", "a number in [0, 1)", _is_rate
     )
@@ -398,15 +390,7 @@ def _flatten(x):
 
 def _head(head, x, num_classes, population, neuron, neuron_kwargs):
     if head == "Voting":
-        if (
-            isinstance(population, bool)
-            or not isinstance(population, int)
-            or (population < 1)
-        ):
-            raise ValueError(
-                "Argument `voting_population` must be an integer > 0. "
-                f"Received: voting_population={population!r}"
-            )
+        population = functional.validate_count(population, "voting_population")
         x = layers.TimeFolded(
             keras.layers.Dense(num_classes * population), name="voting_fc"
         )(x)
@@ -676,15 +660,7 @@ def with_timesteps(model, timesteps):
         ValueError: if the model has no encoder (e.g. it reads event frames,
             whose length is set by the data).
     """
-    if (
-        isinstance(timesteps, bool)
-        or not isinstance(timesteps, int)
-        or (timesteps < 1)
-    ):
-        raise ValueError(
-            "Argument `timesteps` must be an integer >= 1. Received: "
-            f"timesteps={timesteps!r}"
-        )
+    timesteps = functional.validate_count(timesteps, "timesteps")
     if not any(isinstance(layer, _ENCODERS) for layer in model.layers):
         raise ValueError(
             f"Model '{model.name}' has no keras_snn encoder layer, so its "

@@ -147,3 +147,13 @@ def test_validation_errors(func, value, pattern):
 def test_unknown_reset_in_step():
     with pytest.raises(ValueError, match="reset='bogus'"):
         functional.neuron_step(1.0, 0.0, 1.0, 0.5, "bogus")
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.5, True, "2", None])
+def test_validate_count_rejects(value):
+    with pytest.raises(ValueError, match=r"integer >= 1. Received: n="):
+        functional.validate_count(value, "n")
+
+
+def test_validate_count_accepts_numpy_integers():
+    assert functional.validate_count(np.int64(3), "n") == 3

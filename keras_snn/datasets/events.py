@@ -42,6 +42,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_snn import functional
+
 __all__ = [
     "EVENT_DTYPE",
     "event_dataset",
@@ -615,15 +617,9 @@ def write_aedat31(path, events, source="DVS128", events_per_packet=4096):
     """
     events = _check_events(events, "write_aedat31")
     owner = "write_aedat31"
-    if (
-        isinstance(events_per_packet, bool)
-        or not isinstance(events_per_packet, (int, np.integer))
-        or events_per_packet < 1
-    ):
-        raise ValueError(
-            "Argument `events_per_packet` must be an integer >= 1. "
-            f"Received: events_per_packet={events_per_packet!r}"
-        )
+    events_per_packet = functional.validate_count(
+        events_per_packet, "events_per_packet"
+    )
     if not isinstance(source, str) or not source.isprintable():
         raise ValueError(
             "Argument `source` must be a printable string. Received: "
@@ -684,15 +680,6 @@ def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _positive_int(value, name, owner="events_to_frames"):
-    if not _is_int(value) or value < 1:
-        raise ValueError(
-            f"{owner}: argument `{name}` must be an integer >= 1. "
-            f"Received: {name}={value!r}"
-        )
-    return int(value)
-
-
 def _size_pair(value, name, owner="events_to_frames"):
     try:
         pair = tuple(value)
@@ -725,17 +712,17 @@ def _frame_geometry(
             f"time_window={time_window!r}, num_frames={num_frames!r}"
         )
     if time_window is not None:
-        _positive_int(time_window, "time_window", owner)
+        functional.validate_count(time_window, "time_window", owner)
     else:
-        _positive_int(num_frames, "num_frames", owner)
+        functional.validate_count(num_frames, "num_frames", owner)
     if duration is not None:
-        _positive_int(duration, "duration", owner)
+        functional.validate_count(duration, "duration", owner)
     if start_time is not None and not _is_int(start_time):
         raise ValueError(
             f"{owner}: argument `start_time` must be an integer (us) or "
             f"None. Received: start_time={start_time!r}"
         )
-    factor = _positive_int(downsample, "downsample", owner)
+    factor = functional.validate_count(downsample, "downsample", owner)
     if output_size is not None:
         if factor != 1:
             raise ValueError(
@@ -966,7 +953,7 @@ def event_dataset(
         timesteps = -(-int(duration) // int(time_window))
     else:
         timesteps = int(num_frames)
-    batch_size = _positive_int(batch_size, "batch_size", owner)
+    batch_size = functional.validate_count(batch_size, "batch_size", owner)
     paths = [os.fspath(p) for p in paths]
     labels = np.asarray(labels)
     if labels.dtype.kind in "iub":

@@ -50,6 +50,7 @@ import os
 
 import numpy as np
 
+from keras_snn import functional
 from keras_snn.datasets.events import EVENT_DTYPE
 from keras_snn.datasets.events import _atomic_write
 from keras_snn.datasets.events import write_aedat2
@@ -223,24 +224,10 @@ def image_to_events(
         `(H', W') = saccade_sensor_size(image.shape, amplitude, vertices)`.
     """
     image = _check_image(image)
-    if (
-        isinstance(duration_us, bool)
-        or not isinstance(duration_us, (int, np.integer))
-        or duration_us < 1
-    ):
-        raise ValueError(
-            "Argument `duration_us` must be an integer >= 1. Received: "
-            f"duration_us={duration_us!r}"
-        )
-    if (
-        isinstance(steps_per_saccade, bool)
-        or not isinstance(steps_per_saccade, (int, np.integer))
-        or steps_per_saccade < 1
-    ):
-        raise ValueError(
-            "Argument `steps_per_saccade` must be an integer >= 1. "
-            f"Received: steps_per_saccade={steps_per_saccade!r}"
-        )
+    duration_us = functional.validate_count(duration_us, "duration_us")
+    steps_per_saccade = functional.validate_count(
+        steps_per_saccade, "steps_per_saccade"
+    )
     threshold = validate_positive(threshold, "threshold")
     log_eps = validate_positive(log_eps, "log_eps")
     mismatch = validate_number(

@@ -16,15 +16,7 @@ _register = keras.saving.register_keras_serializable(package="keras_snn")
 
 
 def _validate_timesteps(timesteps):
-    if (
-        isinstance(timesteps, bool)
-        or not isinstance(timesteps, int)
-        or timesteps < 1
-    ):
-        raise ValueError(
-            "Argument `timesteps` must be an integer >= 1. Received: "
-            f"timesteps={timesteps!r}"
-        )
+    timesteps = functional.validate_count(timesteps, "timesteps")
     return timesteps
 
 

@@ -107,13 +107,8 @@ class LIFCell(keras.layers.Layer):
         units=None,
         **kwargs,
     ):
-        if units is not None and (
-            isinstance(units, bool) or not isinstance(units, int) or units < 1
-        ):
-            raise ValueError(
-                "Argument `units` must be None or an integer > 0. Received: "
-                f"units={units!r}"
-            )
+        if units is not None:
+            units = functional.validate_count(units, "units")
         threshold = functional.validate_threshold(threshold)
         decay = functional.validate_decay(decay)
         reset = functional.validate_reset(reset)

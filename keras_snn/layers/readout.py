@@ -23,15 +23,6 @@ __all__ = ["Decoding", "MembraneReadout", "Voting"]
 _register = keras.saving.register_keras_serializable(package="keras_snn")
 
 
-def _validate_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be an integer > 0. Received: "
-            f"{name}={value!r}"
-        )
-    return value
-
-
 def _check_spike_shape(layer, shape):
     """Raises unless `shape` is `(batch, time, units)`; returns `units`."""
     shape = tuple(shape)
@@ -104,9 +95,9 @@ class Voting(keras.layers.Layer):
     """
 
     def __init__(self, num_classes, population=None, **kwargs):
-        num_classes = _validate_count(num_classes, "num_classes")
+        num_classes = functional.validate_count(num_classes, "num_classes")
         if population is not None:
-            population = _validate_count(population, "population")
+            population = functional.validate_count(population, "population")
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.population = population
@@ -323,7 +314,7 @@ class Decoding(_DenseReadout):
         bias_constraint=None,
         **kwargs,
     ):
-        num_classes = _validate_count(num_classes, "num_classes")
+        num_classes = functional.validate_count(num_classes, "num_classes")
         super().__init__(
             units=num_classes,
             use_bias=use_bias,
@@ -446,7 +437,7 @@ class MembraneReadout(_DenseReadout):
         bias_constraint=None,
         **kwargs,
     ):
-        units = _validate_count(units, "units")
+        units = functional.validate_count(units, "units")
         decay = functional.validate_decay(decay)
         if mode not in functional.READOUT_MODES:
             raise ValueError(
