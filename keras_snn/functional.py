@@ -65,6 +65,7 @@ def neuron_step(
     reset="hard",
     spike_fn=heaviside,
     detach_fn=None,
+    select_ops=None,
 ):
     """One time step of a LIF/IF neuron (Wu et al. 2019, Eq. 5-6).
 
@@ -79,12 +80,24 @@ def neuron_step(
             `keras_snn.surrogates` in training, `heaviside` otherwise.
         detach_fn: `None`, or a function applied to the spikes used by the
             reset; `ops.stop_gradient` implements `detach_reset`.
+        select_ops: `None`, or a namespace with `greater_equal` and `where`
+            (`keras.ops` or `numpy`): then the same equations are written
+            with a comparison and selections instead of arithmetic on the
+            spikes, `o = where(u >= theta, 1, 0)`, hard reset
+            `v = where(u >= theta, 0, u)`, soft reset
+            `v = u - where(u >= theta, theta, 0)`. The values are the same;
+            this form is what the exporters use, because integer graphs
+            (TFLite int8, TFLite-Micro) compare and select exactly where a
+            multiplication by the spikes would be rescaled. `spike_fn` and
+            `detach_fn` are not used (inference only).
 
     Returns:
         Tuple `(o, u, v)`: spikes `o[t]`, potential before reset `u[t]` and
         potential after reset `v[t]` (the next state).
     """
     u = decay * v + current
+    if select_ops is not None:
+        return _select_step(u, threshold, reset, select_ops)
     o = spike_fn(u - threshold)
     if reset == "none":
         return o, u, u
@@ -93,6 +106,22 @@ def neuron_step(
         return o, u, u * (1 - r)
     if reset == "soft":
         return o, u, u - threshold * r
+    raise ValueError(
+        f"Argument `reset` must be one of {RESET_MODES}. Received: "
+        f"reset={reset!r}"
+    )
+
+
+def _select_step(u, threshold, reset, select_ops):
+    """`neuron_step`'s fire and reset written with compare and select."""
+    fire = select_ops.greater_equal(u, threshold)
+    o = select_ops.where(fire, 1.0, 0.0)
+    if reset == "none":
+        return o, u, u
+    if reset == "hard":
+        return o, u, select_ops.where(fire, 0.0, u)
+    if reset == "soft":
+        return o, u, u - select_ops.where(fire, threshold, 0.0)
     raise ValueError(
         f"Argument `reset` must be one of {RESET_MODES}. Received: "
         f"reset={reset!r}"

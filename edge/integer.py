@@ -1,0 +1,193 @@
+"""The integer reference simulator: the deployed fixed-point arithmetic.
+
+This module defines, once, what a quantized keras_snn network computes on an
+integer machine; the exporters' integer runtimes must reproduce it bit for
+bit. A quantized graph (`edge.quantize.quantize`) holds, per node, integer
+parameters; `run_integer(qgraph, x)` runs it with NumPy int64 arrays.
+
+Arithmetic, per time step (all values integers):
+
+- Input: `x_q = clip(round_half_away(x / s_in), -127, 127)` (int8).
+- Synaptic layer (conv2d, dense, affine) with int8 weights `W_q` (one scale
+  per output channel `c`), int32 accumulator and int32 bias `b_q`:
+  `acc = W_q * x` (int32; spikes are 0/1, so on spiking inputs this is the
+  sum of the weights of the inputs that fired: event-driven accumulation),
+  then `y[c] = rshift_round(acc * m[c], n[c]) + b_q[c]`, saturated to the
+  `state_bits` range (`m[c]`: int32 multiplier, `n[c]`: shift;
+  `rshift_round(z, n) = (z + 2^(n-1)) >> n` in int64, an arithmetic shift,
+  so halves round up).
+- Average pooling of spikes: the window **sum** (the `1/k^2` is folded into
+  the next layer's multiplier); max pooling, flatten: as in float.
+- Add: saturating sum of currents that share one scale.
+- Neuron (Wu et al. 2019, Eq. 5-6 through `keras_snn.functional.neuron_step`,
+  the same function the Keras layers use): with the current `I` (already
+  saturated) and the state `v`,
+  `u = rshift_round(v * d_q, 15) + I` (decay `d_q = round(decay * 2^15)`,
+  so `decay = 1` is exact), `o = [u >= th_q]`, then hard reset `v = u (1-o)`
+  or soft reset `v = u - th_q o`, and the new state is saturated to
+  `state_bits`. `|u| < 2^state_bits`, so int32 holds every intermediate.
+- Leaky integrator (`MembraneReadout`): the neuron with no spike or reset;
+  its output is `u`.
+
+Outputs are integers in the output scale `s_out`; `dequantize` gives floats.
+"""
+
+import numpy as np
+
+from edge import kernels
+from edge import reference
+from keras_snn import functional
+
+__all__ = [
+    "DECAY_BITS",
+    "FixedPointDecay",
+    "requantize",
+    "round_half_away",
+    "rshift_round",
+    "run_integer",
+    "saturate",
+]
+
+DECAY_BITS = 15
+
+
+def round_half_away(x):
+    """Rounds to the nearest integer, halves away from zero (int64)."""
+    x = np.asarray(x, np.float64)
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+
+
+def rshift_round(z, shift):
+    """`(z + 2^(shift-1)) >> shift`: divide by `2^shift`, halves rounding up.
+
+    `shift` may be an array (per channel); every value must be >= 1.
+    """
+    z = np.asarray(z, np.int64)
+    shift = np.asarray(shift, np.int64)
+    return (z + (np.int64(1) << (shift - 1))) >> shift
+
+
+def requantize(acc, multiplier, shift):
+    """`rshift_round(acc * multiplier, shift)` in int64 (per channel)."""
+    return rshift_round(
+        np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64), shift
+    )
+
+
+def saturate(x, bits):
+    """Clips to the signed `bits`-bit range."""
+    limit = (1 << (bits - 1)) - 1
+    return np.clip(x, -limit - 1, limit)
+
+
+class FixedPointDecay:
+    """The decay factor in Q15, multiplying like a number in `neuron_step`.
+
+    `FixedPointDecay(d_q) * v == rshift_round(v * d_q, 15)`, so the shared
+    `keras_snn.functional.neuron_step` runs unchanged on integer states.
+    """
+
+    def __init__(self, d_q):
+        self.d_q = int(d_q)
+
+    def __mul__(self, v):
+        return rshift_round(np.asarray(v, np.int64) * self.d_q, DECAY_BITS)
+
+    __rmul__ = __mul__
+
+    def __repr__(self):
+        return f"FixedPointDecay({self.d_q} / 2**{DECAY_BITS})"
+
+
+def _synaptic(node, x, bits):
+    p = node.params
+    if node.op == "conv2d":
+        acc = kernels.conv2d(x, p["kernel_q"], None, p["strides"], p["padding"])
+    elif node.op == "dense":
+        acc = kernels.dense(x, p["kernel_q"])
+    else:  # affine: a per-channel (diagonal) weight
+        acc = np.asarray(x, np.int64) * p["kernel_q"]
+    y = requantize(acc, p["multiplier"], p["shift"]) + p["bias_q"]
+    return saturate(y, bits)
+
+
+def apply_integer(node, inputs, state, bits):
+    """One integer step of one node (see the module docstring)."""
+    p = node.params
+    x = inputs[0]
+    op = node.op
+    if op in ("conv2d", "dense", "affine"):
+        return _synaptic(node, x, bits), None
+    if op == "avg_pool":
+        return kernels.avg_pool2d(
+            x, p["pool_size"], p["strides"], p["padding"], divide=False
+        ), None
+    if op == "max_pool":
+        return kernels.max_pool2d(
+            np.asarray(x, np.int64), p["pool_size"], p["strides"], p["padding"]
+        ), None
+    if op == "flatten":
+        return x.reshape(len(x), -1), None
+    if op == "add":
+        return saturate(sum(inputs[1:], inputs[0]), bits), None
+    if op in ("neuron", "integrator"):
+        v = np.zeros(x.shape, np.int64) if state is None else state
+        reset = p["reset"] if op == "neuron" else "none"
+        spikes, u, v = functional.neuron_step(
+            np.asarray(x, np.int64),
+            v,
+            p.get("threshold_q", 0),
+            FixedPointDecay(p["decay_q"]),
+            reset,
+        )
+        v = saturate(v, bits)
+        if op == "integrator":
+            return v, v
+        return spikes.astype(np.int64), v
+    raise ValueError(f"Unknown op {op!r} in node {node.name!r}")
+
+
+def quantize_input(qgraph, x):
+    """The int8 input `clip(round_half_away(x / s_in), -127, 127)`."""
+    return np.clip(
+        round_half_away(np.asarray(x) / qgraph.input_scale), -127, 127
+    )
+
+
+def run_integer(qgraph, x, timesteps=None, record=False):
+    """Runs a quantized graph with the integer arithmetic above.
+
+    Args:
+        qgraph: an `edge.quantize.QuantizedGraph`.
+        x: float inputs as for `edge.reference.run_float`; they are
+            quantized with the graph's input scale.
+        timesteps: overrides the graph's `T`.
+        record: also return every node's integer values per step.
+
+    Returns:
+        `(output, raw)` with `output` the dequantized aggregated output
+        (float64) and `raw` the integer per-step outputs `(N, T, ...)`;
+        with `record`, `(output, raw, trace)`.
+
+    Example:
+
+    >>> qgraph = edge.quantize.quantize(fused, x_train[:256])
+    >>> scores, raw = edge.integer.run_integer(qgraph, x_test)
+    """
+    graph = qgraph.graph
+    steps, x_at = reference.input_steps(graph, x, timesteps)
+    bits = qgraph.state_bits
+
+    def at(t):
+        return quantize_input(qgraph, x_at(t))
+
+    def apply(node, inputs, state):
+        return apply_integer(node, inputs, state, bits)
+
+    outputs, trace = reference.simulate(
+        graph.nodes, graph.output, at, steps, apply, record
+    )
+    raw = np.stack(outputs, axis=1)
+    values = [o * qgraph.output_scale for o in outputs]
+    output = reference.aggregate(values, graph.aggregate)
+    return (output, raw, trace) if record else (output, raw)

@@ -1,0 +1,256 @@
+"""Post-training quantization of a fused step graph for the integer reference.
+
+`quantize(fused_graph, calibration_data)` runs the float reference on the
+calibration data, picks the scales, and returns a `QuantizedGraph` whose
+nodes carry the integer parameters that `edge.integer` defines the
+arithmetic of:
+
+- int8 weights, symmetric, one scale per output channel:
+  `s_w[c] = max|W[..., c]| / 127`, `W_q = round(W / s_w)`;
+- an int8 input, symmetric: `s_in = max|x| / 127` over the calibration data;
+- one fixed-point scale per neuron layer, `s_v = R / (2^(B-1) - 1)`, where
+  `R` bounds `|u|` on the calibration data (largest current plus largest
+  state, and at least the threshold) and `B = state_bits` (16 by default):
+  the currents into the neuron, its bias and threshold
+  (`th_q = round(theta / s_v)`) and its state live in that scale;
+- the decay in Q15 (`d_q = round(decay * 2^15)`);
+- per output channel a requantization multiplier `m[c]` and shift `n[c]`
+  with `m[c] / 2^n[c] = s_x s_w[c] / s_y` (`m` in [2^30, 2^31));
+- the output in its own scale `s_out = max|y| / (2^(B-1) - 1)`.
+
+Spikes are the integers 0/1 (scale 1); an average pool outputs window sums,
+so the next layer's input scale is `1 / (kh kw)`.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from edge import integer
+from edge import reference
+from edge.errors import CalibrationError
+from edge.errors import UnsupportedLayerError
+
+__all__ = ["QuantizedGraph", "quantize", "quantize_multiplier"]
+
+SYNAPTIC = ("conv2d", "dense", "affine")
+STATEFUL = ("neuron", "integrator")
+
+
+@dataclasses.dataclass
+class QuantizedGraph:
+    """A step graph with integer parameters for `edge.integer.run_integer`.
+
+    Attributes:
+        graph: the fused `Graph`; the params of its synaptic and stateful
+            nodes also hold the integer parameters (`kernel_q`, `bias_q`,
+            `multiplier`, `shift`, `threshold_q`, `decay_q`) and `scale`
+            (the scale of the node's output values).
+        input_scale: `s_in` of the int8 input.
+        output_scale: scale of the integer outputs.
+        state_bits: width `B` of currents and membrane states.
+    """
+
+    graph: object
+    input_scale: float
+    output_scale: float
+    state_bits: int = 16
+
+    @property
+    def nodes(self):
+        return self.graph.nodes
+
+
+def quantize_multiplier(real):
+    """`(m, n)` with `m / 2^n == real` to 31 bits, `2^30 <= m < 2^31`.
+
+    Raises:
+        ValueError: `real` is not positive, or needs a shift outside
+            [1, 62] (a scale ratio beyond what int64 products hold).
+    """
+    if not real > 0:
+        raise ValueError(f"A requantization scale must be > 0: got {real}")
+    mantissa, exponent = math.frexp(real)  # real = mantissa * 2**exponent
+    m = round(mantissa * (1 << 31))
+    shift = 31 - exponent
+    if m == 1 << 31:
+        m //= 2
+        shift -= 1
+    if not 1 <= shift <= 62:
+        raise ValueError(
+            f"The scale ratio {real:g} cannot be expressed with a shift in "
+            "[1, 62]."
+        )
+    return m, shift
+
+
+def _weights_int8(kernel):
+    """Per-output-channel symmetric int8 weights and their scales."""
+    kernel = np.asarray(kernel, np.float64)
+    flat = np.abs(kernel).reshape(-1, kernel.shape[-1])
+    scale = flat.max(axis=0) / 127.0
+    scale = np.where(scale > 0, scale, 1.0)
+    return np.clip(integer.round_half_away(kernel / scale), -127, 127), scale
+
+
+def _max_abs(values):
+    return max(float(np.max(np.abs(v))) if np.size(v) else 0.0 for v in values)
+
+
+def quantize(graph, calibration_data, state_bits=16):
+    """Quantizes a fused graph with calibration data.
+
+    Args:
+        graph: a fused `edge.ir.Graph`.
+        calibration_data: a batch of inputs as for
+            `edge.reference.run_float` (a few hundred training samples).
+        state_bits: width of currents and membrane states (8 to 32).
+            Defaults to 16.
+
+    Returns:
+        A `QuantizedGraph`.
+
+    Raises:
+        CalibrationError: no or empty calibration data.
+        UnsupportedLayerError: a structure the integer arithmetic does not
+            express (e.g. pooling of currents instead of spikes).
+
+    Example:
+
+    >>> qgraph = edge.quantize.quantize(fused, x_train[:256])
+    """
+    if calibration_data is None or np.size(calibration_data) == 0:
+        raise CalibrationError(
+            "Quantization needs calibration data: pass a batch of training "
+            "inputs (a few hundred samples)."
+        )
+    if not isinstance(state_bits, int) or not 8 <= state_bits <= 32:
+        raise ValueError(
+            "Argument `state_bits` must be an integer in [8, 32]. Received: "
+            f"state_bits={state_bits!r}"
+        )
+    if any(node.op == "batch_norm" for node in graph.nodes):
+        raise UnsupportedLayerError(
+            "Fold the batch norms first (edge.fuse.fuse): the graph still "
+            "has batch_norm nodes."
+        )
+    _, trace = reference.run_float(graph, calibration_data, record=True)
+    graph = graph.replace(
+        [dataclasses.replace(n, params=dict(n.params)) for n in graph.nodes]
+    )
+    levels = (1 << (state_bits - 1)) - 1
+    by_name = {node.name: node for node in graph.nodes}
+    # Scales of the values each node outputs.
+    input_scale = max(_max_abs(trace[graph.nodes[0].name]), 1e-12) / 127.0
+    domains = {}  # synaptic/add node -> scale it must output in
+
+    def assign(name, scale, reader):
+        node = by_name[name]
+        if node.op == "add":
+            domains[name] = scale
+            for source in node.inputs:
+                assign(source, scale, name)
+        elif node.op in SYNAPTIC:
+            domains[name] = scale
+        else:
+            raise UnsupportedLayerError(
+                f"Node '{reader}' (layer '{by_name[reader].layer}') reads "
+                f"'{name}' ({node.op}); the integer reference needs the "
+                "input of a neuron, an add or the output to come from a "
+                "conv/dense/affine layer or an add of them."
+            )
+
+    for node in graph.nodes:
+        if node.op in STATEFUL:
+            current = _max_abs(trace[node.inputs[0]])
+            state = _max_abs(trace[f"{node.name}:state"])
+            bound = max(current + state, node.params.get("threshold", 0.0))
+            node.params["scale"] = max(bound, 1e-12) / levels
+            assign(node.inputs[0], node.params["scale"], node.name)
+    output = by_name[graph.output]
+    if output.op in SYNAPTIC or output.op == "add":
+        output_scale = max(_max_abs(trace[output.name]), 1e-12) / levels
+        assign(output.name, output_scale, output.name)
+    elif output.op in STATEFUL:
+        output_scale = output.params["scale"]
+    else:
+        output_scale = 1.0  # spikes (or pooled spike counts)
+        if output.op == "avg_pool":
+            output_scale = 1.0 / int(np.prod(output.params["pool_size"]))
+
+    scales = {graph.nodes[0].name: input_scale}
+    for node in graph.nodes[1:]:
+        p = node.params
+        source_scale = scales.get(node.inputs[0])
+        if node.op in SYNAPTIC:
+            if node.name not in domains:
+                raise UnsupportedLayerError(
+                    f"Node '{node.name}' (layer '{node.layer}', {node.op}) "
+                    "feeds neither a neuron, an add nor the output; the "
+                    "integer reference cannot place its result."
+                )
+            _quantize_synaptic(node, source_scale, domains[node.name])
+            scales[node.name] = domains[node.name]
+        elif node.op == "add":
+            scales[node.name] = domains[node.name]
+        elif node.op in STATEFUL:
+            p["decay_q"] = int(round(p["decay"] * (1 << integer.DECAY_BITS)))
+            if node.op == "neuron":
+                p["threshold_q"] = int(
+                    integer.round_half_away(p["threshold"] / p["scale"])
+                )
+                scales[node.name] = 1.0
+            else:
+                scales[node.name] = p["scale"]
+        elif node.op == "avg_pool":
+            if source_scale != 1.0:
+                raise UnsupportedLayerError(
+                    f"Node '{node.name}' (layer '{node.layer}') pools "
+                    "currents; the integer reference pools spikes only."
+                )
+            counts = _pool_counts(graph, node)
+            scales[node.name] = 1.0 / counts
+        else:  # max_pool, flatten
+            scales[node.name] = source_scale
+    return QuantizedGraph(graph, input_scale, output_scale, state_bits)
+
+
+def _pool_counts(graph, node):
+    from edge import kernels
+
+    p = node.params
+    source = graph.node(node.inputs[0])
+    counts = kernels.pool_counts(
+        source.shape, p["pool_size"], p["strides"], p["padding"]
+    )
+    if counts.min() != counts.max():
+        raise UnsupportedLayerError(
+            f"Node '{node.name}' (layer '{node.layer}'): 'same' average "
+            "pooling with windows over the border divides by different "
+            "counts; use padding='valid' or sizes divisible by the pool."
+        )
+    return int(counts.flat[0])
+
+
+def _quantize_synaptic(node, input_scale, output_scale):
+    p = node.params
+    if node.op == "affine":
+        kernel_q, weight_scale = _weights_int8(np.asarray(p["scale"])[None])
+        kernel_q = kernel_q[0]
+        bias = p["offset"]
+    else:
+        kernel_q, weight_scale = _weights_int8(p["kernel"])
+        bias = p["bias"]
+    multipliers = [
+        quantize_multiplier(input_scale * s / output_scale)
+        for s in np.broadcast_to(weight_scale, (kernel_q.shape[-1],))
+    ]
+    p["kernel_q"] = kernel_q.astype(np.int64)
+    p["weight_scale"] = weight_scale
+    p["multiplier"] = np.array([m for m, _ in multipliers], np.int64)
+    p["shift"] = np.array([n for _, n in multipliers], np.int64)
+    p["bias_q"] = integer.round_half_away(
+        np.broadcast_to(bias, kernel_q.shape[-1:]) / output_scale
+    )
+    p["scale"] = output_scale

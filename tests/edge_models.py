@@ -1,0 +1,95 @@
+"""Small keras_snn models (and data) shared by the edge tests."""
+
+import keras
+import numpy as np
+
+from keras_snn import layers
+from keras_snn import models
+
+fold = layers.TimeFolded
+
+
+def set_batch_norm_statistics(model, seed=0):
+    """Gives every batch norm non-trivial gamma, beta, mean and variance,
+    so that folding them is a real test."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if getattr(inner, "moving_variance", None) is None:
+            continue
+        channels = inner.moving_variance.shape[0]
+        if getattr(inner, "gamma", None) is not None:
+            inner.gamma.assign(rng.uniform(0.5, 2.0, channels))
+        if getattr(inner, "beta", None) is not None:
+            inner.beta.assign(rng.uniform(-0.3, 0.3, channels))
+        inner.moving_mean.assign(rng.uniform(-0.2, 0.2, channels))
+        inner.moving_variance.assign(rng.uniform(0.05, 0.5, channels))
+    return model
+
+
+def conv_model(
+    timesteps=3, reset="hard", head="decoding", input_shape=(8, 8, 1)
+):
+    """Conv-BN-LIF-pool-conv-tdBN-LIF-pool-flatten-dense-LIF-head."""
+    inputs = keras.Input(input_shape)
+    x = layers.DirectEncoding(timesteps)(inputs)
+    x = fold(keras.layers.Conv2D(6, 3, padding="same"))(x)
+    x = fold(keras.layers.BatchNormalization())(x)
+    x = layers.LIF(threshold=0.6, decay=0.5, reset=reset)(x)
+    x = fold(keras.layers.AveragePooling2D(2))(x)
+    x = fold(keras.layers.Conv2D(8, 3, padding="valid", use_bias=False))(x)
+    x = layers.TDBatchNormalization(alpha=1.0, threshold=0.8)(x)
+    x = layers.IF(threshold=0.8, reset=reset)(x)
+    x = fold(keras.layers.MaxPooling2D(2, padding="same"))(x)
+    x = fold(keras.layers.Flatten())(x)
+    x = fold(keras.layers.Dense(20))(x)
+    x = layers.LIF(threshold=0.5, decay=0.75, reset=reset)(x)
+    if head == "decoding":
+        outputs = layers.Decoding(10)(x)
+    elif head == "voting":
+        x = fold(keras.layers.Dense(20))(x)
+        x = layers.LIF(threshold=0.3, decay=0.5)(x)
+        outputs = layers.Voting(10)(x)
+    elif head == "membrane":
+        outputs = layers.MembraneReadout(10, decay=0.9, mode="last")(x)
+    else:  # the quickstart's readout: mean spike rate, then Dense
+        rate = keras.layers.GlobalAveragePooling1D()(x)
+        outputs = keras.layers.Dense(10)(rate)
+    model = keras.Model(inputs, outputs, name=f"conv_{head}_{reset}")
+    return set_batch_norm_statistics(model)
+
+
+def dense_model(timesteps=4):
+    """Flatten-dense-BN-LIF-dense-LIF-Decoding on 8x8 inputs."""
+    inputs = keras.Input((8, 8, 1))
+    x = layers.DirectEncoding(timesteps)(inputs)
+    x = fold(keras.layers.Flatten())(x)
+    x = fold(keras.layers.Dense(32))(x)
+    x = fold(keras.layers.BatchNormalization())(x)
+    x = layers.LIF(threshold=1.0, decay=0.5)(x)
+    x = fold(keras.layers.Dense(16))(x)
+    x = layers.LIF(threshold=1.0, decay=0.5, reset="soft")(x)
+    outputs = layers.Decoding(10)(x)
+    return set_batch_norm_statistics(
+        keras.Model(inputs, outputs, name="dense_snn")
+    )
+
+
+def residual_model(timesteps=2):
+    """A stem and one spiking basic block (tdBN shortcut of spikes)."""
+    inputs = keras.Input((8, 8, 2))
+    x = layers.DirectEncoding(timesteps)(inputs)
+    x = fold(keras.layers.Conv2D(4, 3, padding="same"))(x)
+    x = layers.LIF(threshold=0.5, decay=0.5)(x)
+    x = models.residual_block(x, 4, name="block")
+    x = fold(keras.layers.Flatten())(x)
+    outputs = layers.Decoding(5)(x)
+    return set_batch_norm_statistics(
+        keras.Model(inputs, outputs, name="residual_snn")
+    )
+
+
+def images(count, shape=(8, 8, 1), seed=0):
+    """Random inputs in [0, 1], a stand-in for calibration images."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, (count, *shape)).astype("float32")
