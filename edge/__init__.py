@@ -1,9 +1,66 @@
 """edge: deployment of trained keras_snn models.
 
-Fusion of batch normalization, integer quantization with a reference
-simulator, and exporters (TFLite, C for microcontrollers, Loihi NetX, ONNX,
-NIR) are built here. `edge` may import `keras_snn`; `keras_snn` never
-imports `edge`.
+`edge.export(model, out_dir, targets=..., calibration_data=...)` turns a
+trained keras_snn model into checked artefacts: it extracts the per-step
+graph (`edge.ir`), folds batch normalization into the weights
+(`edge.fuse`), quantizes to integers with a Python reference simulator that
+defines the deployed arithmetic (`edge.quantize`, `edge.integer`), converts
+one-timestep step models with explicit state to TFLite (float32 and int8,
+`edge.tflite`) and ONNX (`edge.onnx_export`), runs each artefact in its real
+consumer (LiteRT, TFLite-Micro, onnxruntime) and reports accuracy and
+agreement. `edge` may import `keras_snn`; `keras_snn` never imports `edge`.
+Optional dependencies (tf2onnx, onnxruntime, ai-edge-litert, tflite-micro)
+are imported when a target needs them; install them with the `edge` extra.
 """
 
+import importlib
+
+_LAZY = {
+    "ArtefactReport": "edge.exporter",
+    "ExportReport": "edge.exporter",
+    "TARGETS": "edge.exporter",
+    "export": "edge.exporter",
+    "CalibrationError": "edge.errors",
+    "ConsumerError": "edge.errors",
+    "ExportError": "edge.errors",
+    "UnsupportedLayerError": "edge.errors",
+}
+_SUBMODULES = (
+    "errors",
+    "exporter",
+    "fuse",
+    "integer",
+    "ir",
+    "kernels",
+    "onnx_export",
+    "quantize",
+    "reference",
+    "step_model",
+    "tflite",
+    "tflite_reference",
+)
+
+
+def __getattr__(name):
+    # Imported on first use, so that `keras-snn --help` (which loads the
+    # `export` subcommand from edge.cli) does not import TensorFlow.
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"edge.{name}")
+    raise AttributeError(f"module 'edge' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ArtefactReport",
+    "CalibrationError",
+    "ConsumerError",
+    "ExportError",
+    "ExportReport",
+    "TARGETS",
+    "UnsupportedLayerError",
+    "export",
+    *_SUBMODULES,
+]

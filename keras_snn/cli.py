@@ -1,5 +1,8 @@
 """The `keras-snn` command line: train and evaluate spiking networks.
 
+Other packages add subcommands through the entry point group
+`keras_snn.commands` (the `edge` package adds `keras-snn export`).
+
 ```
 keras-snn train --dataset fashion_mnist \\
     --model "32C3-AP2-64C3-AP2-256FC-Decoding" \\
@@ -24,6 +27,7 @@ AUGMENTATIONS = {
     "flip+shift": ("flip", "shift"),
 }
 SHIFT_PIXELS = 2
+PLUGIN_GROUP = "keras_snn.commands"
 
 
 def _build_parser():
@@ -112,7 +116,42 @@ def _build_parser():
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", default=None, help="also write results")
+    train.set_defaults(handler=train_command)
+    evaluate.set_defaults(handler=evaluate_command)
+    for register in _plugin_commands():
+        register(commands)
     return parser
+
+
+def _plugin_commands():
+    """Functions `register(subparsers)` of other packages' subcommands.
+
+    A package adds a subcommand by naming such a function under the entry
+    point group `keras_snn.commands` (the `edge` package adds `export`);
+    the function adds its parser and sets `handler`. keras_snn itself
+    imports nothing of them.
+    """
+    from importlib.metadata import entry_points
+
+    functions = []
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            functions.append(entry.load())
+        except Exception as error:  # a broken plugin must not break train
+            print(
+                f"keras-snn: warning: command {entry.name!r} from "
+                f"{entry.value!r} is unavailable: {error}",
+                file=sys.stderr,
+            )
+    return functions
+
+
+def train_command(args):
+    return train(args)
+
+
+def evaluate_command(args):
+    return evaluate(args)
 
 
 def _compile(model, learning_rate, steps):
@@ -322,10 +361,7 @@ def main(argv=None):
     """Entry point of the `keras-snn` console script."""
     args = _build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            train(args)
-        else:
-            evaluate(args)
+        args.handler(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"keras-snn {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -84,7 +84,7 @@ def neuron_step(
             (`keras.ops` or `numpy`): then the same equations are written
             with a comparison and selections instead of arithmetic on the
             spikes, `o = where(u >= theta, 1, 0)`, hard reset
-            `v = where(u >= theta, 0, u)`, soft reset
+            `v = u * where(u >= theta, 0, 1)`, soft reset
             `v = u - where(u >= theta, theta, 0)`. The values are the same;
             this form is what the exporters use, because integer graphs
             (TFLite int8, TFLite-Micro) compare and select exactly where a
@@ -119,7 +119,11 @@ def _select_step(u, threshold, reset, select_ops):
     if reset == "none":
         return o, u, u
     if reset == "hard":
-        return o, u, select_ops.where(fire, 0.0, u)
+        # A product, not where(fire, 0, u): an int8 SELECT_V2 gives its
+        # inputs the scale of its output, and the output (the state after
+        # reset) never reaches the threshold, so `u` would be clipped below
+        # it and never fire.
+        return o, u, u * select_ops.where(fire, 0.0, 1.0)
     if reset == "soft":
         return o, u, u - select_ops.where(fire, threshold, 0.0)
     raise ValueError(

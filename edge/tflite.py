@@ -1,0 +1,466 @@
+"""TFLite step models: conversion (float32, full-integer int8) and runners.
+
+The step model of `edge.step_model` is saved as a SavedModel with a fixed
+batch of 1 and converted with `tf.lite.TFLiteConverter.from_saved_model`
+(`from_concrete_functions` on a Keras 3 model and Keras' own
+`export(format="litert")`, which allows Flex ops, are avoided: see
+TOOLCHAIN.md). Only builtin ops are allowed. The int8 model has int8 inputs
+and outputs and is calibrated on the step inputs and states that the float
+reference goes through on the calibration data.
+
+**State scales.** After conversion every state input gets the quantization
+(scale, zero point) of the matching state output, so a runtime feeds the
+new state back as raw int8 with no rescaling between steps. The output's
+range contains every state value, and TFLite kernels derive their
+multipliers from the tensors' parameters when the interpreter is prepared,
+so the edit is exact.
+
+Runners: `LiteRTRunner` (ai_edge_litert, in process) and `run_tflm` (the
+TFLite-Micro host interpreter, in a subprocess with a time limit, because
+TFLM can crash or hang on graphs it does not support).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from edge import step_model as step_lib
+from edge.errors import CalibrationError
+from edge.errors import ConsumerError
+from edge.errors import ExportError
+
+__all__ = [
+    "IntegerReferenceRunner",
+    "LiteRTRunner",
+    "convert",
+    "io_names",
+    "op_names",
+    "representative_steps",
+    "run_tflm",
+    "run_quantized",
+]
+
+TFLM_TIMEOUT_S = 300
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated
+
+
+def _unpack(model_bytes):
+    schema = _schema()
+    return schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+
+
+def _pack(model):
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _decode(name):
+    return name.decode() if isinstance(name, bytes) else name
+
+
+def io_names(model_bytes):
+    """Signature names of the subgraph's inputs and outputs, in order.
+
+    Returns:
+        `(input_names, output_names)`: for each position of the main
+        subgraph's input (output) tensor list, its signature name.
+    """
+    model = _unpack(model_bytes)
+    graph = model.subgraphs[0]
+    signature = model.signatureDefs[0]
+    by_tensor_in = {t.tensorIndex: _decode(t.name) for t in signature.inputs}
+    by_tensor_out = {t.tensorIndex: _decode(t.name) for t in signature.outputs}
+    return (
+        [by_tensor_in[int(i)] for i in graph.inputs],
+        [by_tensor_out[int(i)] for i in graph.outputs],
+    )
+
+
+def op_names(model_bytes):
+    """Sorted builtin op names used by a .tflite model."""
+    schema = _schema()
+    codes = {
+        value: key
+        for key, value in vars(schema.BuiltinOperator).items()
+        if not key.startswith("_")
+    }
+    model = _unpack(model_bytes)
+    names = set()
+    for code in model.operatorCodes:
+        number = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        names.add(codes.get(number, f"CODE_{number}"))
+    return sorted(names)
+
+
+def _share_state_quantization(model_bytes):
+    """Gives every state input the quantization of its state output."""
+    model = _unpack(model_bytes)
+    graph = model.subgraphs[0]
+    signature = model.signatureDefs[0]
+    outputs = {_decode(t.name): t.tensorIndex for t in signature.outputs}
+    for item in signature.inputs:
+        name = _decode(item.name)
+        if name == step_lib.INPUT:
+            continue
+        source = graph.tensors[outputs[name]].quantization
+        target = graph.tensors[item.tensorIndex]
+        if source is None or target.quantization is None:
+            raise ExportError(
+                f"State {name!r} of the int8 model is not quantized."
+            )
+        target.quantization.scale = list(source.scale)
+        target.quantization.zeroPoint = list(source.zeroPoint)
+    return _pack(model)
+
+
+def representative_steps(graph, x, limit=1000, seed=0):
+    """Step inputs for int8 calibration, from the float reference.
+
+    Runs `graph` (fused) on `x` and returns, for every sample and step, the
+    dict `{"x": x_t, "v_<node>": state before the step, ...}` with a batch
+    of 1 (a random subset of at most `limit` of them).
+
+    Raises:
+        CalibrationError: `x` is empty or of the wrong shape.
+    """
+    from edge import reference
+
+    x = np.asarray(x)
+    if x.size == 0:
+        raise CalibrationError("Calibration data is empty.")
+    _, trace = reference.run_float(graph, x, record=True)
+    steps = len(trace[graph.nodes[0].name])
+    items = []
+    for t in range(steps):
+        for i in range(len(x)):
+            item = {step_lib.INPUT: trace[graph.nodes[0].name][t][i : i + 1]}
+            for node in graph.state_nodes:
+                states = trace[f"{node.name}:state"]
+                previous = (
+                    np.zeros_like(states[0][i : i + 1])
+                    if t == 0
+                    else states[t - 1][i : i + 1]
+                )
+                item[step_lib.state_name(node)] = previous
+            items.append({k: np.asarray(v, "float32") for k, v in item.items()})
+    rng = np.random.default_rng(seed)
+    if len(items) > limit:
+        items = [items[i] for i in rng.choice(len(items), limit, False)]
+    return items
+
+
+def convert(graph, quantize=None, calibration=None, limit=1000):
+    """Converts a fused graph's step model to a .tflite flatbuffer.
+
+    Args:
+        graph: a fused `edge.ir.Graph`.
+        quantize: `None` for float32, or `"int8"` for a full-integer model
+            (int8 inputs and outputs, builtin int8 ops only).
+        calibration: inputs (as for `edge.reference.run_float`) used to
+            calibrate the int8 model; required for `"int8"`.
+        limit: the number of calibration steps used at most.
+
+    Returns:
+        The model as `bytes`.
+
+    Raises:
+        CalibrationError: `"int8"` without calibration data.
+        ExportError: the converter failed; the message says why.
+    """
+    import tensorflow as tf
+
+    if quantize not in (None, "int8"):
+        raise ExportError(
+            "Argument `quantize` must be None or 'int8'. Received: "
+            f"quantize={quantize!r}"
+        )
+    if quantize and calibration is None:
+        raise CalibrationError(
+            "An int8 TFLite model needs calibration data: pass "
+            "`calibration_data` (a few hundred training inputs)."
+        )
+    step = step_lib.build_step_model(graph, batch_size=1)
+    with tempfile.TemporaryDirectory() as directory:
+        step.export(directory, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        if quantize:
+            items = representative_steps(graph, calibration, limit)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: iter(items)
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            ]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        else:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS
+            ]
+        try:
+            model_bytes = converter.convert()
+        except Exception as error:
+            raise ExportError(
+                f"TFLite conversion of '{graph.name}' failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+    if quantize:
+        model_bytes = _share_state_quantization(model_bytes)
+        _check_spike_scales(model_bytes, graph)
+    return model_bytes
+
+
+def _check_spike_scales(model_bytes, graph):
+    """Refuses an int8 model in which some layer never fired in calibration.
+
+    The spikes are `where(u >= theta, 1, 0)` (a SELECT_V2); if a layer never
+    fired on the calibration data, the converter gives that tensor the range
+    [0, 0], a scale near 0, and the int8 model loses every spike of it.
+    """
+    schema = _schema()
+    model = _unpack(model_bytes)
+    sub = model.subgraphs[0]
+    select = [
+        i
+        for i, code in enumerate(model.operatorCodes)
+        if max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        == schema.BuiltinOperator.SELECT_V2
+    ]
+    for op in sub.operators:
+        if op.opcodeIndex not in select:
+            continue
+        quantization = sub.tensors[op.outputs[0]].quantization
+        if quantization is not None and quantization.scale is not None:
+            if 0 < float(quantization.scale[0]) < 1e-6:
+                name = _decode(sub.tensors[op.outputs[0]].name)
+                raise CalibrationError(
+                    f"A neuron layer of '{graph.name}' never fired on the "
+                    f"calibration data (tensor {name!r} got the range "
+                    "[0, 0]), so its int8 spikes would be lost. Calibrate "
+                    "with more, or more typical, inputs."
+                )
+
+
+class LiteRTRunner:
+    """Runs a step .tflite model in LiteRT (`ai_edge_litert`).
+
+    Args:
+        model_bytes: the .tflite model.
+        reference_kernels: use TFLite's reference kernels
+            (`OpResolverType.BUILTIN_REF`) instead of the default
+            optimized ones and the XNNPACK delegate.
+
+    Call with a dict of named inputs (batch 1) to get the dict of outputs.
+    """
+
+    def __init__(self, model_bytes, reference_kernels=False):
+        from ai_edge_litert import interpreter as litert
+
+        kwargs = {}
+        if reference_kernels:
+            kwargs["experimental_op_resolver_type"] = (
+                litert.OpResolverType.BUILTIN_REF
+            )
+        self.interpreter = litert.Interpreter(
+            model_content=bytes(model_bytes), **kwargs
+        )
+        self.runner = self.interpreter.get_signature_runner()
+
+    def __call__(self, inputs):
+        return self.runner(**inputs)
+
+
+class IntegerReferenceRunner:
+    """Runs a step .tflite int8 model in the NumPy integer reference
+    (`edge.tflite_reference.TFLiteIntegerReference`), by signature names.
+    """
+
+    def __init__(self, model_bytes):
+        from edge.tflite_reference import TFLiteIntegerReference
+
+        self.reference = TFLiteIntegerReference(bytes(model_bytes))
+        self.inputs, self.outputs = io_names(model_bytes)
+
+    def __call__(self, inputs):
+        values = self.reference.run([inputs[name] for name in self.inputs])
+        return dict(zip(self.outputs, values, strict=True))
+
+
+def _input_parameters(model_bytes):
+    """`{name: (scale, zero_point, dtype)}` of the signature's inputs and
+    outputs, read from the flatbuffer."""
+    model = _unpack(model_bytes)
+    graph = model.subgraphs[0]
+    signature = model.signatureDefs[0]
+    result = {}
+    for group in (signature.inputs, signature.outputs):
+        for item in group:
+            tensor = graph.tensors[item.tensorIndex]
+            q = tensor.quantization
+            scale = float(q.scale[0]) if q is not None and q.scale else 0.0
+            zero = int(q.zeroPoint[0]) if q is not None and q.scale else 0
+            result.setdefault(_decode(item.name), (scale, zero))
+    return result
+
+
+def quantize_input(x, scale, zero_point):
+    """The caller's float -> int8 conversion of the step input, as TFLite's
+    QUANTIZE op does it (`edge.tflite_reference.quantize`)."""
+    from edge.tflite_reference import quantize
+
+    return quantize(x, scale, zero_point, np.int8)
+
+
+def dequantize(q, scale, zero_point):
+    """int8 -> float (`edge.tflite_reference.dequantize`)."""
+    from edge.tflite_reference import dequantize as _dequantize
+
+    return np.asarray(_dequantize(q, scale, zero_point), np.float64)
+
+
+def run_quantized(step_fn, graph, model_bytes, x, timesteps=None):
+    """Runs an int8 step model over time on float inputs, sample by sample.
+
+    The input is quantized with the model's input parameters; states start
+    at the quantized zero and are fed back raw; outputs are dequantized and
+    aggregated.
+
+    Returns:
+        `(output, raw)`: the aggregated float output `(N, ...)` and the raw
+        int8 per-step outputs `(N, T, ...)`.
+    """
+    from edge import reference
+
+    params = _input_parameters(model_bytes)
+    steps, x_at = reference.input_steps(graph, x, timesteps)
+    scale, zero = params[step_lib.INPUT]
+    out_scale, out_zero = params[step_lib.OUTPUT]
+    raws = []
+    for i in range(len(np.asarray(x))):
+        states = {
+            step_lib.state_name(node): np.full(
+                (1, *node.shape),
+                params[step_lib.state_name(node)][1],
+                np.int8,
+            )
+            for node in graph.state_nodes
+        }
+        per_step = []
+        for t in range(steps):
+            x_t = quantize_input(x_at(t)[i : i + 1], scale, zero)
+            result = step_fn({step_lib.INPUT: x_t, **states})
+            per_step.append(np.asarray(result[step_lib.OUTPUT])[0])
+            states = {key: result[key] for key in states}
+        raws.append(np.stack(per_step))
+    raw = np.stack(raws)
+    values = dequantize(raw, out_scale, out_zero)
+    return reference.aggregate(
+        list(values.swapaxes(0, 1)), graph.aggregate
+    ), raw
+
+
+_TFLM_SCRIPT = r"""
+import json, sys
+import numpy as np
+from tflite_micro import runtime
+model_path, data_path, out_path = sys.argv[1:4]
+names = json.loads(sys.argv[4])
+outputs = json.loads(sys.argv[5])
+data = np.load(data_path)
+x = data["x"]                      # (N, T, 1, ...) int8
+states0 = {k: data["state0_" + k] for k in names if k != "x"}
+interp = runtime.Interpreter.from_bytes(open(model_path, "rb").read(),
+                                        arena_size=int(sys.argv[6]))
+ys = []
+for i in range(x.shape[0]):
+    interp.reset()
+    states = dict(states0)
+    per_step = []
+    for t in range(x.shape[1]):
+        for index, name in enumerate(names):
+            value = x[i, t] if name == "x" else states[name]
+            interp.set_input(value, index)
+        interp.invoke()
+        result = {n: interp.get_output(j) for j, n in enumerate(outputs)}
+        per_step.append(result["y"][0])
+        states = {k: result[k] for k in states}
+    ys.append(np.stack(per_step))
+np.save(out_path, np.stack(ys))
+"""
+
+
+def run_tflm(model_bytes, graph, x, timesteps=None, timeout=TFLM_TIMEOUT_S):
+    """Runs an int8 step model in the TFLite-Micro host interpreter.
+
+    Same loop and quantization as `run_quantized`, but inside a subprocess
+    (a crash or hang of TFLM cannot take the caller down).
+
+    Returns:
+        `(output, raw)` as `run_quantized`.
+
+    Raises:
+        ConsumerError: TFLM failed, crashed or ran past `timeout` seconds.
+    """
+    from edge import reference
+
+    params = _input_parameters(model_bytes)
+    in_names, out_names = io_names(model_bytes)
+    steps, x_at = reference.input_steps(graph, x, timesteps)
+    scale, zero = params[step_lib.INPUT]
+    xq = np.stack(
+        [quantize_input(x_at(t), scale, zero) for t in range(steps)], 1
+    )[:, :, None]
+    arrays = {"x": xq}
+    for node in graph.state_nodes:
+        name = step_lib.state_name(node)
+        arrays["state0_" + name] = np.full(
+            (1, *node.shape), params[name][1], np.int8
+        )
+    with tempfile.TemporaryDirectory() as directory:
+        model_path = os.path.join(directory, "model.tflite")
+        data_path = os.path.join(directory, "data.npz")
+        out_path = os.path.join(directory, "out.npy")
+        with open(model_path, "wb") as file:
+            file.write(model_bytes)
+        np.savez(data_path, **arrays)
+        arena = max(64 * 1024, 16 * len(model_bytes))
+        command = [
+            sys.executable,
+            "-c",
+            _TFLM_SCRIPT,
+            model_path,
+            data_path,
+            out_path,
+            json.dumps(in_names),
+            json.dumps(out_names),
+            str(arena),
+        ]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as error:
+            raise ConsumerError(
+                f"TFLite-Micro ran past {timeout} s on '{graph.name}'."
+            ) from error
+        if done.returncode != 0 or not os.path.exists(out_path):
+            raise ConsumerError(
+                f"TFLite-Micro failed on '{graph.name}' (exit "
+                f"{done.returncode}): {done.stderr.strip()[-2000:]}"
+            )
+        raw = np.load(out_path)
+    out_scale, out_zero = params[step_lib.OUTPUT]
+    values = dequantize(raw, out_scale, out_zero)
+    output = reference.aggregate(list(values.swapaxes(0, 1)), graph.aggregate)
+    return output, raw

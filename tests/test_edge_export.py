@@ -1,0 +1,303 @@
+"""edge targets: TFLite (LiteRT, TFLite-Micro), ONNX, `edge.export`, CLI."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from edge_models import conv_model
+from edge_models import dense_model
+from edge_models import fold
+from edge_models import images
+
+import edge
+from edge import fuse
+from edge import ir
+from edge import onnx_export
+from edge import step_model
+from edge import tflite
+from keras_snn import cli
+from keras_snn import layers
+
+# Operators of TFLite-Micro's int8 kernels that the step models may use.
+TFLM_INT8_OPS = {
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "CONV_2D",
+    "FULLY_CONNECTED",
+    "GREATER_EQUAL",
+    "MAX_POOL_2D",
+    "MUL",
+    "RESHAPE",
+    "SELECT_V2",
+    "SUB",
+}
+
+
+def _fused(model):
+    return fuse.fuse(ir.extract(model))
+
+
+def _keras_step_run(graph, x):
+    step = step_model.build_step_model(graph, batch_size=None)
+    return step_model.run_steps(
+        lambda d: {k: np.asarray(v) for k, v in step(d).items()}, graph, x
+    )
+
+
+def _per_sample(runner, graph, x):
+    runs = [
+        step_model.run_steps(runner, graph, x[i : i + 1]) for i in range(len(x))
+    ]
+    output = np.concatenate([r[0] for r in runs])
+    steps = np.concatenate([np.stack(r[1], 1) for r in runs])
+    return output, steps
+
+
+@pytest.fixture(scope="module")
+def conv_graph():
+    keras.utils.set_random_seed(7)
+    model = conv_model(timesteps=3, reset="soft")
+    return model, _fused(model)
+
+
+@pytest.fixture(scope="module")
+def int8_model(conv_graph):
+    _, graph = conv_graph
+    return tflite.convert(graph, "int8", images(64, seed=3))
+
+
+# -- TFLite float ----------------------------------------------------------
+@pytest.mark.parametrize("make", [conv_model, dense_model])
+def test_litert_float_step_model_equals_keras(make):
+    keras.utils.set_random_seed(3)
+    model = make()
+    graph = _fused(model)
+    x = images(12, seed=5)
+    model_bytes = tflite.convert(graph)
+    assert "CUSTOM" not in tflite.op_names(model_bytes)
+    output, steps = _per_sample(tflite.LiteRTRunner(model_bytes), graph, x)
+    expected, expected_steps = _keras_step_run(graph, x)
+    np.testing.assert_allclose(steps, np.stack(expected_steps, 1), atol=1e-5)
+    np.testing.assert_allclose(output, model.predict(x, verbose=0), atol=1e-5)
+
+
+# -- TFLite int8 -----------------------------------------------------------
+def test_int8_step_model_uses_only_tflm_int8_builtins(int8_model):
+    assert set(tflite.op_names(int8_model)) <= TFLM_INT8_OPS
+    params = tflite._input_parameters(int8_model)
+    assert set(params) >= {"x", "y"}
+
+
+def test_int8_states_are_fed_back_raw(int8_model):
+    # Every state input has exactly the quantization of its state output.
+    model = tflite._unpack(int8_model)
+    graph, signature = model.subgraphs[0], model.signatureDefs[0]
+    outputs = {o.name: o.tensorIndex for o in signature.outputs}
+    states = [i for i in signature.inputs if i.name != b"x"]
+    assert len(states) == 3
+    for item in states:
+        source = graph.tensors[outputs[item.name]].quantization
+        target = graph.tensors[item.tensorIndex].quantization
+        assert list(target.scale) == list(source.scale)
+        assert list(target.zeroPoint) == list(source.zeroPoint)
+
+
+def test_int8_litert_tflm_and_integer_reference_agree_bit_for_bit(
+    conv_graph, int8_model
+):
+    _, graph = conv_graph
+    x = images(24, seed=4)
+    litert = tflite.run_quantized(
+        tflite.LiteRTRunner(int8_model, reference_kernels=True),
+        graph,
+        int8_model,
+        x,
+    )[1]
+    reference = tflite.run_quantized(
+        tflite.IntegerReferenceRunner(int8_model), graph, int8_model, x
+    )[1]
+    tflm = tflite.run_tflm(int8_model, graph, x)[1]
+    assert litert.dtype == np.int8 and litert.shape == (24, 3, 10)
+    assert len(np.unique(litert)) > 5  # real outputs, not a constant
+    np.testing.assert_array_equal(litert, reference)
+    np.testing.assert_array_equal(tflm, reference)
+
+
+def test_int8_follows_the_float_model(conv_graph, int8_model):
+    model, graph = conv_graph
+    x = images(48, seed=6)
+    output, _ = tflite.run_quantized(
+        tflite.LiteRTRunner(int8_model, reference_kernels=True),
+        graph,
+        int8_model,
+        x,
+    )
+    expected = model.predict(x, verbose=0)
+    assert np.mean(output.argmax(1) == expected.argmax(1)) >= 0.75
+    assert np.corrcoef(output.ravel(), expected.ravel())[0, 1] > 0.9
+
+
+def test_int8_needs_calibration(conv_graph):
+    with pytest.raises(edge.CalibrationError, match="calibration"):
+        tflite.convert(conv_graph[1], "int8")
+    with pytest.raises(edge.ExportError, match="quantize"):
+        tflite.convert(conv_graph[1], "int4", images(4))
+
+
+# -- ONNX ------------------------------------------------------------------
+def test_onnxruntime_equals_keras(conv_graph):
+    model, graph = conv_graph
+    x = images(32, seed=8)
+    model_bytes = onnx_export.convert(graph)
+    runner = onnx_export.OnnxRunner(model_bytes)
+    output, steps = step_model.run_steps(runner, graph, x)
+    expected, expected_steps = _keras_step_run(graph, x)
+    np.testing.assert_allclose(
+        np.stack(steps, 1), np.stack(expected_steps, 1), atol=1e-5
+    )
+    np.testing.assert_allclose(output, model.predict(x, verbose=0), atol=1e-5)
+    assert "Loop" not in onnx_export.op_names(model_bytes)
+
+
+# -- edge.export -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(11)
+    model = dense_model(timesteps=3)
+    out = tmp_path_factory.mktemp("export")
+    x = images(96, seed=9)
+    labels = np.random.default_rng(0).integers(0, 10, 32)
+    report = edge.export(
+        model,
+        out,
+        calibration_data=x[:64],
+        eval_data=(x[64:], labels),
+    )
+    return model, out, report
+
+
+def test_export_writes_every_artefact_and_the_report(exported):
+    model, out, report = exported
+    assert sorted(os.listdir(out)) == [
+        "model.onnx",
+        "model_float32.tflite",
+        "model_int8.tflite",
+        "report.json",
+    ]
+    targets = [row.target for row in report.rows]
+    assert targets == [
+        "keras",
+        "reference-float",
+        "reference-int",
+        "tflite-float32",
+        "tflite-int8",
+        "tflite-int8",
+        "onnx",
+    ]
+    for row in report.rows:
+        if row.path:
+            assert row.size_bytes == os.path.getsize(out / row.path) > 1000
+            assert row.ops
+        assert 0.0 <= row.agreement <= 1.0
+    int8 = [r for r in report.rows if r.target == "tflite-int8"]
+    assert {r.consumer for r in int8} == {"LiteRT", "TFLite-Micro"}
+    assert all(all(r.checks.values()) for r in int8)
+    assert report.row("onnx").max_abs_diff < 1e-5
+    assert report.row("tflite-float32").max_abs_diff < 1e-5
+    assert report.row("reference-int").checks["spike_agreement"] > 0.9
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["model"] == model.name and len(saved["rows"]) == 7
+    table = report.table()
+    assert "TFLite-Micro" in table and "onnxruntime" in table
+
+
+def _bad_model():
+    inputs = keras.Input((8, 8, 1))
+    x = layers.DirectEncoding(2)(inputs)
+    x = fold(keras.layers.Flatten())(x)
+    x = fold(keras.layers.Dense(4, activation="tanh", name="tanh_dense"))(x)
+    x = layers.LIF()(x)
+    return keras.Model(inputs, layers.Decoding(2)(x))
+
+
+def test_failed_exports_leave_no_file(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with pytest.raises(edge.UnsupportedLayerError, match="tanh_dense"):
+        edge.export(_bad_model(), out, calibration_data=images(8))
+    with pytest.raises(edge.CalibrationError, match="calibration_data"):
+        edge.export(dense_model(), out)
+    with pytest.raises(edge.CalibrationError, match="shape"):
+        edge.export(dense_model(), out, calibration_data=images(8, (4, 4, 1)))
+    with pytest.raises(edge.ExportError, match="targets"):
+        edge.export(dense_model(), out, targets="tflite,c64")
+
+    def broken(graph):
+        raise edge.ExportError("simulated converter failure")
+
+    monkeypatch.setattr(onnx_export, "convert", broken)
+    with pytest.raises(edge.ExportError, match="simulated"):
+        edge.export(
+            dense_model(),
+            out,
+            targets=("tflite", "onnx"),
+            calibration_data=images(16),
+        )
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(edge.ExportError, match="out_dir"):
+        edge.export(dense_model(), blocker / "sub", calibration_data=images(8))
+
+
+def test_non_keras_snn_model_is_refused(tmp_path):
+    inputs = keras.Input((4,))
+    ann = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    with pytest.raises(edge.ExportError, match="not a keras_snn model"):
+        edge.export(ann, tmp_path, calibration_data=np.zeros((4, 4)))
+    assert os.listdir(tmp_path) == []
+
+
+# -- command line ----------------------------------------------------------
+def test_cli_export(tmp_path, capsys):
+    keras.utils.set_random_seed(5)
+    model = dense_model(timesteps=2)
+    model_path = tmp_path / "m.keras"
+    model.save(model_path)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=images(40, seed=1), y=np.arange(40) % 10)
+    out = tmp_path / "out"
+    code = cli.main(
+        [
+            "export",
+            str(model_path),
+            "--out",
+            str(out),
+            "--targets",
+            "onnx",
+            "--calibration",
+            str(data),
+            "--eval",
+            str(data),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "onnxruntime" in printed and "reference-int" in printed
+    assert sorted(os.listdir(out)) == ["model.onnx", "report.json"]
+    code = cli.main(
+        ["export", str(model_path), "--out", str(out), "--calibration", "x.npy"]
+    )
+    assert code == 2
+    assert "x.npy" in capsys.readouterr().err
+
+
+def test_cli_and_exporter_list_the_same_targets():
+    from edge import cli as edge_cli
+    from edge import exporter
+
+    assert edge_cli.TARGETS == exporter.TARGETS
