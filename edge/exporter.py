@@ -33,9 +33,16 @@ from edge.errors import CalibrationError
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 
-__all__ = ["ArtefactReport", "ExportReport", "TARGETS", "export"]
+__all__ = [
+    "ArtefactReport",
+    "ExportContext",
+    "ExportReport",
+    "TARGETS",
+    "TARGET_FUNCTIONS",
+    "export",
+]
 
-TARGETS = ("tflite", "onnx")
+TARGETS = ("tflite", "onnx")  # the keys of TARGET_FUNCTIONS, in order
 FUSION_CHECK_SAMPLES = 64
 
 
@@ -123,6 +130,65 @@ def _short(value):
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+@dataclasses.dataclass
+class ExportContext:
+    """What a target's export function receives (see `TARGET_FUNCTIONS`).
+
+    A target function `f(context) -> list[ArtefactReport]` converts
+    `graph`/`qgraph`, runs the artefact in its consumer on `x`, compares it
+    with the references, raises `ConsumerError` when a required check
+    fails, and puts its files (name -> bytes) into `files`; `export` writes
+    them only after every target has passed.
+
+    Attributes:
+        graph: the fused step graph.
+        qgraph: its `QuantizedGraph` (the integer reference).
+        calibration: calibration inputs (float32).
+        x: evaluation inputs; `labels` their labels or `None`.
+        keras_out: the Keras model's outputs on `x`.
+        float_out, float_trace: the float reference's output and trace.
+        int_out, int_trace: the integer reference's output and trace.
+        timesteps: `T`.
+        files: the files to write, filled by the target functions.
+    """
+
+    graph: object
+    qgraph: object
+    calibration: np.ndarray
+    x: np.ndarray
+    labels: object
+    keras_out: np.ndarray
+    float_out: np.ndarray
+    float_trace: dict
+    int_out: np.ndarray
+    int_trace: dict
+    timesteps: int
+    files: dict = dataclasses.field(default_factory=dict)
+
+    def accuracy(self, output):
+        """Accuracy of `output` on the labels (`None` without labels)."""
+        return _accuracy(output, self.labels)
+
+    def agreement(self, output):
+        """Fraction of samples whose class equals the Keras model's."""
+        return _agreement(output, self.keras_out)
+
+
+# target name -> "module:function" of its export function (imported only
+# when the target is asked for).
+TARGET_FUNCTIONS = {
+    "tflite": "edge.exporter:_tflite",
+    "onnx": "edge.exporter:_onnx",
+}
+
+
+def _target_function(target):
+    import importlib
+
+    module, name = TARGET_FUNCTIONS[target].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _check_targets(targets):
@@ -337,11 +403,23 @@ def export(
             },
         )
     )
-    files = {}
-    if "tflite" in targets:
-        rows += _tflite(fused, calibration, x_eval, labels, keras_out, files)
-    if "onnx" in targets:
-        rows += _onnx(fused, x_eval, labels, keras_out, files)
+    context = ExportContext(
+        graph=fused,
+        qgraph=qgraph,
+        calibration=calibration,
+        x=x_eval,
+        labels=labels,
+        keras_out=keras_out,
+        float_out=float_out,
+        float_trace=float_trace,
+        int_out=int_out,
+        int_trace=int_trace,
+        timesteps=steps,
+    )
+    # Every target is converted and checked before anything is written.
+    for target in targets:
+        rows += _target_function(target)(context)
+    files = context.files
     report = ExportReport(
         model=graph.name,
         out_dir=out_dir,
@@ -377,8 +455,12 @@ def _keras_step_outputs(graph, x):
     return step_model.run_steps(run, graph, x)
 
 
-def _tflite(graph, calibration, x, labels, keras_out, files):
+def _tflite(context):
     from edge import tflite
+
+    graph, x, files = context.graph, context.x, context.files
+    calibration, labels = context.calibration, context.labels
+    keras_out = context.keras_out
 
     expected, _ = _keras_step_outputs(graph, x)
     rows = []
@@ -442,8 +524,11 @@ def _tflite(graph, calibration, x, labels, keras_out, files):
     return rows
 
 
-def _onnx(graph, x, labels, keras_out, files):
+def _onnx(context):
     from edge import onnx_export
+
+    graph, x, files = context.graph, context.x, context.files
+    labels, keras_out = context.labels, context.keras_out
 
     expected, _ = _keras_step_outputs(graph, x)
     model_bytes = onnx_export.convert(graph)
