@@ -175,6 +175,26 @@ class ExportContext:
         """Fraction of samples whose class equals the Keras model's."""
         return _agreement(output, self.keras_out)
 
+    def row(self, target, consumer, output, expected=None, **fields):
+        """An `ArtefactReport` for `output` (aggregated, one per sample).
+
+        Accuracy and agreement come from `output`; with `expected` (the
+        float model the artefact must equal), also the largest difference
+        and the `within_1e-5` fraction of samples. `fields` are passed on
+        (`path`, `ops`, `checks`, ...).
+        """
+        row = ArtefactReport(
+            target,
+            consumer,
+            accuracy=self.accuracy(output),
+            agreement=self.agreement(output),
+            **fields,
+        )
+        if expected is not None:
+            row.max_abs_diff = float(np.max(np.abs(output - expected)))
+            row.checks["within_1e-5"] = _close_fraction(output, expected)
+        return row
+
 
 # target name -> "module:function" of its export function (imported only
 # when the target is asked for).
@@ -365,43 +385,12 @@ def export(
         graph, fused, calibration[:FUSION_CHECK_SAMPLES]
     )
     keras_out = _keras_outputs(model, x_eval)
-    rows = [
-        ArtefactReport(
-            "keras",
-            "Keras",
-            accuracy=_accuracy(keras_out, labels),
-            agreement=1.0,
-        )
-    ]
     float_out, float_trace = reference.run_float(
         fused, x_eval, timesteps, record=True
-    )
-    rows.append(
-        ArtefactReport(
-            "reference-float",
-            "NumPy (fused, float64)",
-            accuracy=_accuracy(float_out, labels),
-            agreement=_agreement(float_out, keras_out),
-            max_abs_diff=float(np.max(np.abs(float_out - keras_out))),
-            checks={"within_1e-5": _close_fraction(float_out, keras_out)},
-        )
     )
     qgraph = quantize.quantize(fused, calibration, state_bits)
     int_out, _, int_trace = integer.run_integer(
         qgraph, x_eval, timesteps, record=True
-    )
-    rows.append(
-        ArtefactReport(
-            "reference-int",
-            f"NumPy (int8 w, int{state_bits} v)",
-            accuracy=_accuracy(int_out, labels),
-            agreement=_agreement(int_out, keras_out),
-            checks={
-                "spike_agreement": _spike_agreement(
-                    fused, float_trace, int_trace
-                )
-            },
-        )
     )
     context = ExportContext(
         graph=fused,
@@ -416,6 +405,19 @@ def export(
         int_trace=int_trace,
         timesteps=steps,
     )
+    spikes = _spike_agreement(fused, float_trace, int_trace)
+    rows = [
+        context.row("keras", "Keras", keras_out),
+        context.row(
+            "reference-float", "NumPy (fused, float64)", float_out, keras_out
+        ),
+        context.row(
+            "reference-int",
+            f"NumPy (int8 w, int{state_bits} v)",
+            int_out,
+            checks={"spike_agreement": spikes},
+        ),
+    ]
     # Every target is converted and checked before anything is written.
     for target in targets:
         rows += _target_function(target)(context)
@@ -459,8 +461,6 @@ def _tflite(context):
     from edge import tflite
 
     graph, x, files = context.graph, context.x, context.files
-    calibration, labels = context.calibration, context.labels
-    keras_out = context.keras_out
 
     expected, _ = _keras_step_outputs(graph, x)
     rows = []
@@ -473,18 +473,16 @@ def _tflite(context):
     output = np.concatenate(outputs)
     files["model_float32.tflite"] = float_bytes
     rows.append(
-        ArtefactReport(
+        context.row(
             "tflite-float32",
             "LiteRT",
+            output,
+            expected,
             path="model_float32.tflite",
             ops=tflite.op_names(float_bytes),
-            accuracy=_accuracy(output, labels),
-            agreement=_agreement(output, keras_out),
-            max_abs_diff=float(np.max(np.abs(output - expected))),
-            checks={"within_1e-5": _close_fraction(output, expected)},
         )
     )
-    int8_bytes = tflite.convert(graph, "int8", calibration)
+    int8_bytes = tflite.convert(graph, "int8", context.calibration)
     litert_out, litert_raw = tflite.run_quantized(
         tflite.LiteRTRunner(int8_bytes, reference_kernels=True),
         graph,
@@ -511,13 +509,12 @@ def _tflite(context):
         )
     for consumer, out in (("LiteRT", litert_out), ("TFLite-Micro", tflm_out)):
         rows.append(
-            ArtefactReport(
+            context.row(
                 "tflite-int8",
                 consumer,
+                out,
                 path="model_int8.tflite",
                 ops=tflite.op_names(int8_bytes),
-                accuracy=_accuracy(out, labels),
-                agreement=_agreement(out, keras_out),
                 checks=dict(checks),
             )
         )
@@ -528,7 +525,6 @@ def _onnx(context):
     from edge import onnx_export
 
     graph, x, files = context.graph, context.x, context.files
-    labels, keras_out = context.labels, context.keras_out
 
     expected, _ = _keras_step_outputs(graph, x)
     model_bytes = onnx_export.convert(graph)
@@ -537,14 +533,12 @@ def _onnx(context):
     )
     files["model.onnx"] = model_bytes
     return [
-        ArtefactReport(
+        context.row(
             "onnx",
             "onnxruntime",
+            output,
+            expected,
             path="model.onnx",
             ops=onnx_export.op_names(model_bytes),
-            accuracy=_accuracy(output, labels),
-            agreement=_agreement(output, keras_out),
-            max_abs_diff=float(np.max(np.abs(output - expected))),
-            checks={"within_1e-5": _close_fraction(output, expected)},
         )
     ]

@@ -778,6 +778,20 @@ def _requantize_accumulator(
     return _finish(raw, out, clamp)
 
 
+def _conv_geometry(op, inp, out, kh, kw):
+    """Padding, kernel, strides and dilations of a conv op, for `_windows`."""
+    sh, sw = op.option("strideH", 1), op.option("strideW", 1)
+    dh, dw = op.option("dilationHFactor", 1), op.option("dilationWFactor", 1)
+    oh, ow = out.shape[1:3]
+    pads = (
+        _padding(op, inp.shape[1], kh, sh, dh, oh),
+        _padding(op, inp.shape[2], kw, sw, dw, ow),
+    )
+    return dict(
+        pads=pads, kernel=(kh, kw), strides=(sh, sw), dilations=(dh, dw)
+    )
+
+
 def _check_conv_types(op, inp, weights, bias, out):
     if inp.dtype == np.float32 and weights.dtype == np.float32:
         return False
@@ -804,16 +818,8 @@ def _prepare_conv_2d(op):
     cout, kh, kw, cin_group = weights.shape
     groups = inp.shape[3] // cin_group
     per_group = cout // groups
-    sh, sw = op.option("strideH", 1), op.option("strideW", 1)
-    dh, dw = op.option("dilationHFactor", 1), op.option("dilationWFactor", 1)
     oh, ow = out.shape[1:3]
-    pads = (
-        _padding(op, inp.shape[1], kh, sh, dh, oh),
-        _padding(op, inp.shape[2], kw, sw, dw, ow),
-    )
-    geometry = dict(
-        pads=pads, kernel=(kh, kw), strides=(sh, sw), dilations=(dh, dw)
-    )
+    geometry = _conv_geometry(op, inp, out, kh, kw)
     if quantized:
         mult, shift = _conv_multipliers(op, inp, weights, out, cout)
         clamp = _activation_range_quantized(op, out)
@@ -855,16 +861,8 @@ def _prepare_depthwise_conv_2d(op):
     quantized = _check_conv_types(op, inp, weights, bias, out)
     _, kh, kw, cout = weights.shape
     multiplier = cout // inp.shape[3]
-    sh, sw = op.option("strideH", 1), op.option("strideW", 1)
-    dh, dw = op.option("dilationHFactor", 1), op.option("dilationWFactor", 1)
     oh, ow = out.shape[1:3]
-    pads = (
-        _padding(op, inp.shape[1], kh, sh, dh, oh),
-        _padding(op, inp.shape[2], kw, sw, dw, ow),
-    )
-    geometry = dict(
-        pads=pads, kernel=(kh, kw), strides=(sh, sw), dilations=(dh, dw)
-    )
+    geometry = _conv_geometry(op, inp, out, kh, kw)
     if quantized:
         # Per-channel along dimension 3 (quantized_dimension of the filter).
         mult, shift = _conv_multipliers(op, inp, weights, out, cout)

@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quickstart_digits_reaches_95_percent(tmp_path):
+def test_quickstart_digits_reaches_95_percent_and_exports(tmp_path):
     model_path = tmp_path / "digits.keras"
     result = subprocess.run(
         [
@@ -31,3 +31,20 @@ def test_quickstart_digits_reaches_95_percent(tmp_path):
     assert match, result.stdout[-2000:]
     assert float(match.group(1)) >= 0.95
     assert model_path.stat().st_size > 0
+    # The main job also exports every target and prints each accuracy.
+    rows = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("keras", "tflite-int8", "onnx"):
+            rows.setdefault(parts[0], []).append(line)
+    accuracies = {
+        name: [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines]
+        for name, lines in rows.items()
+    }
+    float_accuracy = accuracies["keras"][0]
+    assert len(accuracies["tflite-int8"]) == 2  # LiteRT and TFLite-Micro
+    for accuracy in accuracies["tflite-int8"] + accuracies["onnx"]:
+        assert abs(accuracy - float_accuracy) <= 0.01
+    export_dir = tmp_path / "export"
+    assert (export_dir / "model_int8.tflite").stat().st_size > 0
+    assert (export_dir / "report.json").exists()
