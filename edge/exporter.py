@@ -50,6 +50,11 @@ FUSION_CHECK_SAMPLES = 64
 class ArtefactReport:
     """What was measured for one artefact (or reference model).
 
+    Example:
+
+    >>> row = report.row("tflite-float32")
+    >>> row.size_bytes, row.ops, row.accuracy, row.checks["within_1e-5"]
+
     Attributes:
         target: e.g. `"tflite-int8"`.
         consumer: the program that ran it, e.g. `"TFLite-Micro"`.
@@ -77,7 +82,24 @@ class ArtefactReport:
 
 @dataclasses.dataclass
 class ExportReport:
-    """The result of `export`: one `ArtefactReport` per row."""
+    """The result of `export`: one `ArtefactReport` per row.
+
+    Attributes:
+        model: the model's name.
+        out_dir: where the files were written.
+        rows: the `ArtefactReport`s: the Keras model, the float and
+            integer references, then one or more per target.
+        fusion_error: the largest relative current difference found by
+            `edge.fuse.check_fusion`.
+        samples: number of evaluation samples.
+        timesteps: `T`.
+
+    Example:
+
+    >>> report = edge.export(model, "build", calibration_data=x_train[:500])
+    >>> print(report.table())
+    >>> report.row("onnx").agreement
+    """
 
     model: str
     out_dir: str

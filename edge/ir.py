@@ -107,6 +107,13 @@ class Graph:
             repeated `T` times), or `None` when the model's input already
             has a time axis.
         name: the model's name.
+
+    Example:
+
+    >>> graph = edge.ir.extract(model)
+    >>> [node.op for node in graph.nodes]
+    ['input', 'conv2d', 'batch_norm', 'neuron', ...]
+    >>> graph.state_nodes  # one state per neuron layer in the step models
     """
 
     nodes: list

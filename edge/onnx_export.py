@@ -92,6 +92,17 @@ class OnnxRunner:
     """Runs an ONNX step model in onnxruntime (CPU).
 
     Call with a dict of named float32 inputs to get the dict of outputs.
+
+    Args:
+        model_bytes: the serialized ONNX model.
+
+    Raises:
+        ConsumerError: onnxruntime cannot load the model.
+
+    Example:
+
+    >>> runner = OnnxRunner(convert(fused))
+    >>> scores, per_step = edge.step_model.run_steps(runner, fused, x_test)
     """
 
     def __init__(self, model_bytes):

@@ -50,6 +50,11 @@ class QuantizedGraph:
         input_scale: `s_in` of the int8 input.
         output_scale: scale of the integer outputs.
         state_bits: width `B` of currents and membrane states.
+
+    Example:
+
+    >>> qgraph = quantize(edge.fuse.fuse(edge.ir.extract(model)), x_cal)
+    >>> qgraph.node("lif").params["threshold_q"]
     """
 
     graph: object
@@ -60,6 +65,10 @@ class QuantizedGraph:
     @property
     def nodes(self):
         return self.graph.nodes
+
+    def node(self, name):
+        """The node called `name`."""
+        return self.graph.node(name)
 
 
 def quantize_multiplier(real):

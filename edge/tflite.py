@@ -262,6 +262,11 @@ class LiteRTRunner:
             optimized ones and the XNNPACK delegate.
 
     Call with a dict of named inputs (batch 1) to get the dict of outputs.
+
+    Example:
+
+    >>> runner = LiteRTRunner(convert(fused))
+    >>> scores, per_step = edge.step_model.run_steps(runner, fused, x[:1])
     """
 
     def __init__(self, model_bytes, reference_kernels=False):
@@ -284,6 +289,15 @@ class LiteRTRunner:
 class IntegerReferenceRunner:
     """Runs a step .tflite int8 model in the NumPy integer reference
     (`edge.tflite_reference.TFLiteIntegerReference`), by signature names.
+
+    Args:
+        model_bytes: the int8 .tflite model.
+
+    Example:
+
+    >>> model = convert(fused, "int8", x_train[:500])
+    >>> scores, raw = run_quantized(IntegerReferenceRunner(model), fused,
+    ...                             model, x_test)
     """
 
     def __init__(self, model_bytes):
