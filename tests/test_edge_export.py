@@ -289,6 +289,26 @@ def test_cli_export(tmp_path, capsys):
     assert code == 0
     assert "onnxruntime" in printed and "reference-int" in printed
     assert sorted(os.listdir(out)) == ["model.onnx", "report.json"]
+    # A data set name: its training split calibrates, its test split
+    # evaluates (scikit-learn's digits are 8x8x1, like this model's input).
+    code = cli.main(
+        [
+            "export",
+            str(model_path),
+            "--out",
+            str(tmp_path / "out_digits"),
+            "--targets",
+            "onnx",
+            "--calibration",
+            "digits",
+            "--calibration-samples",
+            "64",
+            "--eval-samples",
+            "50",
+        ]
+    )
+    assert code == 0
+    assert "(50 evaluation samples" in capsys.readouterr().out
     code = cli.main(
         ["export", str(model_path), "--out", str(out), "--calibration", "x.npy"]
     )
@@ -300,4 +320,6 @@ def test_cli_and_exporter_list_the_same_targets():
     from edge import cli as edge_cli
     from edge import exporter
 
-    assert edge_cli.TARGETS == exporter.TARGETS
+    assert (
+        edge_cli.TARGETS == exporter.TARGETS == tuple(exporter.TARGET_FUNCTIONS)
+    )
