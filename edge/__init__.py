@@ -26,12 +26,15 @@ _LAZY = {
     "UnsupportedLayerError": "edge.errors",
 }
 _SUBMODULES = (
+    "c_runtime",
     "errors",
     "exporter",
     "fuse",
     "integer",
     "ir",
     "kernels",
+    "loihi",
+    "nir_export",
     "onnx_export",
     "quantize",
     "reference",

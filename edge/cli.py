@@ -19,14 +19,15 @@ import numpy as np
 __all__ = ["export_command", "register"]
 
 DEFAULT_CALIBRATION_SAMPLES = 500
-TARGETS = ("tflite", "onnx")  # edge.exporter.TARGETS (tested to agree)
+TARGETS = ("tflite", "onnx", "c", "loihi", "nir")  # = exporter.TARGETS
 
 
 def register(commands):
     """Adds the `export` subcommand to `keras-snn`'s subparsers."""
     parser = commands.add_parser(
         "export",
-        help="export a trained model to TFLite and ONNX and check each file",
+        help="export a trained model (TFLite, ONNX, C, ...) and check each "
+        "file in its consumer",
         description=(
             "Fold batch norms, quantize, convert to each target, run every "
             "artefact in its consumer, and print a table: file size, ops, "

@@ -42,7 +42,8 @@ __all__ = [
     "export",
 ]
 
-TARGETS = ("tflite", "onnx")  # the keys of TARGET_FUNCTIONS, in order
+# The keys of TARGET_FUNCTIONS, in order.
+TARGETS = ("tflite", "onnx", "c", "loihi", "nir")
 FUSION_CHECK_SAMPLES = 64
 
 
@@ -223,6 +224,9 @@ class ExportContext:
 TARGET_FUNCTIONS = {
     "tflite": "edge.exporter:_tflite",
     "onnx": "edge.exporter:_onnx",
+    "c": "edge.c_runtime:export_target",
+    "loihi": "edge.loihi:export_target",
+    "nir": "edge.nir_export:export_target",
 }
 
 
@@ -279,10 +283,15 @@ def write_files(out_dir, files):
     temporaries = []
     try:
         for name, content in files.items():
+            final = os.path.join(out_dir, name)
+            folder = os.path.dirname(final)
+            os.makedirs(folder, exist_ok=True)
             handle, temporary = tempfile.mkstemp(
-                dir=out_dir, prefix=f".{name}.", suffix=".tmp"
+                dir=folder,
+                prefix=f".{os.path.basename(name)}.",
+                suffix=".tmp",
             )
-            temporaries.append((temporary, os.path.join(out_dir, name)))
+            temporaries.append((temporary, final))
             with os.fdopen(handle, "wb") as file:
                 file.write(content)
                 file.flush()
@@ -345,7 +354,14 @@ def export(
         out_dir: folder for the artefacts (created if needed).
         targets: any of `TARGETS` (list, or a comma-separated string):
             `"tflite"` writes `model_float32.tflite` and `model_int8.tflite`
-            (one-timestep step models); `"onnx"` writes `model.onnx`.
+            (one-timestep step models); `"onnx"` writes `model.onnx`;
+            `"c"` writes the C99 runtime `c/model.c`, `c/model.h`, an
+            example `main`, a Makefile and the Cortex-M4 start-up files,
+            checked with gcc on the host and on QEMU's Cortex-M4;
+            `"loihi"` writes `model_loihi.net` (lava-dl NetX HDF5),
+            checked spike for spike in Lava's bit-accurate simulator;
+            `"nir"` writes `model.nir`, checked spike for spike in Norse
+            (and snnTorch for LIF-only graphs).
         calibration_data: training inputs (a few hundred) for the
             quantization: `(N, *input_shape)` for a direct-encoding model or
             `(N, T, *input_shape)`.

@@ -102,6 +102,7 @@ def main(argv=None):
     train_s = time.perf_counter() - start
 
     out = args.out or os.path.join(tempfile.mkdtemp(), "digits_snn.keras")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     model.save(out)
     reloaded = keras.models.load_model(out)
     reloaded.compile(

@@ -172,6 +172,7 @@ def exported(tmp_path_factory):
     report = edge.export(
         model,
         out,
+        targets=("tflite", "onnx", "c"),  # dense_model has a soft reset
         calibration_data=x[:64],
         eval_data=(x[64:], labels),
     )
@@ -181,11 +182,13 @@ def exported(tmp_path_factory):
 def test_export_writes_every_artefact_and_the_report(exported):
     model, out, report = exported
     assert sorted(os.listdir(out)) == [
+        "c",
         "model.onnx",
         "model_float32.tflite",
         "model_int8.tflite",
         "report.json",
     ]
+    assert {"model.c", "model.h", "Makefile"} <= set(os.listdir(out / "c"))
     targets = [row.target for row in report.rows]
     assert targets == [
         "keras",
@@ -195,12 +198,20 @@ def test_export_writes_every_artefact_and_the_report(exported):
         "tflite-int8",
         "tflite-int8",
         "onnx",
+        "c-host",
+        "c-cortex-m4",
     ]
     for row in report.rows:
         if row.path:
             assert row.size_bytes == os.path.getsize(out / row.path) > 1000
+        if row.path and not row.target.startswith("c-"):
             assert row.ops
         assert 0.0 <= row.agreement <= 1.0
+    cortex = report.row("c-cortex-m4").checks
+    assert cortex["bit_exact"] is True
+    assert (
+        cortex["flash_bytes"] > 0 and cortex["instructions_per_inference"] > 0
+    )
     int8 = [r for r in report.rows if r.target == "tflite-int8"]
     assert {r.consumer for r in int8} == {"LiteRT", "TFLite-Micro"}
     assert all(all(r.checks.values()) for r in int8)
@@ -208,7 +219,7 @@ def test_export_writes_every_artefact_and_the_report(exported):
     assert report.row("tflite-float32").max_abs_diff < 1e-5
     assert report.row("reference-int").checks["spike_agreement"] > 0.9
     saved = json.loads((out / "report.json").read_text())
-    assert saved["model"] == model.name and len(saved["rows"]) == 7
+    assert saved["model"] == model.name and len(saved["rows"]) == 9
     table = report.table()
     assert "TFLite-Micro" in table and "onnxruntime" in table
 
@@ -323,3 +334,35 @@ def test_cli_and_exporter_list_the_same_targets():
     assert (
         edge_cli.TARGETS == exporter.TARGETS == tuple(exporter.TARGET_FUNCTIONS)
     )
+
+
+def test_export_to_loihi_and_nir_through_edge_export(tmp_path):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8, 8, 1))
+    x = layers.DirectEncoding(3)(inputs)
+    x = fold(keras.layers.Flatten())(x)
+    x = fold(keras.layers.Dense(24))(x)
+    x = fold(keras.layers.BatchNormalization())(x)
+    x = layers.LIF(threshold=0.5, decay=0.5)(x)
+    x = fold(keras.layers.Dense(16))(x)
+    x = layers.LIF(threshold=0.5, decay=0.75)(x)
+    model = keras.Model(inputs, layers.Decoding(10)(x), name="hard_dense")
+    x = images(48, seed=12)
+    report = edge.export(
+        model,
+        tmp_path,
+        targets="loihi,nir",
+        calibration_data=x[:32],
+        eval_data=x[32:],
+    )
+    assert sorted(os.listdir(tmp_path)) == [
+        "model.nir",
+        "model_loihi.net",
+        "report.json",
+    ]
+    loihi = report.row("loihi-netx")
+    assert loihi.checks["spike_exact"] is True
+    nir_rows = [row for row in report.rows if row.target == "nir"]
+    assert {row.consumer for row in nir_rows} == {"Norse 1.1", "snnTorch 1.0"}
+    for row in nir_rows:
+        assert row.checks["spike_agreement"] == 1.0

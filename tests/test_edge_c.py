@@ -1,0 +1,262 @@
+"""edge C runtime: gcc host and QEMU Cortex-M4 builds, bit for bit against
+the integer reference (`edge.integer`).
+
+Needs gcc, arm-none-eabi-gcc and qemu-system-arm (`.ci/install_arm.sh`).
+Without them the tests are skipped locally and fail in CI (`CI` set).
+"""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+from edge_models import conv_model
+from edge_models import dense_model
+from edge_models import images
+from edge_models import residual_model
+
+from edge import c_runtime
+from edge import fuse
+from edge import integer
+from edge import ir
+from edge import quantize
+from edge.errors import ConsumerError
+from edge.errors import ExportError
+from edge.errors import UnsupportedLayerError
+from edge.exporter import ExportContext
+
+TOOLS = ("gcc", "make", "arm-none-eabi-gcc", "arm-none-eabi-size")
+TOOLS += ("qemu-system-arm",)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toolchain():
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        message = (
+            f"C runtime tests need {', '.join(missing)}: run .ci/install_arm.sh"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _quantized(make, seed=3, **kwargs):
+    keras.utils.set_random_seed(seed)
+    model = make(**kwargs)
+    graph = fuse.fuse(ir.extract(model))
+    shape = graph.input_shape
+    return model, quantize.quantize(graph, images(64, shape, seed=1))
+
+
+# name -> (model factory, kwargs): dense (BN folded), conv (BN and tdBN
+# folded) with hard and soft reset, a membrane readout, a residual block
+# (affine shortcut and saturating add).
+NETWORKS = {
+    "dense": (dense_model, {}),
+    "conv_hard": (conv_model, {"reset": "hard"}),
+    "conv_soft_membrane": (conv_model, {"reset": "soft", "head": "membrane"}),
+    "residual": (residual_model, {}),
+}
+
+
+@pytest.fixture(scope="module")
+def networks():
+    return {
+        key: _quantized(make, **kwargs)
+        for key, (make, kwargs) in NETWORKS.items()
+    }
+
+
+def _inputs(qgraph, count=8):
+    return images(count, qgraph.graph.input_shape, seed=2)
+
+
+# -- bit-exactness ---------------------------------------------------------
+@pytest.mark.parametrize("platform", ["host", "cortex-m4"])
+@pytest.mark.parametrize("network", list(NETWORKS))
+def test_c_equals_integer_reference_bit_for_bit(
+    networks, network, platform, tmp_path
+):
+    _, qgraph = networks[network]
+    x = _inputs(qgraph)
+    expected = integer.run_integer(qgraph, x)[1]
+    assert np.count_nonzero(expected) > expected.size // 4  # not trivial
+    raw, _ = c_runtime.run_c(qgraph, x, tmp_path, platform)
+    assert raw.dtype == np.int64 and raw.shape == expected.shape
+    np.testing.assert_array_equal(raw, expected)
+
+
+def test_sanitizer_build_runs_clean(networks, tmp_path):
+    for network in ("conv_soft_membrane", "residual"):
+        _, qgraph = networks[network]
+        x = _inputs(qgraph, 4)
+        files = c_runtime.generate(qgraph) | c_runtime.generate_harness(
+            qgraph, x
+        )
+        exe = c_runtime.build_host(files, tmp_path / network, sanitize=True)
+        result = subprocess.run(
+            [exe], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Sanitizer" not in result.stderr
+        assert "runtime error" not in result.stderr
+        raw = c_runtime.read_outputs(result.stdout, qgraph, len(x))
+        np.testing.assert_array_equal(raw, integer.run_integer(qgraph, x)[1])
+
+
+# -- measurements ----------------------------------------------------------
+@pytest.mark.parametrize("network", ["dense", "conv_hard"])
+def test_flash_ram_and_instruction_counts(networks, network, tmp_path):
+    _, qgraph = networks[network]
+    size = c_runtime.model_size_cortex_m4(c_runtime.generate(qgraph), tmp_path)
+    assert all(isinstance(v, int) and v > 0 for v in size.values())
+    # The weights are const: they are in flash, not in RAM.
+    kernels = sum(
+        np.size(n.params["kernel_q"])
+        for n in qgraph.nodes
+        if "kernel_q" in n.params
+    )
+    assert size["flash"] > kernels > 0
+    count = c_runtime.count_instructions(qgraph, _inputs(qgraph, 2), tmp_path)
+    assert isinstance(count, int) and count > 0
+
+
+def test_event_driven_layers_skip_silent_inputs(networks, tmp_path):
+    # A silent input makes no spikes: the event-driven layers do no work,
+    # so an inference costs fewer instructions.
+    _, qgraph = networks["dense"]
+    x = _inputs(qgraph, 2)
+    busy = c_runtime.count_instructions(qgraph, x, tmp_path / "busy")
+    quiet = c_runtime.count_instructions(qgraph, 0 * x, tmp_path / "quiet")
+    assert 0 < quiet < busy
+    source = c_runtime.generate(qgraph)["model.c"]
+    assert source.count("no spike, no work") == 2  # both spiking layers
+
+
+# -- generated code --------------------------------------------------------
+def test_generated_sources_api_and_no_dynamic_allocation(networks):
+    _, qgraph = networks["conv_hard"]
+    files = c_runtime.generate(qgraph, name="kws")
+    assert set(files) == {
+        "kws.h",
+        "kws.c",
+        "kws_main_example.c",
+        "Makefile",
+        "startup_cm4.c",
+        "cm4.ld",
+    }
+    header, source = files["kws.h"], files["kws.c"]
+    assert "kws_status kws_step(const int8_t *input, int32_t *output);" in (
+        header
+    )
+    assert "void kws_init(void);" in header
+    assert "void kws_reset(void);" in header
+    assert "#define KWS_TIMESTEPS 3" in header
+    assert "static const int8_t g_kws_" in source
+    assert "ksnn_arithmetic_shift_check" in source
+    for text in files.values():
+        for word in ("malloc", "calloc", "realloc", "free(", "float"):
+            assert word not in text
+
+
+def test_makefile_builds_and_runs_the_example(networks, tmp_path):
+    _, qgraph = networks["dense"]
+    for file, text in c_runtime.generate(qgraph).items():
+        (tmp_path / file).write_text(text)
+    subprocess.run(
+        ["make", "-s", "all"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    host = subprocess.run(
+        ["./model_example"], cwd=tmp_path, capture_output=True, text=True
+    )
+    arm = c_runtime.run_qemu(tmp_path / "model_example.elf")
+    assert host.returncode == 0
+    assert host.stdout == arm and "class: " in arm
+
+
+# -- refusals and failures -------------------------------------------------
+def _with_node(qgraph, index, **changes):
+    nodes = list(qgraph.nodes)
+    nodes[index] = dataclasses.replace(nodes[index], **changes)
+    return dataclasses.replace(qgraph, graph=qgraph.graph.replace(nodes))
+
+
+def test_unsupported_op_is_refused_naming_the_node(networks):
+    _, qgraph = networks["dense"]
+    broken = _with_node(qgraph, 3, op="batch_norm")
+    with pytest.raises(UnsupportedLayerError, match="lif.*batch_norm.*fuse"):
+        c_runtime.generate(broken)
+
+
+def test_accumulator_overflow_is_refused(networks):
+    # int8 inputs times int8 weights over 140k inputs overflow int32.
+    _, qgraph = networks["dense"]
+    dense = qgraph.nodes[2]
+    params = dict(dense.params, kernel_q=np.full((140_000, 32), 127))
+    flat = _with_node(qgraph, 1, shape=(140_000,))
+    broken = _with_node(flat, 2, params=params)
+    with pytest.raises(UnsupportedLayerError, match="beyond int32"):
+        c_runtime.generate(broken)
+
+
+def test_invalid_name_is_refused(networks):
+    _, qgraph = networks["dense"]
+    with pytest.raises(ExportError, match="C identifier"):
+        c_runtime.generate(qgraph, name="my-model")
+
+
+def test_hang_under_qemu_is_a_consumer_error(networks, tmp_path):
+    _, qgraph = networks["dense"]
+    files = c_runtime.generate(qgraph)
+    files["model_main_example.c"] = "int main(void)\n{\n    for (;;) {\n"
+    files["model_main_example.c"] += "    }\n}\n"
+    elf = c_runtime.build_cortex_m4(files, tmp_path)
+    with pytest.raises(ConsumerError, match="time limit"):
+        c_runtime.run_qemu(elf, timeout=2)
+
+
+# -- edge.export target ----------------------------------------------------
+def test_export_target_rows_and_files(networks):
+    model, qgraph = networks["conv_hard"]
+    x = _inputs(qgraph, 12)
+    int_out, _ = integer.run_integer(qgraph, x)
+    keras_out = np.asarray(model.predict(x, verbose=0), np.float64)
+    labels = keras_out.argmax(-1)
+    context = ExportContext(
+        graph=qgraph.graph,
+        qgraph=qgraph,
+        calibration=x,
+        x=x,
+        labels=labels,
+        keras_out=keras_out,
+        float_out=None,
+        float_trace=None,
+        int_out=int_out,
+        int_trace=None,
+        timesteps=3,
+    )
+    rows = c_runtime.export_target(context)
+    assert [(r.target, r.consumer) for r in rows] == [
+        ("c-host", "gcc x86-64"),
+        ("c-cortex-m4", "QEMU mps2-an386"),
+    ]
+    for row in rows:
+        assert row.checks["bit_exact"] is True
+        assert row.checks["samples"] == 12
+        assert row.max_abs_diff == 0.0
+        assert row.agreement == pytest.approx(
+            np.mean(int_out.argmax(-1) == labels)
+        )
+    checks = rows[1].checks
+    for key in ("flash_bytes", "ram_bytes", "instructions_per_inference"):
+        assert isinstance(checks[key], int) and checks[key] > 0
+    assert {"c/model.c", "c/model.h", "c/Makefile"} <= set(context.files)
+    assert all(isinstance(v, bytes) for v in context.files.values())
