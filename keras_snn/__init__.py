@@ -29,21 +29,27 @@ if keras.backend.backend() != "tensorflow":
     )
 
 from keras_snn import analysis  # noqa: E402
+from keras_snn import callbacks  # noqa: E402
 from keras_snn import constraints  # noqa: E402
+from keras_snn import conversion  # noqa: E402
 from keras_snn import datasets  # noqa: E402
 from keras_snn import functional  # noqa: E402
 from keras_snn import layers  # noqa: E402
 from keras_snn import losses  # noqa: E402
 from keras_snn import models  # noqa: E402
+from keras_snn import stdp  # noqa: E402
 from keras_snn import surrogates  # noqa: E402
 
 __all__ = [
     "analysis",
+    "callbacks",
     "constraints",
+    "conversion",
     "datasets",
     "functional",
     "layers",
     "losses",
     "models",
+    "stdp",
     "surrogates",
 ]
