@@ -29,6 +29,7 @@ if keras.backend.backend() != "tensorflow":
     )
 
 from keras_snn import analysis  # noqa: E402
+from keras_snn import asf  # noqa: E402
 from keras_snn import callbacks  # noqa: E402
 from keras_snn import constraints  # noqa: E402
 from keras_snn import conversion  # noqa: E402
@@ -39,9 +40,11 @@ from keras_snn import losses  # noqa: E402
 from keras_snn import models  # noqa: E402
 from keras_snn import stdp  # noqa: E402
 from keras_snn import surrogates  # noqa: E402
+from keras_snn import tuning  # noqa: E402
 
 __all__ = [
     "analysis",
+    "asf",
     "callbacks",
     "constraints",
     "conversion",
@@ -52,4 +55,5 @@ __all__ = [
     "models",
     "stdp",
     "surrogates",
+    "tuning",
 ]
