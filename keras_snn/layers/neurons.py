@@ -12,6 +12,7 @@ from keras.src.backend import rnn as backend_rnn
 from keras_snn import constraints
 from keras_snn import functional
 from keras_snn import surrogates
+from keras_snn.layers import fused as fused_ops
 from keras_snn.layers.checks import check_float_input
 
 __all__ = ["IF", "IFCell", "LIF", "LIFCell"]
@@ -330,6 +331,16 @@ class LIF(keras.layers.RNN):
             the sequence length is static and at most 64 steps, which is
             fastest with `jit_compile=True`, and uses a symbolic loop
             otherwise. Defaults to `None`.
+        fused: `None`, `True` or `False`. How the time loop is run and
+            differentiated. `True` runs the whole sequence as one op
+            (`keras_snn.layers.fused.neuron_sequence`) whose backward pass is
+            a hand-written reverse-time scan that recomputes the spikes and
+            resets from the saved potentials, instead of differentiating
+            every step; it gives the same spikes and the same gradients.
+            `False` runs `LIFCell` step by step through `keras.layers.RNN`
+            (the reference path). `None` uses the fused op wherever it
+            applies (no mask, `return_potentials=False`) and the reference
+            path otherwise. Defaults to `None`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -374,8 +385,21 @@ class LIF(keras.layers.RNN):
         return_state=False,
         stateful=False,
         unroll=None,
+        fused=None,
         **kwargs,
     ):
+        if fused not in (None, True, False):
+            raise ValueError(
+                "Argument `fused` must be None, True or False. Received: "
+                f"fused={fused!r}"
+            )
+        if fused and return_potentials:
+            raise ValueError(
+                "The fused time loop does not return potentials; use "
+                "fused=None or fused=False with return_potentials=True. "
+                f"Received: fused={fused!r}, "
+                f"return_potentials={return_potentials!r}"
+            )
         cell = self.cell_class(
             **self._cell_kwargs(
                 threshold=threshold,
@@ -403,6 +427,7 @@ class LIF(keras.layers.RNN):
             **kwargs,
         )
         self.return_potentials = bool(return_potentials)
+        self.fused = fused
 
     @staticmethod
     def _cell_kwargs(**kwargs):
@@ -443,9 +468,39 @@ class LIF(keras.layers.RNN):
             )
         )
 
+    def uses_fused_loop(self, mask=None):
+        """Whether a call with this `mask` runs the fused time loop."""
+        if self.fused is False or self.return_potentials:
+            return False
+        if mask is not None:
+            if self.fused:
+                raise ValueError(
+                    f"Layer '{self.name}' has fused=True, and the fused time "
+                    "loop does not support masks; use fused=None or "
+                    "fused=False. Received: a mask"
+                )
+            return False
+        return keras.backend.backend() == "tensorflow"
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
         threshold, decay = cell.parameters(sequences.dtype)
+        timesteps = sequences.shape[1]
+        unroll = self.unroll
+        if unroll is None:
+            unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
+        if self.uses_fused_loop(mask):
+            spikes, v = fused_ops.neuron_sequence(
+                sequences,
+                initial_state[0],
+                threshold,
+                decay,
+                reset=cell.reset,
+                surrogate=cell.surrogate,
+                detach_reset=cell.detach_reset,
+                unroll=unroll,
+            )
+            return spikes[:, -1], spikes, [v]
         with_potentials = self.return_potentials
 
         def step(inputs, states):
@@ -454,10 +509,6 @@ class LIF(keras.layers.RNN):
                 spikes = ops.stack([spikes, u], axis=-1)
             return spikes, [v]
 
-        timesteps = sequences.shape[1]
-        unroll = self.unroll
-        if unroll is None:
-            unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
         return backend_rnn(
             step,
             sequences,
@@ -504,6 +555,7 @@ class LIF(keras.layers.RNN):
                 "return_state": self.return_state,
                 "stateful": self.stateful,
                 "unroll": self.unroll,
+                "fused": self.fused,
             }
         )
         return config
@@ -535,7 +587,7 @@ class IF(LIF):
             `False`.
         trainable_threshold: bool, learn the threshold. Defaults to `False`.
         return_sequences, return_potentials, return_state, stateful,
-            unroll: as for `keras_snn.layers.LIF`.
+            unroll, fused: as for `keras_snn.layers.LIF`.
         **kwargs: Base layer keyword arguments.
 
     Call arguments:

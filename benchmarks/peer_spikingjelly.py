@@ -1,0 +1,183 @@
+"""conv-small in SpikingJelly, timed for benchmarks/peers.py (own process).
+
+The network of issue #8 in SpikingJelly's multi-step mode (`step_mode="m"`,
+time-major `[T, N, ...]` tensors; the stateless layers fold time into the
+batch, the neurons loop over time inside `LIFNode`):
+
+    x_seq = x repeated T times             # [T, N, 1, 28, 28]
+    Conv2d -> BatchNorm2d -> LIFNode -> AvgPool2d -> Conv2d -> BatchNorm2d
+    -> LIFNode -> AvgPool2d -> Flatten -> Linear(256) -> LIFNode
+    -> Linear(10) -> mean over time
+
+`LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0)` gives
+`u = 0.5 v + I` with a hard reset to 0 (SpikingJelly's default surrogate,
+`Sigmoid`). SpikingJelly 2.0 has no `backend` argument any more; its
+multi-step LIF runs `functional.lif_multi_step`, the PyTorch loop that
+versions <= 0.0.0.0.14 called `backend="torch"`. The state is cleared with
+`functional.reset_net` after every batch, as in its tutorials.
+Cross-entropy, Adam(lr=1e-3). Imports only torch and spikingjelly.
+
+Run (from the repository root, in the peers' venv):
+
+    .venv-peers/bin/python benchmarks/peer_spikingjelly.py --timesteps 4
+"""
+
+import argparse
+import importlib.metadata
+import inspect
+import json
+import resource
+import statistics
+import time
+
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based import layer
+from spikingjelly.activation_based import neuron
+from torch import nn
+
+RESULT_PREFIX = "PEER_RESULT "
+
+
+def lif_node():
+    kwargs = dict(
+        tau=2.0,
+        decay_input=False,
+        v_threshold=1.0,
+        v_reset=0.0,
+        step_mode="m",
+    )
+    if "backend" in inspect.signature(neuron.LIFNode).parameters:
+        kwargs["backend"] = "torch"  # SpikingJelly <= 0.0.0.0.14
+    return neuron.LIFNode(**kwargs)
+
+
+def conv_small():
+    return nn.Sequential(
+        layer.Conv2d(1, 32, 3, padding=1, step_mode="m"),
+        layer.BatchNorm2d(32, step_mode="m"),
+        lif_node(),
+        layer.AvgPool2d(2, step_mode="m"),
+        layer.Conv2d(32, 64, 3, padding=1, step_mode="m"),
+        layer.BatchNorm2d(64, step_mode="m"),
+        lif_node(),
+        layer.AvgPool2d(2, step_mode="m"),
+        layer.Flatten(step_mode="m"),
+        layer.Linear(64 * 7 * 7, 256, step_mode="m"),
+        lif_node(),
+        layer.Linear(256, 10, step_mode="m"),
+    )
+
+
+def forward(net, x, timesteps):
+    x_seq = x.unsqueeze(0).repeat(timesteps, 1, 1, 1, 1)
+    return net(x_seq).mean(0)
+
+
+def measure(timesteps, batch, infer_batch, warmup, repeats, seed):
+    torch.manual_seed(seed)
+    net = conv_small()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (batch,), generator=generator)
+    x_infer = torch.rand(infer_batch, 1, 28, 28, generator=generator)
+
+    def train_step():
+        optimizer.zero_grad()
+        loss = loss_fn(forward(net, x, timesteps), y)
+        loss.backward()
+        optimizer.step()
+        functional.reset_net(net)
+        return loss.item()
+
+    def infer_step():
+        with torch.no_grad():
+            out = forward(net, x_infer, timesteps).sum().item()
+        functional.reset_net(net)
+        return out
+
+    net.train()
+    train_times, train_cpu, loss = timed(train_step, warmup, repeats)
+    net.eval()
+    infer_times, infer_cpu, _ = timed(infer_step, warmup, repeats)
+    version = importlib.metadata.version("spikingjelly")
+    return summary(
+        "spikingjelly",
+        version,
+        batch,
+        infer_batch,
+        (train_times, train_cpu),
+        (infer_times, infer_cpu),
+        loss,
+    )
+
+
+def timed(fn, warmup, repeats):
+    value = None
+    for _ in range(warmup):
+        value = fn()
+    times, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        value = fn()
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return times, cpu, value
+
+
+def summary(name, version, batch, infer_batch, train, infer, loss):
+    """Throughput from wall-clock and from CPU time per step.
+
+    The CPU-time figure, batch / (median CPU seconds per step / threads),
+    is what the step would reach with its threads fully busy; on a loaded
+    machine it varies less than the wall-clock one.
+    """
+    (train_times, train_cpu), (infer_times, infer_cpu) = train, infer
+    threads = torch.get_num_threads()
+    return {
+        "library": name,
+        "version": f"{name} {version}, torch {torch.__version__}",
+        "threads": threads,
+        "train_samples_per_s": batch / statistics.median(train_times),
+        "infer_samples_per_s": infer_batch / statistics.median(infer_times),
+        "train_cpu_samples_per_s": batch
+        * threads
+        / statistics.median(train_cpu),
+        "infer_cpu_samples_per_s": infer_batch
+        * threads
+        / statistics.median(infer_cpu),
+        "train_step_s": train_times,
+        "infer_step_s": infer_times,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        / 1024.0,
+        "loss": float(loss),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timesteps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--infer-batch", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    result = measure(
+        args.timesteps,
+        args.batch,
+        args.infer_batch,
+        args.warmup,
+        args.repeats,
+        args.seed,
+    )
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

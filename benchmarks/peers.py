@@ -1,0 +1,450 @@
+"""keras-snn against snnTorch and SpikingJelly on conv-small (issue #8).
+
+One command measures, for each number of time steps T, the network
+
+    input 28x28x1 repeated T times (direct input current)
+    Conv(32, 3x3, same) - BN - LIF - AvgPool2 - Conv(64, 3x3, same) - BN
+    - LIF - AvgPool2 - Flatten - Dense(256) - LIF - Dense(10)
+    output = mean over time; cross-entropy; Adam(lr=1e-3)
+    LIF: decay 0.5, threshold 1.0, hard reset
+
+in each library, each in its own process with 2 intra-op threads:
+
+    keras-snn          the default layers as a user writes them
+                       (DirectEncoding, TimeFolded(Conv2D/BN/...), LIF()),
+                       jit_compile=True
+    keras-snn (ref)    the same with LIF(fused=False): the unrolled
+                       keras.layers.RNN reference path, for comparison
+    Keras ANN          ReLU instead of LIF, T = 1, jit_compile=True: the
+                       lower bound
+    snnTorch           benchmarks/peer_snntorch.py (snn.Leaky, Python loop
+                       over time, as in its tutorials)
+    SpikingJelly       benchmarks/peer_spikingjelly.py (multi-step LIFNode)
+
+and prints one markdown table: training throughput (samples/s at batch 64,
+B / median time of `--repeats` steps of forward + backward + Adam update
+after `--warmup` steps), inference throughput (batch 256, same protocol),
+the peak resident memory of the process (`ru_maxrss`), and the ratios to
+the faster peer (throughput) and to the lower peer (memory). A second
+table gives the throughput from the process's CPU time per step (batch x
+threads / median CPU seconds), the rate with both threads busy: on a
+loaded machine the wall-clock numbers swing by 2x or more from run to run,
+the CPU-time ones much less (they still rise with cache and memory
+contention).
+
+The peers run in the virtual environment made by
+`benchmarks/install_peers.sh` (`.venv-peers`, or `--peers-python`). The
+whole set runs `--rounds` times, alternating the order; each cell reports
+the best round (load from other processes only slows a run down), and the
+per-round numbers are printed below the table. On a shared machine compare
+the ratios within one run. The parent process imports neither TensorFlow
+nor torch.
+
+Run:
+
+    benchmarks/install_peers.sh        # once
+    python benchmarks/peers.py --timesteps 4 8
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULT_PREFIX = "PEER_RESULT "
+THREADS = 2
+
+LIBRARIES = {
+    "keras-snn": "keras-snn",
+    "keras-snn-ref": "keras-snn, LIF(fused=False)",
+    "keras-ann": "Keras ANN (ReLU, T=1)",
+    "snntorch": "snnTorch",
+    "spikingjelly": "SpikingJelly",
+}
+PEERS = ("snntorch", "spikingjelly")
+
+
+# --------------------------------------------------------------------------
+# Child: one Keras model, timed; prints one JSON line.
+# --------------------------------------------------------------------------
+
+
+def keras_model(kind, timesteps):
+    import keras
+
+    import keras_snn
+
+    layers = keras.layers
+    if kind == "keras-ann":
+        inputs = keras.Input((28, 28, 1))
+        x = layers.Conv2D(32, 3, padding="same")(inputs)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.AveragePooling2D(2)(x)
+        x = layers.Conv2D(64, 3, padding="same")(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.AveragePooling2D(2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(256, activation="relu")(x)
+        outputs = layers.Dense(10)(x)
+        return keras.Model(inputs, outputs)
+
+    fused = None if kind == "keras-snn" else False
+    snn = keras_snn.layers
+
+    def lif():
+        return snn.LIF(decay=0.5, threshold=1.0, reset="hard", fused=fused)
+
+    inputs = keras.Input((28, 28, 1))
+    x = snn.DirectEncoding(timesteps)(inputs)
+    x = snn.TimeFolded(layers.Conv2D(32, 3, padding="same"))(x)
+    x = lif()(snn.TimeFolded(layers.BatchNormalization())(x))
+    x = snn.TimeFolded(layers.AveragePooling2D(2))(x)
+    x = snn.TimeFolded(layers.Conv2D(64, 3, padding="same"))(x)
+    x = lif()(snn.TimeFolded(layers.BatchNormalization())(x))
+    x = snn.TimeFolded(layers.AveragePooling2D(2))(x)
+    x = snn.TimeFolded(layers.Flatten())(x)
+    x = lif()(snn.TimeFolded(layers.Dense(256))(x))
+    x = snn.TimeFolded(layers.Dense(10))(x)
+    outputs = layers.GlobalAveragePooling1D()(x)  # mean over time
+    return keras.Model(inputs, outputs)
+
+
+def keras_child(kind, timesteps, args):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    import keras
+    import numpy as np
+
+    import keras_snn
+
+    keras.utils.set_random_seed(args.seed)
+    model = keras_model(kind, timesteps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    rng = np.random.default_rng(args.seed)
+    x = rng.random((args.batch, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, size=(args.batch,)).astype("int32")
+    x_infer = rng.random((args.infer_batch, 28, 28, 1), dtype=np.float32)
+
+    train_times, train_cpu, loss = _timed(
+        lambda: model.train_on_batch(x, y), args.warmup, args.repeats
+    )
+    infer_times, infer_cpu, _ = _timed(
+        lambda: model.predict_on_batch(x_infer), args.warmup, args.repeats
+    )
+    version = (
+        f"keras-snn {keras_snn.__version__}, keras {keras.__version__}, "
+        f"tensorflow {tf.__version__}"
+    )
+    return {
+        "library": kind,
+        "version": version,
+        "threads": THREADS,
+        "train_samples_per_s": args.batch / _median(train_times),
+        "infer_samples_per_s": args.infer_batch / _median(infer_times),
+        "train_cpu_samples_per_s": args.batch * THREADS / _median(train_cpu),
+        "infer_cpu_samples_per_s": args.infer_batch
+        * THREADS
+        / _median(infer_cpu),
+        "train_step_s": train_times,
+        "infer_step_s": infer_times,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        / 1024.0,
+        "loss": float(loss),
+    }
+
+
+def _timed(fn, warmup, repeats):
+    value = None
+    for _ in range(warmup):
+        value = fn()
+    times, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        value = fn()  # returns NumPy: the step has finished
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return times, cpu, value
+
+
+def _median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    if len(values) % 2:
+        return values[middle]
+    return 0.5 * (values[middle - 1] + values[middle])
+
+
+# --------------------------------------------------------------------------
+# Parent: one subprocess per (library, T, round); imports no framework.
+# --------------------------------------------------------------------------
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(
+        TF_NUM_INTRAOP_THREADS=str(THREADS),
+        TF_NUM_INTEROP_THREADS="1",
+        OMP_NUM_THREADS=str(THREADS),
+        MKL_NUM_THREADS=str(THREADS),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        KERAS_BACKEND="tensorflow",
+    )
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (ROOT, env.get("PYTHONPATH")) if p
+    )
+    return env
+
+
+def _command(library, timesteps, args):
+    common = [
+        "--timesteps",
+        str(timesteps),
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+        "--seed",
+        str(args.seed),
+    ]
+    sizes = ["--batch", str(args.batch), "--infer-batch", str(args.infer_batch)]
+    if library in PEERS:
+        script = os.path.join(HERE, f"peer_{library}.py")
+        return [args.peers_python, script, *common, *sizes, "--threads", "2"]
+    return [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        library,
+        *common,
+        *sizes,
+    ]
+
+
+def _run(library, timesteps, args):
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            _command(library, timesteps, args),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=args.child_timeout,
+            cwd=ROOT,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.child_timeout} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX) :])
+            result["wall_s"] = time.perf_counter() - start
+            return result
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    return {
+        "error": f"exit {proc.returncode}: "
+        + (lines[-1] if lines else "no output"),
+        "stderr_tail": "\n".join(lines[-20:]),
+    }
+
+
+def _best(results):
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[-1]
+    return {
+        "library": ok[0]["library"],
+        "version": ok[0]["version"],
+        "train_samples_per_s": max(r["train_samples_per_s"] for r in ok),
+        "infer_samples_per_s": max(r["infer_samples_per_s"] for r in ok),
+        "train_cpu_samples_per_s": max(
+            r["train_cpu_samples_per_s"] for r in ok
+        ),
+        "infer_cpu_samples_per_s": max(
+            r["infer_cpu_samples_per_s"] for r in ok
+        ),
+        "peak_rss_mb": min(r["peak_rss_mb"] for r in ok),
+    }
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def _table(runs, args, cpu=False):
+    """Markdown table; `cpu=True` uses the CPU-time throughput."""
+    kind = "_cpu" if cpu else ""
+    unit = "CPU-time samples/s" if cpu else "samples/s"
+    lines = [
+        f"| library | T | train {unit} | x faster peer | infer {unit} "
+        "| x faster peer | peak RSS MB | x lower peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for timesteps in args.timesteps:
+        best = {
+            lib: _best(runs[lib, timesteps])
+            for lib in args.libraries
+            if (lib, timesteps) in runs
+        }
+        peers = [best[p] for p in PEERS if p in best and "error" not in best[p]]
+
+        def top(key, pick, peers=peers):
+            values = [p[key] for p in peers]
+            return pick(values) if values else None
+
+        train_ref = top(f"train{kind}_samples_per_s", max)
+        infer_ref = top(f"infer{kind}_samples_per_s", max)
+        memory_ref = top("peak_rss_mb", min)
+        for library in args.libraries:
+            r = best.get(library)
+            t = 1 if library == "keras-ann" else timesteps
+            name = LIBRARIES[library]
+            if r is None or "error" in r:
+                error = "not run" if r is None else r["error"]
+                lines.append(f"| {name} | {t} | {error} | | | | | |")
+                continue
+            train = r[f"train{kind}_samples_per_s"]
+            infer = r[f"infer{kind}_samples_per_s"]
+            memory = r["peak_rss_mb"]
+            lines.append(
+                f"| {name} | {t} | {train:.0f} | "
+                f"{_fmt(train_ref and train / train_ref, '.2f')} | "
+                f"{infer:.0f} | "
+                f"{_fmt(infer_ref and infer / infer_ref, '.2f')} | "
+                f"{memory:.0f} | "
+                f"{_fmt(memory_ref and memory / memory_ref, '.2f')} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument(
+        "--libraries",
+        nargs="+",
+        choices=sorted(LIBRARIES),
+        default=list(LIBRARIES),
+    )
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--infer-batch", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="runs of the whole set, alternating the order; best reported",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--peers-python",
+        default=os.path.join(ROOT, ".venv-peers", "bin", "python"),
+        help="python of the venv with torch, snntorch and spikingjelly",
+    )
+    parser.add_argument("--child-timeout", type=float, default=600.0)
+    parser.add_argument("--json", help="also write all results to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be at least 5")
+
+    if args.child:
+        result = keras_child(args.child, args.timesteps[0], args)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return
+
+    if any(lib in PEERS for lib in args.libraries) and not os.path.exists(
+        args.peers_python
+    ):
+        parser.error(
+            f"{args.peers_python} not found: run benchmarks/install_peers.sh "
+            "or pass --peers-python"
+        )
+    order = [(lib, t) for t in args.timesteps for lib in args.libraries]
+    runs = {key: [] for key in order}
+    start = time.perf_counter()
+    for index in range(args.rounds):
+        for library, timesteps in order if index % 2 == 0 else order[::-1]:
+            result = _run(library, timesteps, args)
+            runs[library, timesteps].append(result)
+            status = result.get("error") or (
+                f"train {result['train_samples_per_s']:.0f}, infer "
+                f"{result['infer_samples_per_s']:.0f} samples/s, "
+                f"{result['peak_rss_mb']:.0f} MB"
+            )
+            print(
+                f"[{time.perf_counter() - start:6.0f} s] round {index + 1} "
+                f"{library} T={timesteps}: {status}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    versions = sorted(
+        {r["version"] for rs in runs.values() for r in rs if "error" not in r}
+    )
+    print(
+        f"\nconv-small, train batch {args.batch}, inference batch "
+        f"{args.infer_batch}, {args.warmup} warm-up + {args.repeats} timed "
+        f"steps (median), {THREADS} threads per process, best of "
+        f"{args.rounds} round(s); {platform.processor() or platform.machine()}"
+        f", nproc={os.cpu_count()}, Python {platform.python_version()}"
+    )
+    for version in versions:
+        print(f"- {version}")
+    print()
+    print(_table(runs, args))
+    print(
+        "\nThe same runs, throughput from CPU time (batch x threads / median "
+        "CPU seconds per step: the rate with both threads busy; less "
+        "sensitive to other load on the machine):\n"
+    )
+    print(_table(runs, args, cpu=True))
+    print(
+        "\nper round (train / infer samples/s, train / infer CPU-time "
+        "samples/s, peak RSS MB):"
+    )
+    for (library, timesteps), results in runs.items():
+        cells = [
+            "error"
+            if "error" in r
+            else f"{r['train_samples_per_s']:.0f} / "
+            f"{r['infer_samples_per_s']:.0f}, "
+            f"{r['train_cpu_samples_per_s']:.0f} / "
+            f"{r['infer_cpu_samples_per_s']:.0f}, {r['peak_rss_mb']:.0f}"
+            for r in results
+        ]
+        print(f"  {library:14s} T={timesteps}: " + "; ".join(cells))
+    for (library, timesteps), results in runs.items():
+        for r in results:
+            if "error" in r:
+                print(
+                    f"\n{library} T={timesteps} failed:\n"
+                    f"{r.get('stderr_tail', r['error'])}"
+                )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                [
+                    {"library": lib, "timesteps": t, "runs": rs}
+                    for (lib, t), rs in runs.items()
+                ],
+                f,
+                indent=1,
+            )
+    print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
