@@ -22,21 +22,17 @@ Run (from the repository root, in the peers' venv):
     .venv-peers/bin/python benchmarks/peer_spikingjelly.py --timesteps 4
 """
 
-import argparse
 import importlib.metadata
 import inspect
-import json
-import resource
-import statistics
-import time
 
 import torch
+from bench_common import peer_main
+from bench_common import summary
+from bench_common import timed
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based import layer
 from spikingjelly.activation_based import neuron
 from torch import nn
-
-RESULT_PREFIX = "PEER_RESULT "
 
 
 def lif_node():
@@ -105,7 +101,8 @@ def measure(timesteps, batch, infer_batch, warmup, repeats, seed):
     version = importlib.metadata.version("spikingjelly")
     return summary(
         "spikingjelly",
-        version,
+        f"spikingjelly {version}, torch {torch.__version__}",
+        torch.get_num_threads(),
         batch,
         infer_batch,
         (train_times, train_cpu),
@@ -114,69 +111,13 @@ def measure(timesteps, batch, infer_batch, warmup, repeats, seed):
     )
 
 
-def timed(fn, warmup, repeats):
-    value = None
-    for _ in range(warmup):
-        value = fn()
-    times, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        value = fn()
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return times, cpu, value
-
-
-def summary(name, version, batch, infer_batch, train, infer, loss):
-    """Throughput from wall-clock and from CPU time per step.
-
-    The CPU-time figure, batch / (median CPU seconds per step / threads),
-    is what the step would reach with its threads fully busy; on a loaded
-    machine it varies less than the wall-clock one.
-    """
-    (train_times, train_cpu), (infer_times, infer_cpu) = train, infer
-    threads = torch.get_num_threads()
-    return {
-        "library": name,
-        "version": f"{name} {version}, torch {torch.__version__}",
-        "threads": threads,
-        "train_samples_per_s": batch / statistics.median(train_times),
-        "infer_samples_per_s": infer_batch / statistics.median(infer_times),
-        "train_cpu_samples_per_s": batch
-        * threads
-        / statistics.median(train_cpu),
-        "infer_cpu_samples_per_s": infer_batch
-        * threads
-        / statistics.median(infer_cpu),
-        "train_step_s": train_times,
-        "infer_step_s": infer_times,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024.0,
-        "loss": float(loss),
-    }
+def _set_threads(threads):
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--infer-batch", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
-    result = measure(
-        args.timesteps,
-        args.batch,
-        args.infer_batch,
-        args.warmup,
-        args.repeats,
-        args.seed,
-    )
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    peer_main(measure, __doc__.splitlines()[0], _set_threads)
 
 
 if __name__ == "__main__":

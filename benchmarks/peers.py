@@ -50,14 +50,16 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 
+from bench_common import RESULT_PREFIX
+from bench_common import summary
+from bench_common import timed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULT_PREFIX = "PEER_RESULT "
 THREADS = 2
 
 LIBRARIES = {
@@ -138,53 +140,26 @@ def keras_child(kind, timesteps, args):
     y = rng.integers(0, 10, size=(args.batch,)).astype("int32")
     x_infer = rng.random((args.infer_batch, 28, 28, 1), dtype=np.float32)
 
-    train_times, train_cpu, loss = _timed(
+    train_times, train_cpu, loss = timed(
         lambda: model.train_on_batch(x, y), args.warmup, args.repeats
     )
-    infer_times, infer_cpu, _ = _timed(
+    infer_times, infer_cpu, _ = timed(
         lambda: model.predict_on_batch(x_infer), args.warmup, args.repeats
     )
     version = (
         f"keras-snn {keras_snn.__version__}, keras {keras.__version__}, "
         f"tensorflow {tf.__version__}"
     )
-    return {
-        "library": kind,
-        "version": version,
-        "threads": THREADS,
-        "train_samples_per_s": args.batch / _median(train_times),
-        "infer_samples_per_s": args.infer_batch / _median(infer_times),
-        "train_cpu_samples_per_s": args.batch * THREADS / _median(train_cpu),
-        "infer_cpu_samples_per_s": args.infer_batch
-        * THREADS
-        / _median(infer_cpu),
-        "train_step_s": train_times,
-        "infer_step_s": infer_times,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024.0,
-        "loss": float(loss),
-    }
-
-
-def _timed(fn, warmup, repeats):
-    value = None
-    for _ in range(warmup):
-        value = fn()
-    times, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        value = fn()  # returns NumPy: the step has finished
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return times, cpu, value
-
-
-def _median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    if len(values) % 2:
-        return values[middle]
-    return 0.5 * (values[middle - 1] + values[middle])
+    return summary(
+        kind,
+        version,
+        THREADS,
+        args.batch,
+        args.infer_batch,
+        (train_times, train_cpu),
+        (infer_times, infer_cpu),
+        loss,
+    )
 
 
 # --------------------------------------------------------------------------
