@@ -160,6 +160,30 @@ class _Buffer:
         return self.lo == 0 and self.hi == 1
 
 
+# A signed integer printed without stdio (the freestanding Cortex-M4 build
+# has no printf); used by the example main and by the test harness.
+_FORMAT_INT_C = (
+    "static inline char *format_int(char *p, int64_t value)",
+    "{",
+    "    char digits[24];",
+    "    int count = 0;",
+    "    uint64_t magnitude = value < 0 ? 0u - (uint64_t)value "
+    ": (uint64_t)value;",
+    "    do {",
+    "        digits[count++] = (char)('0' + magnitude % 10u);",
+    "        magnitude /= 10u;",
+    "    } while (magnitude != 0u);",
+    "    if (value < 0) {",
+    "        *p++ = '-';",
+    "    }",
+    "    while (count > 0) {",
+    "        *p++ = digits[--count];",
+    "    }",
+    "    return p;",
+    "}",
+)
+
+
 def _ctype(lo, hi):
     for name, low, high in _CTYPES:
         if low <= lo and hi <= high:
@@ -1009,24 +1033,7 @@ class _Writer:
                 "}",
                 "#endif",
                 "",
-                "static char *format_int(char *p, int64_t value)",
-                "{",
-                "    char digits[24];",
-                "    int count = 0;",
-                "    uint64_t magnitude = value < 0 ? 0u - (uint64_t)value "
-                ": (uint64_t)value;",
-                "    do {",
-                "        digits[count++] = (char)('0' + magnitude % 10u);",
-                "        magnitude /= 10u;",
-                "    } while (magnitude != 0u);",
-                "    if (value < 0) {",
-                "        *p++ = '-';",
-                "    }",
-                "    while (count > 0) {",
-                "        *p++ = digits[--count];",
-                "    }",
-                "    return p;",
-                "}",
+                *_FORMAT_INT_C,
                 "",
                 "int main(void)",
                 "{",
@@ -1229,24 +1236,7 @@ def generate_harness(qgraph, x, name="model", runs=None, quiet=False):
             "}",
             "#endif",
             "",
-            "static inline char *format_int(char *p, int32_t value)",
-            "{",
-            "    char digits[12];",
-            "    int count = 0;",
-            "    uint32_t magnitude = value < 0 ? 0u - (uint32_t)value "
-            ": (uint32_t)value;",
-            "    do {",
-            "        digits[count++] = (char)('0' + magnitude % 10u);",
-            "        magnitude /= 10u;",
-            "    } while (magnitude != 0u);",
-            "    if (value < 0) {",
-            "        *p++ = '-';",
-            "    }",
-            "    while (count > 0) {",
-            "        *p++ = digits[--count];",
-            "    }",
-            "    return p;",
-            "}",
+            *_FORMAT_INT_C,
             "",
             "int main(void)",
             "{",
