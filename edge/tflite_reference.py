@@ -792,6 +792,23 @@ def _conv_geometry(op, inp, out, kh, kw):
     )
 
 
+def _conv_evaluator(accumulate, inp, out, clamp, requant):
+    """The evaluation function of a (depthwise) convolution: float32 sums,
+    or int8 with the input zero point removed and the per-channel
+    requantization (`requant = (multipliers, shifts)`)."""
+
+    def evaluate(x, w, b=None):
+        if requant is None:
+            acc = accumulate(x.astype(np.float32), w, np.float32)
+            if b is not None:
+                acc = acc + b.astype(np.float32)
+            return [_finish(acc, out, clamp)]
+        acc = accumulate(x.astype(np.int64) - inp.zp, w, np.int64)
+        return [_requantize_accumulator(acc, b, *requant, out, clamp)]
+
+    return evaluate
+
+
 def _check_conv_types(op, inp, weights, bias, out):
     if inp.dtype == np.float32 and weights.dtype == np.float32:
         return False
@@ -838,16 +855,8 @@ def _prepare_conv_2d(op):
                 )
         return acc
 
-    def eval_conv(x, w, b=None):
-        if not quantized:
-            acc = accumulate(x.astype(np.float32), w, np.float32)
-            if b is not None:
-                acc = acc + b.astype(np.float32)
-            return [_finish(acc, out, clamp)]
-        acc = accumulate(x.astype(np.int64) - inp.zp, w, np.int64)
-        return [_requantize_accumulator(acc, b, mult, shift, out, clamp)]
-
-    return eval_conv
+    requant = (mult, shift) if quantized else None
+    return _conv_evaluator(accumulate, inp, out, clamp, requant)
 
 
 @_kernel("DEPTHWISE_CONV_2D")
@@ -878,16 +887,8 @@ def _prepare_depthwise_conv_2d(op):
             acc += patch * w[0, ky, kx, :]
         return acc
 
-    def eval_depthwise(x, w, b=None):
-        if not quantized:
-            acc = accumulate(x.astype(np.float32), w, np.float32)
-            if b is not None:
-                acc = acc + b.astype(np.float32)
-            return [_finish(acc, out, clamp)]
-        acc = accumulate(x.astype(np.int64) - inp.zp, w, np.int64)
-        return [_requantize_accumulator(acc, b, mult, shift, out, clamp)]
-
-    return eval_depthwise
+    requant = (mult, shift) if quantized else None
+    return _conv_evaluator(accumulate, inp, out, clamp, requant)
 
 
 @_kernel("FULLY_CONNECTED")
