@@ -59,8 +59,9 @@ def conv_model(
     return set_batch_norm_statistics(model)
 
 
-def dense_model(timesteps=4):
-    """Flatten-dense-BN-LIF-dense-LIF-Decoding on 8x8 inputs."""
+def dense_model(timesteps=4, threshold=1.0, decay=0.5, reset="soft", name=None):
+    """Flatten-dense-BN-LIF-dense-LIF-Decoding on 8x8 inputs; the arguments
+    set the second LIF layer."""
     inputs = keras.Input((8, 8, 1))
     x = layers.DirectEncoding(timesteps)(inputs)
     x = fold(keras.layers.Flatten())(x)
@@ -68,10 +69,10 @@ def dense_model(timesteps=4):
     x = fold(keras.layers.BatchNormalization())(x)
     x = layers.LIF(threshold=1.0, decay=0.5)(x)
     x = fold(keras.layers.Dense(16))(x)
-    x = layers.LIF(threshold=1.0, decay=0.5, reset="soft")(x)
+    x = layers.LIF(threshold=threshold, decay=decay, reset=reset)(x)
     outputs = layers.Decoding(10)(x)
     return set_batch_norm_statistics(
-        keras.Model(inputs, outputs, name="dense_snn")
+        keras.Model(inputs, outputs, name=name or "dense_snn")
     )
 
 

@@ -338,15 +338,7 @@ def test_cli_and_exporter_list_the_same_targets():
 
 def test_export_to_loihi_and_nir_through_edge_export(tmp_path):
     keras.utils.set_random_seed(2)
-    inputs = keras.Input((8, 8, 1))
-    x = layers.DirectEncoding(3)(inputs)
-    x = fold(keras.layers.Flatten())(x)
-    x = fold(keras.layers.Dense(24))(x)
-    x = fold(keras.layers.BatchNormalization())(x)
-    x = layers.LIF(threshold=0.5, decay=0.5)(x)
-    x = fold(keras.layers.Dense(16))(x)
-    x = layers.LIF(threshold=0.5, decay=0.75)(x)
-    model = keras.Model(inputs, layers.Decoding(10)(x), name="hard_dense")
+    model = dense_model(3, threshold=0.5, decay=0.75, reset="hard")
     x = images(48, seed=12)
     report = edge.export(
         model,

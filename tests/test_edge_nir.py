@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from edge_models import dense_model
 from edge_models import fold
 from edge_models import images
 from edge_models import residual_model
@@ -54,17 +55,8 @@ def consumers(nir):
 # -- models ----------------------------------------------------------------
 def dense_lif(timesteps=4):
     """Flatten-dense-BN-LIF-dense-LIF-Decoding, hard reset."""
-    inputs = keras.Input((8, 8, 1))
-    x = layers.DirectEncoding(timesteps)(inputs)
-    x = fold(keras.layers.Flatten())(x)
-    x = fold(keras.layers.Dense(32))(x)
-    x = fold(keras.layers.BatchNormalization())(x)
-    x = layers.LIF(threshold=1.0, decay=0.5)(x)
-    x = fold(keras.layers.Dense(16))(x)
-    x = layers.LIF(threshold=0.7, decay=0.8)(x)
-    outputs = layers.Decoding(10)(x)
-    return set_batch_norm_statistics(
-        keras.Model(inputs, outputs, name="dense_lif")
+    return dense_model(
+        timesteps, threshold=0.7, decay=0.8, reset="hard", name="dense_lif"
     )
 
 
