@@ -43,13 +43,27 @@ convolution with binary kernels whose output neurons are LIF
 (`keras_snn.functional.neuron_step`, hard reset). A map's current is
 normalized by its number of ones, `I_f[t] = (w_f . x[t]) / |w_f|`, so a
 neuron fires when a large enough fraction of its kernel's pattern is
-present; the threshold is `threshold + h_f` with the homeostatic offset
-`h_f` (raised by `homeostasis` each time map `f` learns, decaying by the
-factor `1 - homeostasis_decay` per image). Per image, a random fraction
-`dropout` of the maps is switched off (the paper's proxy for lateral
-inhibition), and each remaining map learns at most once, at the position
-of its earliest spike, where no earlier-firing map has learnt (winner take
-all). The spikes are max-pooled (a logical OR of binary spikes) into the
+present. The paper's two diversity mechanisms (Sec. 3.1: "dropout (proxy
+for lateral inhibition) and homeostasis (firing threshold adaptation)
+among the output maps") are implemented as follows. Homeostasis: map
+`f`'s threshold is `threshold + h_f`, with, after each image,
+
+```
+h_f <- max(0, (1 - homeostasis_decay) h_f
+                + homeostasis (r_f - target_rate))              (H)
+```
+
+where `r_f` is the fraction of positions at which map `f` fired during
+the image, so that maps that fire everywhere (e.g. on the background)
+become harder to excite and silent maps easier (the offsets act during
+training only: the returned layers store one `inference_threshold`).
+Dropout: per image, a
+random fraction `dropout` of the maps is switched off. Winner take all
+(lateral inhibition): each remaining map learns at most once per image,
+at the position of its earliest spike (ties: larger integrated current,
+then at random) where no earlier-firing map has learnt; the
+post-synaptic time `t_post` of Eq. (S1)-(S4) is that first spike. The
+spikes are max-pooled (a logical OR of binary spikes) into the
 next layer.
 
 Reference:
@@ -317,6 +331,7 @@ def _train_layer(
     dropout,
     homeostasis,
     homeostasis_decay,
+    target_rate,
     initial_density,
     rng,
 ):
@@ -341,18 +356,24 @@ def _train_layer(
             out = _lif(currents, threshold + offset, decay)
             fired = out.any(axis=0)  # (positions, filters)
             first = np.where(fired, out.argmax(axis=0), timesteps)
-            first_map = first.min(axis=0)
-            taken = set()
+            # Winner order: earliest first spike; ties go to the larger
+            # integrated current (charge), remaining ties at random.
+            charge = np.take_along_axis(
+                currents.cumsum(axis=0),
+                np.minimum(first, timesteps - 1)[None],
+                axis=0,
+            )[0]
+            charge = charge + 1e-6 * rng.random(charge.shape)
+            key = first - charge / (charge.max() + 1.0)
             offset *= 1.0 - homeostasis_decay
-            for f in np.argsort(first_map, kind="stable"):
-                if first_map[f] >= timesteps:
-                    break
-                order = np.argsort(first[:, f], kind="stable")
-                free = [
-                    p
-                    for p in order
-                    if first[p, f] < timesteps and p not in taken
-                ]
+            offset += homeostasis * (fired.mean(axis=0) - target_rate)
+            np.maximum(offset, 0.0, out=offset)
+            taken = set()
+            for f in np.argsort(key.min(axis=0), kind="stable"):
+                if not fired[:, f].any():
+                    continue
+                order = np.argsort(key[:, f], kind="stable")
+                free = [p for p in order if fired[p, f] and p not in taken]
                 if not free:
                     continue
                 position = free[0]
@@ -363,7 +384,6 @@ def _train_layer(
                 kernel[:, f] = stdp_update(
                     kernel[:, f], p_pot, p_dep, rng.random(size)
                 )
-                offset[f] += homeostasis
     return kernel.reshape(kernel_size, kernel_size, channels, filters)
 
 
@@ -376,9 +396,11 @@ def train_layerwise(
     threshold=0.6,
     decay=0.5,
     dropout=0.2,
-    homeostasis=0.05,
+    homeostasis=0.5,
     homeostasis_decay=0.01,
+    target_rate=0.3,
     initial_density=0.5,
+    inference_threshold=None,
     seed=None,
 ):
     """Trains binary convolution kernels layer by layer with stochastic STDP.
@@ -404,12 +426,18 @@ def train_layerwise(
         decay: float in [0, 1], LIF leak factor. Defaults to `0.5`.
         dropout: float in [0, 1), fraction of maps switched off per image.
             Defaults to `0.2`.
-        homeostasis: float >= 0, threshold increase of a map each time it
-            learns. Defaults to `0.05`.
+        homeostasis: float >= 0, gain of the threshold adaptation: per
+            image, a map's threshold offset grows by `homeostasis` times
+            (its firing fraction - `target_rate`). Defaults to `0.5`.
         homeostasis_decay: float in [0, 1], per-image decay of the
             homeostatic offsets. Defaults to `0.01`.
+        target_rate: float in [0, 1], fraction of positions at which a
+            map should fire per image. Defaults to `0.3`.
         initial_density: float in [0, 1], probability that an initial
             weight is 1. Defaults to `0.5`.
+        inference_threshold: `None` or float > 0, the threshold stored
+            in the returned layers (used by `binary_snn` and to train the
+            next layer). `None` uses `threshold`.
         seed: `None` or int, NumPy random seed. Defaults to `None`.
 
     Returns:
@@ -446,6 +474,14 @@ def train_layerwise(
     dropout = functional.validate_number(
         dropout, "dropout", "a number in [0, 1)", lambda v: 0 <= v < 1
     )
+    if inference_threshold is None:
+        inference_threshold = threshold
+    inference_threshold = functional.validate_positive(
+        inference_threshold, "inference_threshold"
+    )
+    target_rate = functional.validate_number(
+        target_rate, "target_rate", "a number in [0, 1]", lambda v: 0 <= v <= 1
+    )
     rule = StochasticSTDP() if rule is None else rule
     if not isinstance(rule, StochasticSTDP):
         raise ValueError(
@@ -470,6 +506,7 @@ def train_layerwise(
             dropout,
             homeostasis,
             homeostasis_decay,
+            target_rate,
             initial_density,
             rng,
         )
@@ -478,7 +515,7 @@ def train_layerwise(
                 "kernel": kernel.astype("uint8"),
                 "padding": spec["padding"],
                 "pool_size": spec["pool_size"],
-                "threshold": threshold,
+                "threshold": inference_threshold,
                 "decay": decay,
             }
         )
@@ -516,11 +553,26 @@ def _check_spec(spec):
     }
 
 
-def random_binary_layers(layers, input_channels, density=0.5, seed=None):
+def random_binary_layers(
+    layers, input_channels, density=0.5, threshold=0.6, decay=0.5, seed=None
+):
     """Untrained random binary kernels in `train_layerwise`'s format.
 
-    The baseline that shows what STDP adds over random binary features.
+    The baseline that shows what STDP adds over random binary features:
+    pass the `threshold` and `decay` given to `train_layerwise` so that
+    both networks differ only in their kernels.
+
+    Args:
+        layers: list of layer dicts, as for `train_layerwise`.
+        input_channels: int, channels of the input images.
+        density: float in [0, 1], probability that a weight is 1.
+            Defaults to `0.5`.
+        threshold: float > 0, LIF threshold of the maps. Defaults to `0.6`.
+        decay: float in [0, 1], LIF leak factor. Defaults to `0.5`.
+        seed: `None` or int, NumPy random seed. Defaults to `None`.
     """
+    threshold = functional.validate_positive(threshold, "threshold")
+    decay = functional.validate_decay(decay)
     rng = np.random.default_rng(seed)
     result = []
     channels = input_channels
@@ -533,8 +585,8 @@ def random_binary_layers(layers, input_channels, density=0.5, seed=None):
                 "kernel": kernel.astype("uint8"),
                 "padding": spec["padding"],
                 "pool_size": spec["pool_size"],
-                "threshold": 0.6,
-                "decay": 0.5,
+                "threshold": threshold,
+                "decay": decay,
             }
         )
         channels = spec["filters"]

@@ -99,3 +99,57 @@ def test_train_layerwise_errors():
         stdp.train_layerwise(images, [{"filters": 2, "padding": "full"}])
     with pytest.raises(ValueError, match="images"):
         stdp.train_layerwise(images[0], [{"filters": 2}])
+
+
+def test_thresholds_of_trained_and_random_layers():
+    images = np.random.default_rng(0).random((4, 6, 6, 2)).astype("float32")
+    trained = stdp.train_layerwise(
+        images,
+        [{"filters": 3}],
+        timesteps=4,
+        threshold=1.4,
+        inference_threshold=1.0,
+        seed=0,
+    )
+    assert trained[0]["threshold"] == 1.0
+    default = stdp.train_layerwise(
+        images, [{"filters": 3}], timesteps=4, threshold=1.4, seed=0
+    )
+    assert default[0]["threshold"] == 1.4
+    spec = [{"filters": 3}, {"filters": 2, "pool_size": 1}]
+    layers = stdp.random_binary_layers(spec, 2, threshold=1.0, seed=0)
+    assert [layer["threshold"] for layer in layers] == [1.0, 1.0]
+    assert layers[1]["kernel"].shape == (3, 3, 3, 2)
+    with pytest.raises(ValueError, match="target_rate"):
+        stdp.train_layerwise(images, [{"filters": 2}], target_rate=1.5)
+    with pytest.raises(ValueError, match="inference_threshold"):
+        stdp.train_layerwise(images, [{"filters": 2}], inference_threshold=0)
+
+
+def test_homeostasis_silences_a_map_that_fires_everywhere():
+    # A uniform image: ON inputs always fire, OFF inputs never. Without
+    # threshold adaptation the map learns the ON pattern (S1 for ON, S3
+    # for the silent OFF inputs); with Eq. (H) and target rate 0 its
+    # threshold rises above reach after the first image, so it stops
+    # learning.
+    images = np.concatenate(
+        [np.ones((30, 5, 5, 1)), np.zeros((30, 5, 5, 1))], axis=-1
+    ).astype("float32")
+
+    def kernel(homeostasis):
+        trained = stdp.train_layerwise(
+            images,
+            [{"filters": 1}],
+            timesteps=8,
+            threshold=0.1,
+            homeostasis=homeostasis,
+            target_rate=0.0,
+            dropout=0.0,
+            seed=0,
+        )
+        return trained[0]["kernel"][..., 0]
+
+    learnt = kernel(0.0)
+    assert learnt[..., 0].all() and not learnt[..., 1].any()
+    frozen = kernel(5.0)
+    assert not frozen[..., 0].all() and frozen[..., 1].any()
