@@ -160,9 +160,20 @@ class _Buffer:
         return self.lo == 0 and self.hi == 1
 
 
-# A signed integer printed without stdio (the freestanding Cortex-M4 build
-# has no printf); used by the example main and by the test harness.
-_FORMAT_INT_C = (
+# Text output for the example main and the test harness: `ksnn_write`
+# (semihosting on the freestanding Cortex-M4 build, stdout on the host) and
+# a signed integer printed without printf.
+_OUTPUT_C = (
+    "#ifdef KSNN_SEMIHOSTING",
+    "void ksnn_write(const char *text); /* startup_cm4.c */",
+    "#else",
+    "#include <stdio.h>",
+    "static void ksnn_write(const char *text)",
+    "{",
+    "    fputs(text, stdout);",
+    "}",
+    "#endif",
+    "",
     "static inline char *format_int(char *p, int64_t value)",
     "{",
     "    char digits[24];",
@@ -1023,17 +1034,7 @@ class _Writer:
                 "",
                 f'#include "{name}.h"',
                 "",
-                "#ifdef KSNN_SEMIHOSTING",
-                "void ksnn_write(const char *text); /* startup_cm4.c */",
-                "#else",
-                "#include <stdio.h>",
-                "static void ksnn_write(const char *text)",
-                "{",
-                "    fputs(text, stdout);",
-                "}",
-                "#endif",
-                "",
-                *_FORMAT_INT_C,
+                *_OUTPUT_C,
                 "",
                 "int main(void)",
                 "{",
@@ -1226,17 +1227,7 @@ def generate_harness(qgraph, x, name="model", runs=None, quiet=False):
             f'#include "{name}.h"',
             f'#include "{name}_test_data.h"',
             "",
-            "#ifdef KSNN_SEMIHOSTING",
-            "void ksnn_write(const char *text); /* startup_cm4.c */",
-            "#else",
-            "#include <stdio.h>",
-            "static void ksnn_write(const char *text)",
-            "{",
-            "    fputs(text, stdout);",
-            "}",
-            "#endif",
-            "",
-            *_FORMAT_INT_C,
+            *_OUTPUT_C,
             "",
             "int main(void)",
             "{",
