@@ -17,6 +17,7 @@ rename leaves nothing behind.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -189,6 +190,12 @@ class ExportContext:
     int_trace: dict
     timesteps: int
     files: dict = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def keras_step_out(self):
+        """The Keras step model's aggregated output on `x`: the float the
+        step artefacts (TFLite float32, ONNX) must equal; computed once."""
+        return _keras_step_outputs(self.graph, self.x)[0]
 
     def accuracy(self, output):
         """Accuracy of `output` on the labels (`None` without labels)."""
@@ -500,7 +507,7 @@ def _tflite(context):
 
     graph, x, files = context.graph, context.x, context.files
 
-    expected, _ = _keras_step_outputs(graph, x)
+    expected = context.keras_step_out
     rows = []
     float_bytes = tflite.convert(graph)
     runner = tflite.LiteRTRunner(float_bytes)
@@ -564,7 +571,7 @@ def _onnx(context):
 
     graph, x, files = context.graph, context.x, context.files
 
-    expected, _ = _keras_step_outputs(graph, x)
+    expected = context.keras_step_out
     model_bytes = onnx_export.convert(graph)
     output, _ = step_model.run_steps(
         onnx_export.OnnxRunner(model_bytes), graph, x
