@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_snn import functional
 from keras_snn.layers.checks import check_float_input
+from keras_snn.layers.wrappers import repeat_over_time
 
 __all__ = ["BernoulliEncoding", "DirectEncoding", "PoissonEncoding"]
 
@@ -38,7 +39,7 @@ class _Encoding(keras.layers.Layer):
         )
 
     def _repeat(self, inputs):
-        return ops.repeat(ops.expand_dims(inputs, 1), self.timesteps, axis=1)
+        return repeat_over_time(inputs, self.timesteps)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.timesteps, *input_shape[1:])
