@@ -7,6 +7,7 @@ to turn the times into the result line that `peers.py` collects.
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import time
@@ -67,6 +68,13 @@ def summary(library, version, threads, batch, infer_batch, train, infer, loss):
     }
 
 
+def current_rss_mb():
+    """The process's resident memory now, in MB (Linux `/proc`)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def peer_main(measure, description, set_threads):
     """Command line of a peer script: parse, set threads, measure, print.
 
@@ -86,6 +94,8 @@ def peer_main(measure, description, set_threads):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     set_threads(args.threads)
+    # The framework is imported: what the process holds before any model.
+    import_rss_mb = current_rss_mb()
     result = measure(
         args.timesteps,
         args.batch,
@@ -94,4 +104,5 @@ def peer_main(measure, description, set_threads):
         args.repeats,
         args.seed,
     )
+    result["import_rss_mb"] = import_rss_mb
     print(RESULT_PREFIX + json.dumps(result), flush=True)

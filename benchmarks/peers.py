@@ -12,7 +12,12 @@ in each library, each in its own process with 2 intra-op threads:
 
     keras-snn          the default layers as a user writes them
                        (DirectEncoding, TimeFolded(Conv2D/BN/...), LIF()),
-                       jit_compile=True
+                       jit_compile=True; keras_snn imported first, as the
+                       README shows (it turns on TensorFlow's oneDNN
+                       kernels). The input is the same at every step, so
+                       TimeFolded runs Conv1 and BN1 once per sample
+    keras-snn (T x)    the same with TimeFolded(..., time_invariant=False):
+                       every layer runs at every step, the peers' work
     keras-snn (ref)    the same with LIF(fused=False): the unrolled
                        keras.layers.RNN reference path, for comparison
     Keras ANN          ReLU instead of LIF, T = 1, jit_compile=True: the
@@ -24,8 +29,11 @@ in each library, each in its own process with 2 intra-op threads:
 and prints one markdown table: training throughput (samples/s at batch 64,
 B / median time of `--repeats` steps of forward + backward + Adam update
 after `--warmup` steps), inference throughput (batch 256, same protocol),
-the peak resident memory of the process (`ru_maxrss`), and the ratios to
-the faster peer (throughput) and to the lower peer (memory). A second
+the peak resident memory of the process (`ru_maxrss`), the working memory
+(peak minus the resident memory once the framework is imported, before any
+model is built: TensorFlow alone holds about 600 MB, torch about 220 MB),
+and the ratios to the faster peer (throughput) and to the lower peer
+(memory). A second
 table gives the throughput from the process's CPU time per step (batch x
 threads / median CPU seconds), the rate with both threads busy: on a
 loaded machine the wall-clock numbers swing by 2x or more from run to run,
@@ -55,6 +63,7 @@ import sys
 import time
 
 from bench_common import RESULT_PREFIX
+from bench_common import current_rss_mb
 from bench_common import summary
 from bench_common import timed
 
@@ -64,6 +73,7 @@ THREADS = 2
 
 LIBRARIES = {
     "keras-snn": "keras-snn",
+    "keras-snn-steps": "keras-snn, time_invariant=False",
     "keras-snn-ref": "keras-snn, LIF(fused=False)",
     "keras-ann": "Keras ANN (ReLU, T=1)",
     "snntorch": "snnTorch",
@@ -96,37 +106,44 @@ def keras_model(kind, timesteps):
         outputs = layers.Dense(10)(x)
         return keras.Model(inputs, outputs)
 
-    fused = None if kind == "keras-snn" else False
+    fused = False if kind == "keras-snn-ref" else None
+    time_invariant = False if kind == "keras-snn-steps" else None
     snn = keras_snn.layers
 
     def lif():
         return snn.LIF(decay=0.5, threshold=1.0, reset="hard", fused=fused)
 
+    def folded(layer):
+        return snn.TimeFolded(layer, time_invariant=time_invariant)
+
     inputs = keras.Input((28, 28, 1))
     x = snn.DirectEncoding(timesteps)(inputs)
-    x = snn.TimeFolded(layers.Conv2D(32, 3, padding="same"))(x)
-    x = lif()(snn.TimeFolded(layers.BatchNormalization())(x))
-    x = snn.TimeFolded(layers.AveragePooling2D(2))(x)
-    x = snn.TimeFolded(layers.Conv2D(64, 3, padding="same"))(x)
-    x = lif()(snn.TimeFolded(layers.BatchNormalization())(x))
-    x = snn.TimeFolded(layers.AveragePooling2D(2))(x)
-    x = snn.TimeFolded(layers.Flatten())(x)
-    x = lif()(snn.TimeFolded(layers.Dense(256))(x))
-    x = snn.TimeFolded(layers.Dense(10))(x)
+    x = folded(layers.Conv2D(32, 3, padding="same"))(x)
+    x = lif()(folded(layers.BatchNormalization())(x))
+    x = folded(layers.AveragePooling2D(2))(x)
+    x = folded(layers.Conv2D(64, 3, padding="same"))(x)
+    x = lif()(folded(layers.BatchNormalization())(x))
+    x = folded(layers.AveragePooling2D(2))(x)
+    x = folded(layers.Flatten())(x)
+    x = lif()(folded(layers.Dense(256))(x))
+    x = folded(layers.Dense(10))(x)
     outputs = layers.GlobalAveragePooling1D()(x)  # mean over time
     return keras.Model(inputs, outputs)
 
 
 def keras_child(kind, timesteps, args):
+    # keras_snn first, as the README shows: it sets TensorFlow's defaults
+    # (oneDNN kernels) before TensorFlow is imported.
+    import keras_snn
+
+    library_version = keras_snn.__version__
+    import keras
+    import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-
-    import keras
-    import numpy as np
-
-    import keras_snn
+    import_rss_mb = current_rss_mb()
 
     keras.utils.set_random_seed(args.seed)
     model = keras_model(kind, timesteps)
@@ -147,10 +164,10 @@ def keras_child(kind, timesteps, args):
         lambda: model.predict_on_batch(x_infer), args.warmup, args.repeats
     )
     version = (
-        f"keras-snn {keras_snn.__version__}, keras {keras.__version__}, "
+        f"keras-snn {library_version}, keras {keras.__version__}, "
         f"tensorflow {tf.__version__}"
     )
-    return summary(
+    result = summary(
         kind,
         version,
         THREADS,
@@ -160,6 +177,8 @@ def keras_child(kind, timesteps, args):
         (infer_times, infer_cpu),
         loss,
     )
+    result["import_rss_mb"] = import_rss_mb
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -250,7 +269,13 @@ def _best(results):
             r["infer_cpu_samples_per_s"] for r in ok
         ),
         "peak_rss_mb": min(r["peak_rss_mb"] for r in ok),
+        "working_mb": min(_working_mb(r) for r in ok),
     }
+
+
+def _working_mb(result):
+    """Peak RSS minus the RSS once the framework was imported."""
+    return result["peak_rss_mb"] - result["import_rss_mb"]
 
 
 def _fmt(value, spec):
@@ -263,8 +288,9 @@ def _table(runs, args, cpu=False):
     unit = "CPU-time samples/s" if cpu else "samples/s"
     lines = [
         f"| library | T | train {unit} | x faster peer | infer {unit} "
-        "| x faster peer | peak RSS MB | x lower peer |",
-        "|---|---|---|---|---|---|---|---|",
+        "| x faster peer | peak RSS MB | x lower peer | working MB "
+        "| x lower peer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for timesteps in args.timesteps:
         best = {
@@ -281,24 +307,27 @@ def _table(runs, args, cpu=False):
         train_ref = top(f"train{kind}_samples_per_s", max)
         infer_ref = top(f"infer{kind}_samples_per_s", max)
         memory_ref = top("peak_rss_mb", min)
+        working_ref = top("working_mb", min)
         for library in args.libraries:
             r = best.get(library)
             t = 1 if library == "keras-ann" else timesteps
             name = LIBRARIES[library]
             if r is None or "error" in r:
                 error = "not run" if r is None else r["error"]
-                lines.append(f"| {name} | {t} | {error} | | | | | |")
+                lines.append(f"| {name} | {t} | {error} |" + " |" * 7)
                 continue
             train = r[f"train{kind}_samples_per_s"]
             infer = r[f"infer{kind}_samples_per_s"]
-            memory = r["peak_rss_mb"]
+            memory, working = r["peak_rss_mb"], r["working_mb"]
             lines.append(
                 f"| {name} | {t} | {train:.0f} | "
                 f"{_fmt(train_ref and train / train_ref, '.2f')} | "
                 f"{infer:.0f} | "
                 f"{_fmt(infer_ref and infer / infer_ref, '.2f')} | "
                 f"{memory:.0f} | "
-                f"{_fmt(memory_ref and memory / memory_ref, '.2f')} |"
+                f"{_fmt(memory_ref and memory / memory_ref, '.2f')} | "
+                f"{working:.0f} | "
+                f"{_fmt(working_ref and working / working_ref, '.2f')} |"
             )
     return "\n".join(lines)
 
@@ -388,7 +417,7 @@ def main(argv=None):
     print(_table(runs, args, cpu=True))
     print(
         "\nper round (train / infer samples/s, train / infer CPU-time "
-        "samples/s, peak RSS MB):"
+        "samples/s, peak / working RSS MB):"
     )
     for (library, timesteps), results in runs.items():
         cells = [
@@ -397,7 +426,8 @@ def main(argv=None):
             else f"{r['train_samples_per_s']:.0f} / "
             f"{r['infer_samples_per_s']:.0f}, "
             f"{r['train_cpu_samples_per_s']:.0f} / "
-            f"{r['infer_cpu_samples_per_s']:.0f}, {r['peak_rss_mb']:.0f}"
+            f"{r['infer_cpu_samples_per_s']:.0f}, {r['peak_rss_mb']:.0f} / "
+            f"{_working_mb(r):.0f}"
             for r in results
         ]
         print(f"  {library:14s} T={timesteps}: " + "; ".join(cells))
