@@ -33,10 +33,13 @@ import json
 import statistics
 import time
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 import numpy as np
 
-import keras_snn
 from keras_snn import asf
 
 NETWORKS = {

@@ -16,10 +16,13 @@ Run:
 import argparse
 import time
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 import numpy as np
 
-import keras_snn
 from keras_snn.conversion import convert_ann
 from keras_snn.models import with_timesteps
 

@@ -19,10 +19,13 @@ import json
 import os
 import sys
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 import numpy as np
 
-import keras_snn
 from keras_snn.callbacks import FiringRateLogger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -18,10 +18,13 @@ import argparse
 import tempfile
 import time
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 import numpy as np
 
-import keras_snn
 from keras_snn import datasets
 
 AMPLITUDE = 3.0

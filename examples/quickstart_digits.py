@@ -24,10 +24,12 @@ import os
 import tempfile
 import time
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 import numpy as np
-
-import keras_snn
 
 
 def load_digits(test_fraction=0.2, seed=0):

@@ -26,10 +26,13 @@ Run:
 import argparse
 import time
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 import numpy as np
 
-import keras_snn
 from keras_snn import stdp
 
 
@@ -99,6 +102,12 @@ def main(argv=None):
     parser.add_argument("--filters", type=int, default=36)
     parser.add_argument("--timesteps", type=int, default=16)
     parser.add_argument("--stdp-samples", type=int, default=None)
+    parser.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="use the first N training images for the readout too",
+    )
     parser.add_argument("--stdp-epochs", type=int, default=3)
     parser.add_argument("--stdp-threshold", type=float, default=1.4)
     parser.add_argument("--threshold", type=float, default=1.0)
@@ -113,6 +122,10 @@ def main(argv=None):
 
     (x_train, y_train), (x_test, y_test) = keras_snn.datasets.load_arrays(
         args.dataset
+    )
+    x_train, y_train = (
+        x_train[: args.train_subset],
+        y_train[: args.train_subset],
     )
     x_train, x_test = on_off(x_train), on_off(x_test)
     spec = [{"filters": args.filters, "kernel_size": 3, "pool_size": 2}]

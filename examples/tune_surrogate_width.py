@@ -18,9 +18,12 @@ Run:
 import argparse
 import time
 
+import keras_snn  # first: sets TensorFlow's defaults before it loads
+
+# isort: split
+
 import keras
 
-import keras_snn
 from keras_snn import tuning
 
 SPEC = "16C3(Encoding)-16C3-16C3-AP2-32C3-32C3-AP2-64FC-Readout"
