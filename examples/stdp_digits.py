@@ -7,7 +7,9 @@ that a kernel can learn where a stroke is absent as well as present):
 Eq. (S1)-(S4) with `g_dep = 0.4` and dead zone `[1, 1]`, winner take all
 per position, dropout and firing-rate homeostasis (Eq. H; target: a map
 fires at 30% of the positions of an image), learning threshold 1.4, three
-passes. The kernels are then frozen in a spiking network
+passes (`--input dog`: ON/OFF difference-of-Gaussians contrast instead,
+so that the uniform background gives no input). The kernels are then
+frozen in a spiking network
 `BernoulliEncoding -> 36C3 (LIF, threshold 1.0) -> 2P -> Decoding(10)`
 whose readout, the time-averaged linear decoding of the pooled spike
 counts, is trained with backpropagation (Adam, on 4 Bernoulli samples of
@@ -39,6 +41,27 @@ from keras_snn import stdp
 def on_off(images):
     """ON/OFF channels: the image and its negative."""
     return np.concatenate([images, 1.0 - images], axis=-1)
+
+
+def dog_on_off(images, sigma=1.0):
+    """ON/OFF centre-surround channels (difference of Gaussians).
+
+    `c = x - G_sigma * x`, scaled per image to a maximum of 1; ON = max(c, 0)
+    and OFF = max(-c, 0). Uniform regions (the background) give no input,
+    as with the DoG filters of STDP networks such as Kheradpisheh et al.
+    2018, so kernels can only learn from edges.
+    """
+    from scipy import ndimage
+
+    blur = ndimage.gaussian_filter(images, sigma=(0, sigma, sigma, 0))
+    contrast = images - blur
+    peak = np.abs(contrast).max(axis=(1, 2, 3), keepdims=True)
+    contrast = contrast / np.maximum(peak, 1e-6)
+    channels = [np.maximum(contrast, 0.0), np.maximum(-contrast, 0.0)]
+    return np.concatenate(channels, axis=-1).astype("float32")
+
+
+INPUTS = {"on_off": on_off, "dog": dog_on_off}
 
 
 def spike_trains(features, images, draws):
@@ -99,6 +122,12 @@ def train_readout(layers, x_train, y_train, x_test, y_test, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits")
+    parser.add_argument(
+        "--input",
+        default="on_off",
+        choices=sorted(INPUTS),
+        help="ON/OFF channels: the image and its negative, or DoG contrast",
+    )
     parser.add_argument("--filters", type=int, default=36)
     parser.add_argument("--timesteps", type=int, default=16)
     parser.add_argument("--stdp-samples", type=int, default=None)
@@ -127,7 +156,8 @@ def main(argv=None):
         x_train[: args.train_subset],
         y_train[: args.train_subset],
     )
-    x_train, x_test = on_off(x_train), on_off(x_test)
+    channels = INPUTS[args.input]
+    x_train, x_test = channels(x_train), channels(x_test)
     spec = [{"filters": args.filters, "kernel_size": 3, "pool_size": 2}]
     start = time.perf_counter()
     trained = stdp.train_layerwise(
