@@ -317,29 +317,21 @@ def _timing(pre, t_post):
     return np.where(before >= 0, t_post - before, dt)
 
 
-def _train_layer(
-    images,
-    trained,
-    filters,
-    kernel_size,
-    padding,
-    rule,
-    timesteps,
-    epochs,
-    threshold,
-    decay,
-    dropout,
-    homeostasis,
-    homeostasis_decay,
-    target_rate,
-    initial_density,
-    rng,
-):
+def _train_layer(images, trained, spec, rule, rng, options):
+    """Trains one layer's kernel; `options` are `train_layerwise`'s."""
+    filters, kernel_size = spec["filters"], spec["kernel_size"]
+    padding = spec["padding"]
+    timesteps, epochs = options["timesteps"], options["epochs"]
+    threshold, decay = options["threshold"], options["decay"]
+    dropout, target_rate = options["dropout"], options["target_rate"]
+    homeostasis = options["homeostasis"]
+    homeostasis_decay = options["homeostasis_decay"]
     channels = images.shape[-1]
     for layer in trained:
         channels = layer["kernel"].shape[-1]
     size = kernel_size * kernel_size * channels
-    kernel = (rng.random((size, filters)) < initial_density).astype("float32")
+    kernel = rng.random((size, filters)) < options["initial_density"]
+    kernel = kernel.astype("float32")
     offset = np.zeros(filters)
     for _ in range(epochs):
         for index in rng.permutation(len(images)):
@@ -488,28 +480,22 @@ def train_layerwise(
             "Argument `rule` must be a keras_snn.stdp.StochasticSTDP or "
             f"None. Received: rule={rule!r}"
         )
+    options = dict(
+        timesteps=timesteps,
+        epochs=epochs,
+        threshold=threshold,
+        decay=decay,
+        dropout=dropout,
+        homeostasis=homeostasis,
+        homeostasis_decay=homeostasis_decay,
+        target_rate=target_rate,
+        initial_density=initial_density,
+    )
     rng = np.random.default_rng(seed)
     trained = []
     for spec in layers:
         spec = _check_spec(spec)
-        kernel = _train_layer(
-            images,
-            trained,
-            spec["filters"],
-            spec["kernel_size"],
-            spec["padding"],
-            rule,
-            timesteps,
-            epochs,
-            threshold,
-            decay,
-            dropout,
-            homeostasis,
-            homeostasis_decay,
-            target_rate,
-            initial_density,
-            rng,
-        )
+        kernel = _train_layer(images, trained, spec, rule, rng, options)
         trained.append(
             {
                 "kernel": kernel.astype("uint8"),
