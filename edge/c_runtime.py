@@ -45,7 +45,6 @@ quantized inputs and prints every per-step output. `export_target` is the
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 
 import numpy as np
@@ -55,6 +54,7 @@ from edge import reference
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
+from edge.errors import run_consumer
 
 __all__ = [
     "SUPPORTED_OPS",
@@ -1331,24 +1331,12 @@ def _write(files, directory):
 
 
 def _run(command, cwd, timeout, what):
-    try:
-        result = subprocess.run(
-            command,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise ConsumerError(
-            f"{what} ran past its time limit of {timeout:g} s: "
-            f"{' '.join(map(str, command))}"
-        ) from error
+    text = " ".join(map(str, command))
+    result = run_consumer(command, f"{what} ({text})", timeout, cwd=cwd)
     if result.returncode != 0:
         raise ConsumerError(
             f"{what} failed with exit status {result.returncode}: "
-            f"{' '.join(map(str, command))}\n{result.stdout[-2000:]}"
+            f"{text}\n{result.stdout[-2000:]}"
             f"{result.stderr[-4000:]}"
         )
     return result
@@ -1448,19 +1436,9 @@ def run_host(executable, timeout=60):
             sanitizer report on stderr, or a run past `timeout` seconds.
     """
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
-    try:
-        result = subprocess.run(
-            [os.path.abspath(executable)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise ConsumerError(
-            f"{executable} ran past its time limit of {timeout:g} s"
-        ) from error
+    result = run_consumer(
+        [os.path.abspath(executable)], executable, timeout, env=env
+    )
     if (
         result.returncode != 0
         or "runtime error" in result.stderr

@@ -54,7 +54,6 @@ computing", Nature Communications 15, 8122.
 import dataclasses
 import json
 import os
-import subprocess
 import tempfile
 
 import numpy as np
@@ -64,6 +63,7 @@ from edge import reference
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
+from edge.errors import run_consumer
 
 __all__ = [
     "CONSUMERS",
@@ -626,19 +626,13 @@ def run(path, x, consumer="norse", record=(), batched=False, timeout=None):
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         env.setdefault("OMP_NUM_THREADS", "1")
-        try:
-            done = subprocess.run(
-                [python, _WORKER, request],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-                cwd=folder,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise ConsumerError(
-                f"{CONSUMERS[consumer]} ran past {timeout} s on {path}."
-            ) from error
+        done = run_consumer(
+            [python, _WORKER, request],
+            f"{CONSUMERS[consumer]} on {path}",
+            timeout,
+            env=env,
+            cwd=folder,
+        )
         if done.returncode != 0 or not os.path.exists(outputs):
             tail = (done.stderr or done.stdout or "")[-3000:]
             raise ConsumerError(

@@ -22,7 +22,6 @@ TFLM can crash or hang on graphs it does not support).
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -32,6 +31,7 @@ from edge import step_model as step_lib
 from edge.errors import CalibrationError
 from edge.errors import ConsumerError
 from edge.errors import ExportError
+from edge.errors import run_consumer
 
 __all__ = [
     "IntegerReferenceRunner",
@@ -460,14 +460,7 @@ def run_tflm(model_bytes, graph, x, timesteps=None, timeout=TFLM_TIMEOUT_S):
             json.dumps(out_names),
             str(arena),
         ]
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired as error:
-            raise ConsumerError(
-                f"TFLite-Micro ran past {timeout} s on '{graph.name}'."
-            ) from error
+        done = run_consumer(command, f"TFLite-Micro on '{graph.name}'", timeout)
         if done.returncode != 0 or not os.path.exists(out_path):
             raise ConsumerError(
                 f"TFLite-Micro failed on '{graph.name}' (exit "
