@@ -68,6 +68,35 @@ def summary(library, version, threads, batch, infer_batch, train, infer, loss):
     }
 
 
+def measure_steps(
+    library, version, threads, batch, infer_batch, steps, warmup, repeats
+):
+    """Times a peer's training and inference steps; returns `summary`.
+
+    Args:
+        library, version, threads, batch, infer_batch: as in `summary`.
+        steps: `(train_mode, train_step, eval_mode, infer_step)`: functions
+            of no argument; the modes switch the network (e.g. `net.train`)
+            before the steps are timed; the train step returns the loss.
+        warmup, repeats: as in `timed`.
+    """
+    train_mode, train_step, eval_mode, infer_step = steps
+    train_mode()
+    train_times, train_cpu, loss = timed(train_step, warmup, repeats)
+    eval_mode()
+    infer_times, infer_cpu, _ = timed(infer_step, warmup, repeats)
+    return summary(
+        library,
+        version,
+        threads,
+        batch,
+        infer_batch,
+        (train_times, train_cpu),
+        (infer_times, infer_cpu),
+        loss,
+    )
+
+
 def current_rss_mb():
     """The process's resident memory now, in MB (Linux `/proc`)."""
     with open("/proc/self/statm") as f:

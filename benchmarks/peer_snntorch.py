@@ -22,9 +22,8 @@ Run (from the repository root, in the peers' venv):
 
 import snntorch
 import torch
+from bench_common import measure_steps
 from bench_common import peer_main
-from bench_common import summary
-from bench_common import timed
 from torch import nn
 
 
@@ -79,19 +78,15 @@ def measure(timesteps, batch, infer_batch, warmup, repeats, seed):
         with torch.no_grad():
             return net(x_infer).sum().item()
 
-    net.train()
-    train_times, train_cpu, loss = timed(train_step, warmup, repeats)
-    net.eval()
-    infer_times, infer_cpu, _ = timed(infer_step, warmup, repeats)
-    return summary(
+    return measure_steps(
         "snntorch",
         f"snntorch {snntorch.__version__}, torch {torch.__version__}",
         torch.get_num_threads(),
         batch,
         infer_batch,
-        (train_times, train_cpu),
-        (infer_times, infer_cpu),
-        loss,
+        (net.train, train_step, net.eval, infer_step),
+        warmup,
+        repeats,
     )
 
 

@@ -26,9 +26,8 @@ import importlib.metadata
 import inspect
 
 import torch
+from bench_common import measure_steps
 from bench_common import peer_main
-from bench_common import summary
-from bench_common import timed
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based import layer
 from spikingjelly.activation_based import neuron
@@ -94,20 +93,16 @@ def measure(timesteps, batch, infer_batch, warmup, repeats, seed):
         functional.reset_net(net)
         return out
 
-    net.train()
-    train_times, train_cpu, loss = timed(train_step, warmup, repeats)
-    net.eval()
-    infer_times, infer_cpu, _ = timed(infer_step, warmup, repeats)
     version = importlib.metadata.version("spikingjelly")
-    return summary(
+    return measure_steps(
         "spikingjelly",
         f"spikingjelly {version}, torch {torch.__version__}",
         torch.get_num_threads(),
         batch,
         infer_batch,
-        (train_times, train_cpu),
-        (infer_times, infer_cpu),
-        loss,
+        (net.train, train_step, net.eval, infer_step),
+        warmup,
+        repeats,
     )
 
 
