@@ -97,6 +97,14 @@ def measure_steps(
     )
 
 
+def set_torch_threads(threads):
+    """The peers' thread settings: `threads` intra-op, one inter-op."""
+    import torch  # only the peer scripts call this, in their own venv
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+
 def current_rss_mb():
     """The process's resident memory now, in MB (Linux `/proc`)."""
     with open("/proc/self/statm") as f:

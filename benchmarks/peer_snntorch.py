@@ -24,6 +24,7 @@ import snntorch
 import torch
 from bench_common import measure_steps
 from bench_common import peer_main
+from bench_common import set_torch_threads
 from torch import nn
 
 
@@ -90,13 +91,8 @@ def measure(timesteps, batch, infer_batch, warmup, repeats, seed):
     )
 
 
-def _set_threads(threads):
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
-
-
 def main():
-    peer_main(measure, __doc__.splitlines()[0], _set_threads)
+    peer_main(measure, __doc__.splitlines()[0], set_torch_threads)
 
 
 if __name__ == "__main__":
