@@ -178,17 +178,18 @@ def atomic_write(path, mode="w", encoding=None, newline=None):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, suffix=None):
     """Context manager: a temporary path whose file replaces `path`.
 
     For libraries that write to a path themselves (`model.save`, h5py,
     matplotlib). The temporary name keeps the target's extension, which
-    some of them check.
+    some of them check; `suffix` (e.g. `".weights.h5"`, which
+    `Model.save_weights` requires) replaces that extension.
     """
     path = os.fspath(path)
     handle, temporary = _temporary_in(path)
     os.close(handle)
-    extension = os.path.splitext(path)[1]
+    extension = os.path.splitext(path)[1] if suffix is None else suffix
     named = temporary[: -len(TEMPORARY_SUFFIX)] + ".tmp" + extension
     try:
         os.replace(temporary, named)
