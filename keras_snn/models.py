@@ -106,7 +106,20 @@ def parse_spec(spec):
         `"head"`) and the token's numbers.
 
     Raises:
-        SpecError: naming the bad token, its position and what is accepted.
+        SpecError: naming the bad token, its position and what is accepted,
+            or if the network has no spiking layer (only a pooling token
+            and a `Decoding` or `Readout` head, for example).
+    """
+    return _parse(spec)[0]
+
+
+def _parse(spec):
+    """`parse_spec`, plus the position of each layer description in `spec`.
+
+    Returns:
+        `(parsed, places)`: the list of `parse_spec` and, for each of its
+        items, a text such as "token 2 ('AP2') at character 6 of '...'" for
+        error messages.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError(
@@ -115,6 +128,7 @@ def parse_spec(spec):
         )
     tokens = spec.replace(" ", "").split("-")
     parsed = []
+    places = []
     last_kernel = None
     offset = 0
     for index, token in enumerate(tokens):
@@ -122,6 +136,7 @@ def parse_spec(spec):
             f"token {index + 1} ({token!r}) at character {offset} of {spec!r}"
         )
         offset += len(token) + 1
+        places.append(where)
         conv = _CONV.match(token)
         bare = _BARE.match(token)
         pool = _POOL.match(token)
@@ -178,7 +193,17 @@ def parse_spec(spec):
             f"The network string must end with a head {list(HEADS)}. "
             f"Received: spec={spec!r}"
         )
-    return parsed
+    if parsed[-1]["head"] != "Voting" and not any(
+        item["kind"] in ("conv", "dense") for item in parsed
+    ):
+        raise SpecError(
+            f"The network string {spec!r} has no spiking layer: its head "
+            f"{parsed[-1]['head']!r} has no spiking neurons of its own, so "
+            "add a convolution (<N>C<k>) or FC (<N>FC) token before it, "
+            "e.g. '8C3-AP2-" + parsed[-1]["head"] + "', or use the "
+            "'Voting' head (an FC layer of spiking neurons)."
+        )
+    return parsed, places
 
 
 def _neuron(neuron, neuron_kwargs, name):
@@ -269,7 +294,7 @@ def from_spec(
         Larger, Better", AAAI 2019, Tables 1-2.
     """
     spec = PAPER_NETWORKS.get(spec, spec)
-    parsed = parse_spec(spec)
+    parsed, places = _parse(spec)
     if norm not in NORMS:
         raise ValueError(
             f"Argument `norm` must be one of {NORMS}. Received: norm={norm!r}"
@@ -307,11 +332,13 @@ def from_spec(
             x = layers.NeuNorm(name=f"{kind}{index}_neunorm")(x)
 
     use_bias = norm not in ("tdbn", "bn")
-    for item in parsed:
+    for item, where in zip(parsed, places, strict=True):
         if item["kind"] == "conv":
             if len(x.shape) != 5:
                 raise SpecError(
-                    f"A convolution cannot follow an FC layer in {spec!r}."
+                    f"A convolution cannot follow an FC layer: {where}. "
+                    "Put every convolution and pooling token before the "
+                    "first <N>FC token."
                 )
             synapse_norm_neuron(
                 keras.layers.Conv2D(
@@ -323,6 +350,7 @@ def from_spec(
                 "conv",
             )
         elif item["kind"] == "pool":
+            _check_pool(item["size"], x, where, input_shape)
             pool_cls = (
                 keras.layers.AveragePooling2D
                 if item["type"] == "AP"
@@ -356,6 +384,23 @@ def from_spec(
 
 def _is_rate(value):
     return 0.0 <= value < 1.0
+
+
+def _check_pool(size, x, where, input_shape):
+    """Raises `SpecError` if a `size`x`size` pooling cannot apply to `x`."""
+    if len(x.shape) != 5:
+        raise SpecError(
+            f"A pooling layer cannot follow an FC layer: {where}. Put every "
+            "convolution and pooling token before the first <N>FC token."
+        )
+    height, width = x.shape[2], x.shape[3]
+    if height is not None and width is not None and size > min(height, width):
+        raise SpecError(
+            f"Pooling of {size}x{size} cannot apply to the {height}x{width} "
+            f"feature map: {where} (input shape {tuple(input_shape)}). "
+            f"Use a pool size of at most {min(height, width)} there, or "
+            "fewer pooling layers."
+        )
 
 
 def _add_time_axis(inputs, input_shape, timesteps):

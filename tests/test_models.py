@@ -115,11 +115,41 @@ def test_bare_number_takes_previous_kernel():
         ("128C3-AP2", "must end with a head"),
         ("256-AP2-Voting", "needs an earlier convolution"),
         ("", "non-empty"),
+        # A pool larger than the map it receives names the token and the
+        # map's size (Keras' own error names neither).
+        (
+            "8C3-AP20-Decoding",
+            r"20x20 cannot apply to the 8x8 feature map: token 2 "
+            r"\('AP20'\) at character 4",
+        ),
+        ("8C3-AP2-AP2-AP2-MP2-Readout", r"2x2 .* 1x1 .* token 5 \('MP2'\)"),
+        (
+            "16FC-AP2-Decoding",
+            r"pooling layer cannot follow an FC layer: token 2 \('AP2'\)",
+        ),
+        ("16FC-8C3-Voting", r"cannot follow an FC layer: token 2 \('8C3'\)"),
+        # No spiking layer at all: refused before anything is trained.
+        ("Decoding", "'Decoding' has no spiking layer"),
+        ("AP2-Readout", "'AP2-Readout' has no spiking layer"),
     ],
 )
 def test_bad_spec_errors(spec, pattern):
     with pytest.raises(models.SpecError, match=pattern):
         models.from_spec(spec, (8, 8, 1), num_classes=2, timesteps=2)
+
+
+def test_parse_spec_refuses_a_network_without_spiking_layer():
+    with pytest.raises(models.SpecError, match="add a convolution"):
+        models.parse_spec("MP2-Decoding")
+    # The Voting head is itself a layer of spiking neurons.
+    assert models.parse_spec("Voting") == [{"kind": "head", "head": "Voting"}]
+
+
+def test_largest_pool_that_fits_is_accepted():
+    model = models.from_spec(
+        "4C3-AP8-Readout", (8, 8, 1), num_classes=2, timesteps=1
+    )
+    assert tuple(model.get_layer("pool0").output.shape) == (None, 1, 1, 1, 4)
 
 
 @pytest.mark.parametrize(
