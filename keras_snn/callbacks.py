@@ -1,13 +1,51 @@
-"""Keras callbacks for spiking networks."""
+"""Keras callbacks for spiking networks, and crash-safe training files.
+
+`FiringRateLogger` logs the firing rate of every spiking layer. The other
+callbacks write the files of a training run so that a killed or failing
+process (Ctrl-C, SIGKILL, a full disk) never leaves a half-written file and
+a rerun resumes where the last finished epoch left off:
+
+- `HistoryCSV`: the per-epoch history, rewritten atomically each epoch;
+  a resumed run keeps the rows of the epochs already done, once each.
+- `AtomicCheckpoint`: the whole model (`.keras`) after each epoch.
+- `AtomicBackupAndRestore`: Keras' `BackupAndRestore` with atomic files
+  and a clear error when the backup belongs to another network.
+
+Put them in this order in `callbacks=[...]` (Keras calls them in list
+order): the history row and the checkpoint of an epoch are then on disk
+before the backup that marks the epoch done.
+
+```python
+out = "runs/a"
+callbacks = [
+    keras_snn.callbacks.HistoryCSV(f"{out}/history.csv"),
+    keras_snn.callbacks.AtomicCheckpoint(f"{out}/checkpoint.keras"),
+    keras_snn.callbacks.AtomicBackupAndRestore(f"{out}/backup"),
+]
+model.fit(x, y, epochs=10, callbacks=callbacks)  # rerun to resume
+```
+"""
+
+import csv
+import json
+import math
+import os
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_snn import analysis
+from keras_snn import fileio
 from keras_snn import functional
 
-__all__ = ["FiringRateLogger"]
+__all__ = [
+    "AtomicBackupAndRestore",
+    "AtomicCheckpoint",
+    "FiringRateLogger",
+    "HistoryCSV",
+    "read_history_csv",
+]
 
 
 class FiringRateLogger(keras.callbacks.Callback):
@@ -143,3 +181,281 @@ class FiringRateLogger(keras.callbacks.Callback):
             "prefix": self.prefix,
             "batch_size": self.batch_size,
         }
+
+
+def read_history_csv(path):
+    """Reads a per-epoch history CSV (`HistoryCSV` or Keras' `CSVLogger`).
+
+    Args:
+        path: the CSV file; its first column is `epoch`.
+
+    Returns:
+        A dict from column name to its list of values, one per row: ints
+        for `"epoch"`, floats otherwise (an empty cell is NaN). `{}` if the
+        file does not exist or has no rows.
+
+    Raises:
+        ValueError: if the file is not such a CSV (the message names the
+            file, the line and the bad cell).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(
+            f"Cannot read the history file {path!r}: {error}"
+        ) from error
+    if not rows:
+        return {}
+    if "epoch" not in rows[0]:
+        raise ValueError(
+            f"The history file {path!r} has no 'epoch' column. Received "
+            f"columns: {list(rows[0])}"
+        )
+    history = {key: [] for key in rows[0]}
+    for line, row in enumerate(rows, start=2):
+        for key in history:
+            cell = row.get(key)
+            try:
+                if key == "epoch":
+                    value = int(cell)
+                else:
+                    value = math.nan if cell in (None, "") else float(cell)
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"The history file {path!r} has a bad value in column "
+                    f"{key!r} on line {line}: {cell!r}"
+                ) from error
+            history[key].append(value)
+    return history
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Writes the history of `fit` to a CSV file, atomically, each epoch.
+
+    Unlike Keras' `CSVLogger`, the whole file is rewritten through a
+    temporary file and an atomic rename at the end of each epoch, so it is
+    never half-written, and it never mixes runs: when `fit` starts at epoch
+    `e` (resumed by `BackupAndRestore`, or `initial_epoch`), the rows of
+    epochs `0 ... e-1` already in the file are kept and every later row is
+    replaced. Place it before the backup callback in `callbacks=[...]`, so
+    an epoch's row is on disk before the backup marks that epoch done.
+
+    Args:
+        filename: path of the CSV file. Columns: `epoch`, then the logged
+            names in sorted order.
+
+    Raises:
+        OutputError: (an `OSError`) during `fit` if the file cannot be
+            written, naming the file, the folder and the cause.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5,
+              callbacks=[keras_snn.callbacks.HistoryCSV("history.csv")])
+    keras_snn.callbacks.read_history_csv("history.csv")["loss"]
+    ```
+    """
+
+    def __init__(self, filename):
+        super().__init__()
+        if not isinstance(filename, (str, os.PathLike)) or not os.fspath(
+            filename
+        ):
+            raise ValueError(
+                "Argument `filename` must be a non-empty path. Received: "
+                f"filename={filename!r}"
+            )
+        self.filename = os.fspath(filename)
+        self._rows = None
+
+    def on_train_begin(self, logs=None):
+        self._rows = None
+
+    def _load(self, first_epoch):
+        history = read_history_csv(self.filename)
+        epochs = history.get("epoch", [])
+        rows = []
+        for i, epoch in enumerate(epochs):
+            if epoch < first_epoch:
+                rows.append({key: values[i] for key, values in history.items()})
+        return rows
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._rows is None:
+            self._rows = self._load(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._rows is None:
+            self._rows = self._load(epoch)
+        row = {"epoch": epoch}
+        for key, value in (logs or {}).items():
+            row[key] = _scalar(value)
+        self._rows = [r for r in self._rows if r["epoch"] < epoch] + [row]
+        names = sorted({key for r in self._rows for key in r} - {"epoch"})
+        with fileio.atomic_write(self.filename, "w", newline="") as file:
+            writer = csv.DictWriter(
+                file, fieldnames=["epoch", *names], restval=""
+            )
+            writer.writeheader()
+            writer.writerows(self._rows)
+
+    def get_config(self):
+        return {"filename": self.filename}
+
+
+def _scalar(value):
+    try:
+        return float(ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model to a `.keras` file after each epoch, atomically.
+
+    Keras' `ModelCheckpoint` writes the file in place, so a process killed
+    while saving leaves a truncated (often empty) file. This callback saves
+    through `keras_snn.fileio.save_model`: a temporary file in the same
+    folder, renamed over the old checkpoint once complete.
+
+    Args:
+        filepath: path of the `.keras` file.
+
+    Raises:
+        OutputError: (an `OSError`) during `fit` if the file cannot be
+            written (disk full, read-only folder, ...), naming the file,
+            the folder and the cause. The previous checkpoint is kept.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5, callbacks=[
+        keras_snn.callbacks.AtomicCheckpoint("checkpoint.keras")])
+    ```
+    """
+
+    def __init__(self, filepath):
+        super().__init__()
+        if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(
+            filepath
+        ).endswith(".keras"):
+            raise ValueError(
+                "Argument `filepath` must be a path ending in '.keras'. "
+                f"Received: filepath={filepath!r}"
+            )
+        self.filepath = os.fspath(filepath)
+
+    def on_epoch_end(self, epoch, logs=None):
+        fileio.save_model(self.model, self.filepath)
+
+    def get_config(self):
+        return {"filepath": self.filepath}
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose files are written atomically.
+
+    Keras' callback overwrites `latest.weights.h5` and then
+    `training_metadata.json` in place: a process killed in between leaves
+    weights of one epoch beside the epoch number of another, or a
+    truncated file. Here each backup writes a new weights file (named
+    after its epoch and batch) through a temporary file, then the
+    metadata that names it (atomically: this is the commit point), then
+    removes the older weights file. A restore therefore always reads a
+    complete, matching pair. A backup whose weights do not fit the model
+    (a run of another network in the same folder) raises a one-line
+    `ValueError` naming the folder instead of Keras' dump of weight
+    arrays.
+
+    Args:
+        backup_dir: str, folder of the backup; used by nothing else.
+        save_freq: `"epoch"` or an int (back up every `save_freq`
+            batches), as for Keras' callback. Defaults to `"epoch"`.
+        delete_checkpoint: bool, delete the folder when `fit` finishes.
+            Defaults to `True`.
+
+    Raises:
+        ValueError: at the start of `fit`, if the backup cannot be read or
+            does not fit the model.
+        OutputError: (an `OSError`) if a backup cannot be written, naming
+            the file, the folder and the cause.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__(
+            os.fspath(backup_dir) if backup_dir else backup_dir,
+            save_freq=save_freq,
+            double_checkpoint=False,
+            delete_checkpoint=delete_checkpoint,
+        )
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _read_metadata(self):
+        path = self._training_metadata_path
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as file:
+                metadata = json.load(file)
+            epoch = int(metadata["epoch"])
+            weights = str(metadata.get("weights", "latest.weights.h5"))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"The training backup {path!r} is unreadable ({error}). "
+                f"Delete the folder {self.backup_dir!r} to train afresh."
+            ) from error
+        return epoch, os.path.join(self.backup_dir, weights)
+
+    def _load_model(self):
+        metadata = self._read_metadata()
+        if metadata is None:
+            return
+        epoch, weights = metadata
+        if not self.model.built:
+            raise ValueError(
+                "AtomicBackupAndRestore: the model must be built before "
+                f"`fit`. Model '{self.model.name}' is unbuilt."
+            )
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(weights)
+        except (ValueError, OSError, KeyError) as error:
+            cause = (str(error).strip().splitlines() or [""])[0][:200]
+            raise ValueError(
+                f"Cannot resume from the training backup in "
+                f"{self.backup_dir!r}: it does not fit model "
+                f"'{self.model.name}' (a run of another network, or a "
+                f"damaged file: {type(error).__name__}: {cause}). Delete "
+                "that folder to train afresh, or train into another folder."
+            ) from error
+        self.model._initial_epoch = epoch
+
+    def _save_model(self):
+        fileio.ensure_folder(self.backup_dir)
+        name = (
+            f"epoch{self._current_epoch}-batch{self._last_batch_seen}"
+            ".weights.h5"
+        )
+        path = os.path.join(self.backup_dir, name)
+        with fileio.atomic_path(path, suffix=".weights.h5") as temporary:
+            self.model.save_weights(temporary)
+        fileio.write_json(
+            {
+                "epoch": self._current_epoch,
+                "batch": self._last_batch_seen,
+                "weights": name,
+            },
+            self._training_metadata_path,
+        )
+        for old in os.listdir(self.backup_dir):
+            if old.endswith(".weights.h5") and old != name:
+                os.remove(os.path.join(self.backup_dir, old))
+        fileio.remove_stale_temporaries(self.backup_dir)
