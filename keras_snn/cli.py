@@ -13,10 +13,11 @@ keras-snn evaluate runs/fmnist/model.keras --dataset fashion_mnist \\
 """
 
 import argparse
+import errno
 import json
+import math
 import os
 import sys
-import tempfile
 import time
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
@@ -28,6 +29,78 @@ AUGMENTATIONS = {
 }
 SHIFT_PIXELS = 2
 PLUGIN_GROUP = "keras_snn.commands"
+EXIT_USAGE = 2  # bad input, as argparse
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
+# The files `keras-snn train` writes into --out. MANIFEST records the
+# arguments of the run, to tell a resume from a different run.
+MANIFEST = "run.json"
+BACKUP = "backup"
+PLOTS = "plots"
+PLOT_FILES = ("curves.png", "firing_rates.png", "raster.png")
+RUN_FILES = (
+    MANIFEST,
+    "history.csv",
+    "checkpoint.keras",
+    "model.keras",
+    "history.json",
+    "metrics.json",
+)
+# The arguments that define a run (not where it reads or writes, nor how
+# much it prints): a resume with any of them changed is refused.
+RUN_ARGUMENTS = (
+    "dataset",
+    "model",
+    "timesteps",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "norm",
+    "neuron",
+    "threshold",
+    "decay",
+    "surrogate",
+    "dropout",
+    "augment",
+    "seed",
+)
+SEED_LIMIT = 2**32  # NumPy's seeds are below 2**32
+
+
+def _option(accepted, convert, predicate):
+    """An argparse `type` that accepts `convert(text)` if `predicate` holds.
+
+    The error names what is accepted and the text received; argparse adds
+    the option's name ("argument --batch-size: must be an integer >= 1.
+    Received: '0'") and exits with status 2.
+    """
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not predicate(value):
+            raise argparse.ArgumentTypeError(
+                f"must be {accepted}. Received: {text!r}"
+            )
+        return value
+
+    parse.__name__ = accepted  # argparse shows it for some errors
+    return parse
+
+
+COUNT = _option("an integer >= 1", int, lambda v: v >= 1)
+POSITIVE = _option(
+    "a finite number > 0", float, lambda v: math.isfinite(v) and v > 0
+)
+DECAY = _option("a number in [0, 1]", float, lambda v: 0.0 <= v <= 1.0)
+RATE = _option("a number in [0, 1)", float, lambda v: 0.0 <= v < 1.0)
+SEED = _option(
+    f"an integer in [0, {SEED_LIMIT - 1}]",
+    int,
+    lambda v: 0 <= v < SEED_LIMIT,
+)
 
 
 def _build_parser():
@@ -44,7 +117,8 @@ def _build_parser():
         description=(
             "Train a spiking network on a dataset and write the model, its "
             "history (JSON and CSV), checkpoints and PNG plots to --out. "
-            "Running the same command again resumes an interrupted run."
+            "Running the same command again resumes an interrupted run; a "
+            "finished run is kept unless --overwrite is given."
         ),
     )
     train.add_argument(
@@ -57,10 +131,21 @@ def _build_parser():
         default=DEFAULT_MODEL,
         help=f"network string, e.g. '{DEFAULT_MODEL}' (default)",
     )
-    train.add_argument("--timesteps", type=int, default=4)
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument(
+        "--timesteps", type=COUNT, default=4, help="integer >= 1 (default 4)"
+    )
+    train.add_argument(
+        "--epochs", type=COUNT, default=20, help="integer >= 1 (default 20)"
+    )
+    train.add_argument(
+        "--batch-size", type=COUNT, default=64, help="integer >= 1 (default 64)"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=POSITIVE,
+        default=1e-3,
+        help="peak of the cosine schedule, > 0 (default 1e-3)",
+    )
     train.add_argument(
         "--norm",
         default="bn",
@@ -68,14 +153,26 @@ def _build_parser():
         help="normalisation of each layer (default: bn on input currents)",
     )
     train.add_argument("--neuron", default="lif", choices=["lif", "if"])
-    train.add_argument("--threshold", type=float, default=1.0)
-    train.add_argument("--decay", type=float, default=0.5)
+    train.add_argument(
+        "--threshold",
+        type=POSITIVE,
+        default=1.0,
+        help="firing threshold, > 0 (default 1)",
+    )
+    train.add_argument(
+        "--decay",
+        type=DECAY,
+        default=None,
+        help="membrane decay of LIF neurons, in [0, 1] (default 0.5); "
+        "not accepted with --neuron if",
+    )
     train.add_argument("--surrogate", default="rectangular")
     train.add_argument(
         "--dropout",
-        type=float,
+        type=RATE,
         default=0.0,
-        help="dropout rate on the spikes entering the head (default 0)",
+        help="dropout rate on the spikes entering the head, in [0, 1) "
+        "(default 0)",
     )
     train.add_argument(
         "--augment",
@@ -84,9 +181,17 @@ def _build_parser():
         help="random training augmentation: horizontal flip and/or a shift "
         "of up to 2 pixels (default none)",
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seed", type=SEED, default=0, help="integer >= 0 (default 0)"
+    )
     train.add_argument("--data-dir", default=None, help="local dataset files")
     train.add_argument("--out", required=True, help="output directory")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the run already in --out (finished or not) and train "
+        "afresh",
+    )
     train.add_argument(
         "--verbose",
         type=int,
@@ -108,12 +213,18 @@ def _build_parser():
     evaluate.add_argument("--dataset", default="digits")
     evaluate.add_argument(
         "--timesteps",
-        type=int,
+        type=COUNT,
         nargs="+",
         default=None,
-        help="numbers of steps to evaluate (default: the model's own)",
+        help="numbers of steps to evaluate, each >= 1 (default: the "
+        "model's own)",
     )
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument(
+        "--batch-size",
+        type=COUNT,
+        default=256,
+        help="integer >= 1 (default 256)",
+    )
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", default=None, help="also write results")
     train.set_defaults(handler=train_command)
@@ -175,47 +286,37 @@ def _compile(model, learning_rate, steps):
     )
 
 
-def _atomic_json(obj, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _atomic_save(model, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def train(args):
-    """`keras-snn train`: returns the metrics dict it writes."""
+    """`keras-snn train`: returns the metrics dict it writes.
+
+    Everything given is checked before a file is written or data is
+    loaded: the options, the network string against the data set's input
+    shape, and the output folder (a finished run there is kept unless
+    `--overwrite`; an interrupted one resumes if it was started with the
+    same arguments).
+
+    Raises:
+        ValueError: bad options, a bad network string, or a run in --out
+            that this command must not continue or replace.
+        OSError: the output folder cannot be written (`OutputError`), or
+            the data set is missing (`DatasetNotFoundError`).
+    """
     import keras
     import numpy as np
 
     from keras_snn import analysis
+    from keras_snn import callbacks as snn_callbacks
     from keras_snn import datasets
+    from keras_snn import fileio
     from keras_snn import models
     from keras_snn import plotting
 
-    if args.epochs < 1:
-        raise SystemExit(f"--epochs must be >= 1. Received: {args.epochs}")
-    os.makedirs(args.out, exist_ok=True)
+    meta = datasets.info(args.dataset)
     keras.utils.set_random_seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = datasets.load_arrays(
-        args.dataset, data_dir=args.data_dir
-    )
     model = models.from_spec(
         args.model,
-        input_shape=x_train.shape[1:],
-        num_classes=int(max(y_train.max(), y_test.max()) + 1),
+        input_shape=meta.input_shape,
+        num_classes=meta.num_classes,
         timesteps=args.timesteps,
         neuron=args.neuron,
         norm=None if args.norm == "none" else args.norm,
@@ -223,15 +324,26 @@ def train(args):
         dropout=args.dropout,
         name="snn",
     )
+    _prepare_run_folder(args)
+    (x_train, y_train), (x_test, y_test) = datasets.load_arrays(
+        args.dataset, data_dir=args.data_dir
+    )
+    if tuple(x_train.shape[1:]) != tuple(meta.input_shape):
+        raise ValueError(
+            f"--dataset {args.dataset}: the data has images of shape "
+            f"{tuple(x_train.shape[1:])}, expected {tuple(meta.input_shape)}."
+        )
     steps = args.epochs * int(np.ceil(len(x_train) / args.batch_size))
     _compile(model, args.learning_rate, steps)
     csv_path = os.path.join(args.out, "history.csv")
+    # Keras calls callbacks in list order: an epoch's history row and
+    # checkpoint are on disk before the backup marks the epoch done.
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup")),
-        keras.callbacks.ModelCheckpoint(
+        snn_callbacks.HistoryCSV(csv_path),
+        snn_callbacks.AtomicCheckpoint(
             os.path.join(args.out, "checkpoint.keras")
         ),
-        keras.callbacks.CSVLogger(csv_path, append=True),
+        snn_callbacks.AtomicBackupAndRestore(os.path.join(args.out, BACKUP)),
     ]
     start = time.perf_counter()
     history = model.fit(
@@ -245,19 +357,23 @@ def train(args):
     train_seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     model_path = os.path.join(args.out, "model.keras")
-    _atomic_save(model, model_path)
-    full_history = _read_csv_history(csv_path) or history.history
-    _atomic_json(full_history, os.path.join(args.out, "history.json"))
+    fileio.save_model(model, model_path)
+    full_history = snn_callbacks.read_history_csv(csv_path)
+    full_history.pop("epoch", None)
+    full_history = full_history or history.history
+    fileio.write_json(
+        _json_safe(full_history), os.path.join(args.out, "history.json")
+    )
 
     sample = x_test[: min(len(x_test), 256)]
     rates = analysis.firing_rates(model, sample)
     trains = analysis.spike_trains(model, sample[:1])
-    plots = os.path.join(args.out, "plots")
-    plotting.plot_history(full_history, os.path.join(plots, "curves.png"))
-    plotting.plot_firing_rates(rates, os.path.join(plots, "firing_rates.png"))
+    plots = os.path.join(args.out, PLOTS)
+    curves, rate_plot, raster = (os.path.join(plots, n) for n in PLOT_FILES)
+    plotting.plot_history(full_history, curves)
+    plotting.plot_firing_rates(rates, rate_plot)
     plotting.plot_raster(
-        {name: spikes[0] for name, spikes in trains.items()},
-        os.path.join(plots, "raster.png"),
+        {name: spikes[0] for name, spikes in trains.items()}, raster
     )
     metrics = {
         "dataset": args.dataset,
@@ -268,12 +384,126 @@ def train(args):
         "train_seconds_this_run": round(train_seconds, 1),
         "firing_rates": rates,
     }
-    _atomic_json(metrics, os.path.join(args.out, "metrics.json"))
+    fileio.write_json(
+        _json_safe(metrics), os.path.join(args.out, "metrics.json")
+    )
     print(
         f"{args.dataset} {args.model} T={args.timesteps}: test accuracy "
         f"{accuracy:.4f}; training {train_seconds:.1f} s; wrote {model_path}"
     )
     return metrics
+
+
+def _json_safe(value):
+    """`value` with NaN and infinities (not JSON) as `None` (null)."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _run_arguments(args):
+    """The arguments that define the run in `args`, as stored in MANIFEST."""
+    return {name: getattr(args, name) for name in RUN_ARGUMENTS}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _prepare_run_folder(args):
+    """Checks --out and what it holds; writes the run's MANIFEST.
+
+    Raises:
+        OutputError: --out is a file, below a file, or not writable.
+        ValueError: --out holds a finished run (without --overwrite), or
+            an interrupted run of other arguments.
+    """
+    from keras_snn import fileio
+
+    out = args.out
+    fileio.ensure_folder(out)
+    for folder in (out, os.path.join(out, PLOTS), os.path.join(out, BACKUP)):
+        fileio.remove_stale_temporaries(folder)
+    manifest_path = os.path.join(out, MANIFEST)
+    backup = os.path.join(out, BACKUP)
+    if args.overwrite:
+        _remove_run(out)
+    elif os.path.isdir(backup):
+        stored = _read_manifest(manifest_path)
+        if stored is not None:
+            _check_same_run(stored, _run_arguments(args), out, backup)
+    else:
+        finished = [
+            name
+            for name in ("model.keras", "metrics.json")
+            if os.path.exists(os.path.join(out, name))
+        ]
+        if finished:
+            raise ValueError(
+                f"--out {out!r} already holds a finished run "
+                f"({', '.join(finished)}). Running again would train from "
+                "epoch 1 and replace it: add --overwrite to discard it and "
+                "train afresh, or choose another --out."
+            )
+    fileio.write_json(
+        {"command": "train", "arguments": _run_arguments(args)}, manifest_path
+    )
+
+
+def _read_manifest(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)["arguments"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"The run manifest {path!r} is unreadable ({error}). Add "
+            "--overwrite to discard the run in that folder, or choose "
+            "another --out."
+        ) from error
+
+
+def _check_same_run(stored, current, out, backup):
+    differences = [
+        f"{_flag(name)} {stored.get(name)!r} (now {current[name]!r})"
+        for name in RUN_ARGUMENTS
+        if stored.get(name) != current[name]
+    ]
+    if differences:
+        raise ValueError(
+            f"--out {out!r} holds an interrupted run with other arguments: "
+            f"{'; '.join(differences)}. Its training state is in "
+            f"{backup!r}. Run its own command to resume it, add --overwrite "
+            "to discard it and train afresh, or choose another --out."
+        )
+
+
+def _remove_run(out):
+    """Removes the files of a previous run from `out` (and nothing else)."""
+    import shutil
+
+    from keras_snn import fileio
+
+    try:
+        for name in RUN_FILES:
+            path = os.path.join(out, name)
+            if os.path.isfile(path):
+                os.remove(path)
+        for name in PLOT_FILES:
+            path = os.path.join(out, PLOTS, name)
+            if os.path.isfile(path):
+                os.remove(path)
+        if os.path.isdir(os.path.join(out, BACKUP)):
+            shutil.rmtree(os.path.join(out, BACKUP))
+    except OSError as error:
+        raise fileio.output_error(error, out, "remove the old run in") from (
+            error
+        )
 
 
 def _training_data(x, y, args):
@@ -301,38 +531,59 @@ def _training_data(x, y, args):
 
 def _neuron_kwargs(args):
     kwargs = {"threshold": args.threshold, "surrogate": args.surrogate}
-    if args.neuron == "lif":
+    if args.neuron == "if" and args.decay is not None:
+        raise ValueError(
+            f"--decay {args.decay} has no effect with --neuron if (IF "
+            "neurons do not leak). Leave out --decay, or use --neuron lif."
+        )
+    if args.decay is not None:
         kwargs["decay"] = args.decay
     return kwargs
 
 
-def _read_csv_history(path):
-    import csv
+def _check_output_file(path, option):
+    """Raises `OutputError` now if `path` could not be written later."""
+    from keras_snn import fileio
 
-    if not os.path.exists(path):
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    return {
-        key: [float(row[key]) for row in rows]
-        for key in rows[0]
-        if key != "epoch"
-    }
+    folder = os.path.dirname(os.path.abspath(path))
+    fileio.ensure_folder(folder)
+    if os.path.isdir(path):
+        raise fileio.OutputError(
+            errno.EISDIR, f"{option} {path!r} is a folder; give a file name."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        denied = PermissionError(errno.EACCES, "permission denied")
+        raise fileio.output_error(denied, path)
 
 
 def evaluate(args):
-    """`keras-snn evaluate`: returns `{timesteps: accuracy}`."""
+    """`keras-snn evaluate`: returns `{timesteps: accuracy}`.
+
+    Raises:
+        ValueError: the model file is not a readable keras_snn model, or
+            does not fit the data set.
+        OSError: the model file is missing, the data set is missing, or
+            --json cannot be written.
+    """
     import keras
 
-    import keras_snn  # noqa: F401  (registers the layers for loading)
     from keras_snn import datasets
+    from keras_snn import fileio
     from keras_snn import models
 
+    if args.json:
+        _check_output_file(args.json, "--json")
+    meta = datasets.info(args.dataset)
     if not os.path.exists(args.model):
-        raise SystemExit(f"No model file at {args.model!r}.")
+        raise FileNotFoundError(f"No model file at {args.model!r}.")
     model = keras.models.load_model(args.model, compile=False)
+    expected = tuple(model.input_shape[1:])
+    if expected[-3:] != tuple(meta.input_shape):
+        raise ValueError(
+            f"Model {args.model!r} reads inputs of shape {expected}, but "
+            f"--dataset {args.dataset} has images of shape "
+            f"{tuple(meta.input_shape)}."
+        )
     _, (x_test, y_test) = datasets.load_arrays(
         args.dataset, data_dir=args.data_dir
     )
@@ -353,19 +604,44 @@ def evaluate(args):
         results[timesteps] = float(accuracy)
         print(f"{timesteps:>4}  {accuracy:.4f}")
     if args.json:
-        _atomic_json({str(k): v for k, v in results.items()}, args.json)
+        fileio.write_json({str(k): v for k, v in results.items()}, args.json)
     return results
 
 
 def main(argv=None):
-    """Entry point of the `keras-snn` console script."""
+    """Entry point of the `keras-snn` console script.
+
+    Returns the exit status: 0, 2 for a user error (a bad option, network
+    string, file or folder; one line on stderr, no traceback, as argparse
+    does for a bad option) or 130 when interrupted (Ctrl-C).
+    """
     args = _build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"keras-snn {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        hint = (
+            "; run the same command again to resume"
+            if args.command == "train"
+            else ""
+        )
+        print(f"keras-snn {args.command}: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, ImportError) as err:
+        print(
+            f"keras-snn {args.command}: error: {_message(err)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return 0
+
+
+def _message(error):
+    """The text of `error`, without the "[Errno N]" of an OSError."""
+    if isinstance(error, OSError) and error.strerror:
+        if error.filename is not None:
+            return f"{error.strerror}: {error.filename!r}"
+        return error.strerror
+    return str(error)
 
 
 if __name__ == "__main__":

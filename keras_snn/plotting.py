@@ -2,13 +2,16 @@
 
 matplotlib is optional (`pip install keras-snn[plots]`); it is imported when
 a plot is drawn, with the non-interactive Agg backend. Each function writes
-its figure atomically: to a temporary file, then renamed.
+its figure atomically through `keras_snn.fileio` (a temporary file in the
+same folder, then renamed); a folder that cannot be written raises
+`keras_snn.fileio.OutputError`, naming it.
 """
 
 import os
-import tempfile
 
 import numpy as np
+
+from keras_snn import fileio
 
 __all__ = ["plot_firing_rates", "plot_history", "plot_raster"]
 
@@ -29,17 +32,12 @@ def _pyplot():
 def _save(fig, path):
     plt = _pyplot()
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
+        fileio.ensure_folder(os.path.dirname(os.path.abspath(path)))
+        with fileio.atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
