@@ -10,6 +10,19 @@ keras-snn train --dataset fashion_mnist \\
 keras-snn evaluate runs/fmnist/model.keras --dataset fashion_mnist \\
     --timesteps 1 2 4 8
 ```
+
+`train` checks every option, the network string (against the data set's
+input shape) and the output folder before it loads data or writes a file.
+The folder's `run.json` records the run's arguments. Running the same
+command again after an interruption (Ctrl-C, a killed process, a full disk)
+resumes from the last finished epoch (`backup/`); with other arguments it
+is refused, naming them. A finished run is never retrained in place unless
+`--overwrite` is given. Every file is written atomically
+(`keras_snn.fileio`), and an epoch's history row is on disk before the
+backup marks that epoch done, so `history.csv` has each epoch once.
+
+A user error (bad option, network string, file or folder) prints one line
+and exits with status 2; Ctrl-C prints one line and exits with 130.
 """
 
 import argparse

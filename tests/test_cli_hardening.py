@@ -297,3 +297,16 @@ def test_console_script_never_shows_a_traceback_for_user_errors(tmp_path):
         assert result.returncode == 2, (argv, result.stderr[-2000:])
         assert "Traceback" not in result.stderr, result.stderr[-2000:]
         assert "error:" in result.stderr.splitlines()[-1]
+
+
+def test_evaluate_on_a_data_set_of_other_images_is_refused_first(
+    finished_run, capsys, monkeypatch
+):
+    no_data_loading(monkeypatch)
+    code = cli.main(
+        ["evaluate", str(finished_run / "model.keras"), "--dataset", "mnist"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "reads inputs of shape (8, 8, 1)" in err
+    assert "mnist has images of shape (28, 28, 1)" in err
