@@ -324,7 +324,7 @@ def train(args):
     from keras_snn import models
     from keras_snn import plotting
 
-    meta = datasets.info(args.dataset)
+    meta = _dataset_info(args.dataset)
     keras.utils.set_random_seed(args.seed)
     model = models.from_spec(
         args.model,
@@ -405,6 +405,18 @@ def train(args):
         f"{accuracy:.4f}; training {train_seconds:.1f} s; wrote {model_path}"
     )
     return metrics
+
+
+def _dataset_info(name):
+    """`datasets.info(name)`, with an error that names --dataset."""
+    from keras_snn import datasets
+
+    if name not in datasets.DATASETS:
+        raise ValueError(
+            f"--dataset must be one of {sorted(datasets.DATASETS)}. "
+            f"Received: {name!r}"
+        )
+    return datasets.info(name)
 
 
 def _json_safe(value):
@@ -586,7 +598,7 @@ def evaluate(args):
 
     if args.json:
         _check_output_file(args.json, "--json")
-    meta = datasets.info(args.dataset)
+    meta = _dataset_info(args.dataset)
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"No model file at {args.model!r}.")
     model = keras.models.load_model(args.model, compile=False)

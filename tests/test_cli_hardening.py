@@ -104,6 +104,7 @@ def test_numeric_evaluate_options_are_checked(argv, option, tmp_path, capsys):
         (["--model", "8C3-AP20-Decoding"], r"token 2 \('AP20'\)"),
         (["--model", "Decoding"], "'Decoding' has no spiking layer"),
         (["--neuron", "if", "--decay", "0.3"], "--decay 0.3 has no effect"),
+        (["--dataset", "imagenet"], r"--dataset must be one of .*'imagenet'"),
     ],
 )
 def test_bad_network_refused_before_any_file_or_data(
