@@ -1,5 +1,7 @@
 """Event files, frames, the tf.data pipeline and the saccade converter."""
 
+import gzip
+import io
 import math
 import os
 import struct
@@ -217,6 +219,132 @@ def test_truncated_aedat31(tmp_path):
         ev.read_aedat31(path)
 
 
+def _pad5(data):
+    """`data` padded with zero bytes to a multiple of 5 bytes, so that the
+    size alone does not tell it from an N-MNIST file."""
+    return data + bytes(-len(data) % 5)
+
+
+def _npz_bytes():
+    buffer = io.BytesIO()
+    np.savez(buffer, a=np.arange(3))
+    return buffer.getvalue()
+
+
+def _npy_bytes():
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(7, dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def _aedat2_bytes(tmp_path):
+    path = tmp_path / "source.aedat"
+    ev.write_aedat2(path, ev.make_events([0, 10], [1, 2], [3, 4], [0, 1]))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "make,found",
+    [
+        (_aedat2_bytes, "an AEDAT 2.0 event file; read it with read_aedat2"),
+        (
+            lambda _: _header31() + bytes(28),
+            "an AEDAT 3.1 event file; read it with read_aedat31",
+        ),
+        (lambda _: b"#!AER-DAT4.0\r\n" + bytes(40), "an AEDAT 4.0 event file"),
+        (lambda _: b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
+        (lambda _: _npz_bytes(), r"a NumPy \.npz archive"),
+        (lambda _: _npy_bytes(), r"a NumPy \.npy array"),
+        (lambda _: b"\x89HDF\r\n\x1a\n" + bytes(32), "an HDF5 file"),
+        (lambda _: b"x,y,t,p\n1,2,3,1\n4,5,6,0\n\n", "a text file"),
+    ],
+)
+def test_nmnist_refuses_other_formats(tmp_path, make, found):
+    path = tmp_path / "not_nmnist.bin"
+    path.write_bytes(_pad5(make(tmp_path)))
+    with pytest.raises(
+        ValueError, match=rf"not_nmnist\.bin.* is not an N-MNIST .*{found}"
+    ):
+        ev.read_nmnist(path)
+
+
+def test_nmnist_refuses_timestamps_going_back(tmp_path):
+    events = ev.make_events([10, 20, 15, 30], [1, 2, 3, 4], [1] * 4, [0] * 4)
+    path = tmp_path / "unsorted.bin"
+    ev.write_nmnist(path, events)
+    with pytest.raises(
+        ValueError,
+        match=r"unsorted\.bin.*offset 10: event 2 has timestamp 15 us, "
+        r"before the 20 us .*check_order=False",
+    ):
+        ev.read_nmnist(path)
+    _assert_same(ev.read_nmnist(path, check_order=False), events)
+
+
+def test_nmnist_garbage_is_refused_by_its_timestamps(tmp_path):
+    # A JPEG signature is too short to be trusted for a headerless format;
+    # the timestamps of such bytes are not sorted, and the message names
+    # what the file looks like.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.bin"
+    path.write_bytes(_pad5(b"\xff\xd8\xff\xe0" + rng.bytes(200)))
+    with pytest.raises(ValueError, match=r"photo\.bin.*a JPEG image"):
+        ev.read_nmnist(path)
+
+
+def test_nmnist_truncated_message_names_what_the_file_looks_like(tmp_path):
+    path = tmp_path / "frames.bin.gz"
+    data = gzip.compress(bytes(100))
+    path.write_bytes(data + bytes(1 if len(data) % 5 != 4 else 2))
+    with pytest.raises(ValueError, match="truncated.*a gzip-compressed file"):
+        ev.read_nmnist(path)
+
+
+def test_nmnist_sensor_size(tmp_path):
+    path = tmp_path / "big.bin"
+    ev.write_nmnist(path, ev.make_events([0, 1], [3, 40], [5, 6], [0, 1]))
+    assert ev.read_nmnist(path, sensor_size=(34, 41)).size == 2
+    with pytest.raises(
+        ValueError,
+        match=r"big\.bin.*offset 5: event 1 at x=40, y=6 lies outside "
+        r"sensor_size=\(34, 34\)",
+    ):
+        ev.read_nmnist(path, sensor_size=(34, 34))
+
+
+@pytest.mark.parametrize(
+    "data,pattern",
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(16), "it looks like a PNG image"),
+        (b"#!AER-DAT4.0\r\n", "AEDAT 4.0 files are not supported"),
+        (b"#!AER-DAT3.1\r\n#!END-HEADER\r\n", "use read_aedat31"),
+    ],
+)
+def test_aedat2_names_the_format_it_found(tmp_path, data, pattern):
+    path = tmp_path / "in.aedat"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=rf"in\.aedat.*{pattern}"):
+        ev.read_aedat2(path)
+
+
+def test_aedat31_names_the_format_it_found(tmp_path):
+    path = tmp_path / "in.aedat"
+    path.write_bytes(_npz_bytes())
+    with pytest.raises(ValueError, match=r"in\.aedat.*a NumPy \.npz archive"):
+        ev.read_aedat31(path)
+
+
+@pytest.mark.parametrize(
+    "write", [ev.write_nmnist, ev.write_aedat2, ev.write_aedat31]
+)
+def test_writers_into_a_missing_folder_name_the_folder(tmp_path, write):
+    target = tmp_path / "missing" / "a.dat"
+    with pytest.raises(OSError, match="folder .*missing.* does not exist") as e:
+        write(target, ev.make_events([0], [1], [1], [1]))
+    assert ".tmp" not in str(e.value)
+    assert not (tmp_path / "missing").exists()
+
+
 # ----------------------------------------------------------------------------
 # Frames
 # ----------------------------------------------------------------------------
@@ -410,6 +538,62 @@ def test_event_dataset_shapes_and_labels(tmp_path):
     assert sorted(labels.numpy().tolist()) == [0, 1, 2]
 
 
+def _nmnist_files(tmp_path, count=3, x_max=34):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        events = ev.make_events(
+            np.sort(rng.integers(0, 20_000, 20)),
+            rng.integers(0, x_max, 20),
+            rng.integers(0, 34, 20),
+            rng.integers(0, 2, 20),
+        )
+        paths.append(tmp_path / f"{i}.bin")
+        ev.write_nmnist(paths[-1], events)
+    return paths
+
+
+def test_event_dataset_checks_files_before_the_pipeline(tmp_path):
+    paths = _nmnist_files(tmp_path)
+    options = dict(sensor_size=(34, 34), num_frames=2)
+    missing = [paths[0], tmp_path / "gone.bin", paths[1]]
+    with pytest.raises(
+        FileNotFoundError, match=r"paths\[1\] = .*gone\.bin.*does not exist"
+    ):
+        ev.event_dataset(missing, [0, 1, 2], "nmnist", **options)
+    with pytest.raises(FileNotFoundError, match=r"paths\[0\].*is a folder"):
+        ev.event_dataset([tmp_path], [0], "nmnist", **options)
+    # A file of another format, anywhere in the list, raises the reader's
+    # own message when the dataset is made, not inside TensorFlow.
+    aedat = tmp_path / "late.aedat"
+    ev.write_aedat2(aedat, ev.make_events([0], [1], [1], [1]))
+    with pytest.raises(ValueError, match=r"late\.aedat.*read_aedat2") as e:
+        ev.event_dataset(paths + [aedat], [0, 1, 2, 3], "nmnist", **options)
+    assert "IteratorGetNext" not in str(e.value)
+    nmnist = [str(p) for p in paths]
+    with pytest.raises(ValueError, match=r"0\.bin.*no '#!AER-DAT2\.0'"):
+        ev.event_dataset(nmnist, [0, 1, 2], ev.read_aedat2, **options)
+    with pytest.raises(ValueError, match="not one path"):
+        ev.event_dataset(str(paths[0]), [0], "nmnist", **options)
+
+
+def test_event_dataset_names_the_file_that_does_not_fit(tmp_path):
+    paths = _nmnist_files(tmp_path, count=2, x_max=40)
+    with pytest.raises(
+        ValueError, match=r"0\.bin.* by read_nmnist: .*outside sensor_size"
+    ):
+        ev.event_dataset(paths, [0, 1], "nmnist", (34, 34), num_frames=2)
+    # A callable reader gets the same check of its first file.
+    with pytest.raises(ValueError, match=r"0\.bin.* by <lambda>: "):
+        ev.event_dataset(
+            paths,
+            [0, 1],
+            lambda p: ev.read_nmnist(p),
+            (34, 34),
+            num_frames=2,
+        )
+
+
 def test_event_dataset_needs_fixed_length():
     with pytest.raises(ValueError, match="together with `duration`"):
         ev.event_dataset(["a"], [0], "nmnist", (34, 34), time_window=5000)
@@ -566,3 +750,11 @@ def test_convert_images_rejects_bad_arguments(tmp_path):
         saccade.convert_images(np.zeros((1, 4, 4)), [0], tmp_path, format="mp4")
     with pytest.raises(ValueError, match="same length"):
         saccade.convert_images(np.zeros((2, 4, 4)), [0], tmp_path)
+
+
+def test_read_converted_names_a_bad_label(tmp_path):
+    (tmp_path / saccade.LABELS_FILE).write_text(
+        "file,label\na.bin,7\nb.bin,x\n"
+    )
+    with pytest.raises(ValueError, match=r"labels\.csv.*line 3.*'x'"):
+        saccade.read_converted(tmp_path)

@@ -36,12 +36,13 @@ files into a batched `tf.data.Dataset` of such frames.
 
 import os
 import struct
-import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from keras_snn import fileio
+from keras_snn import formats
 from keras_snn import functional
 
 __all__ = [
@@ -153,33 +154,6 @@ def _corrupt(path, fmt, offset, what):
     )
 
 
-def _atomic_write(path, chunks):
-    """Writes `chunks` (bytes) to `path` through a renamed temporary file.
-
-    The temporary file lives in the target's folder, so `os.replace` is an
-    atomic rename on POSIX and Windows; it is removed if anything fails.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _header_lines(data, path, fmt, end_line=None):
     """Splits the leading '#' lines off `data`.
 
@@ -206,19 +180,49 @@ def _header_lines(data, path, fmt, end_line=None):
     return lines, pos
 
 
-def _check_version(lines, path, fmt, expected, hint):
-    first = lines[0] if lines else ""
-    if first == expected:
+_READER_OF_VERSION = {"2.0": "read_aedat2", "3.1": "read_aedat31"}
+
+
+def _looks_like(data, path):
+    """' (it looks like a PNG image)' for a recognised format, else ''."""
+    description, _ = formats.describe(data[: formats.HEAD_BYTES], path)
+    return f" (it looks like {description})" if description else ""
+
+
+def _check_version(data, path, fmt, version, owner):
+    """Raises unless `data` starts with the AEDAT `version` line.
+
+    The message names the AEDAT version found and its reader, or the
+    format the file seems to be in.
+    """
+    found = formats.aedat_version(data)
+    if found == version:
         return
-    if first.startswith("#!AER-DAT"):
+    expected = f"#!AER-DAT{version}"
+    others = ", ".join(
+        f"{name} for AEDAT {v}" for v, name in _READER_OF_VERSION.items()
+    )
+    if found is not None:
+        reader = _READER_OF_VERSION.get(found)
+        hint = (
+            f"use {reader}"
+            if reader
+            else f"AEDAT {found} files are not supported ({others})"
+        )
         raise _corrupt(
             path,
             fmt,
             0,
-            f"version line {first!r}, expected {expected!r}; {hint}",
+            f"version line '#!AER-DAT{found}', expected {expected!r}: it is "
+            f"an AEDAT {found} file; {hint}",
         )
     raise _corrupt(
-        path, fmt, 0, f"no {expected!r} version line at the start; {hint}"
+        path,
+        fmt,
+        0,
+        f"no {expected!r} version line at the start{_looks_like(data, path)}; "
+        f"{owner} reads AEDAT {version} files ({others}; read_nmnist for "
+        "headerless N-MNIST / N-Caltech101 files)",
     )
 
 
@@ -244,7 +248,37 @@ def _unwrap32(stamps):
 # --------------------------------------------------------------------------
 
 
-def read_nmnist(path):
+def _check_nmnist_head(path, head, size):
+    """Refuses a file that cannot be N-MNIST from its first bytes and size.
+
+    Args:
+        path: the file, for the message.
+        head: its first bytes (`formats.HEAD_BYTES` are enough).
+        size: its size in bytes.
+    """
+    description, strong = formats.describe(head, path)
+    if strong:
+        version = formats.aedat_version(head)
+        hint = ""
+        if version in _READER_OF_VERSION:
+            hint = f"; read it with {_READER_OF_VERSION[version]}"
+        raise ValueError(
+            f"{os.fspath(path)!r} is not an N-MNIST event file: it looks "
+            f"like {description}{hint}. read_nmnist reads N-MNIST / "
+            "N-Caltech101 binary files (no header, 5 bytes per event)."
+        )
+    count, rest = divmod(size, _NMNIST_EVENT_BYTES)
+    if rest:
+        raise _corrupt(
+            path,
+            "N-MNIST",
+            count * _NMNIST_EVENT_BYTES,
+            f"truncated event: {rest} byte(s) left, but each event takes "
+            f"{_NMNIST_EVENT_BYTES} bytes{_looks_like(head, path)}",
+        )
+
+
+def read_nmnist(path, sensor_size=None, check_order=True):
     """Reads an N-MNIST (or N-Caltech101) binary event file.
 
     Layout (Orchard et al. 2015, "Converting static image datasets to
@@ -263,32 +297,69 @@ def read_nmnist(path):
     timestamp wraps after 8.39 s, which no N-MNIST file reaches, so no
     unwrapping is done.
 
+    Having no header, the format is recognised by what it cannot be: a
+    file that starts with the signature of another format (an AEDAT
+    version line, PNG, JPEG, zip, HDF5, ...) or is text, whose size is not
+    a multiple of 5 bytes, or whose timestamps go back in time (the data
+    sets' files are sorted by time) is refused, with the format it seems
+    to be in when that is known.
+
     Args:
         path: file to read.
+        sensor_size: optional `(height, width)`; an event with
+            `y >= height` or `x >= width` then raises, naming the file.
+            N-MNIST is `(34, 34)`. Defaults to `None` (any 8-bit address).
+        check_order: refuse timestamps that go back in time. Defaults to
+            `True`; `False` reads such a file as it is.
 
     Returns:
         Events of dtype `EVENT_DTYPE`, in file order.
 
     Raises:
-        ValueError: if the file size is not a multiple of 5 bytes (the
-            offset of the truncated event is given).
+        ValueError: if the file is another format, its size is not a
+            multiple of 5 bytes, a timestamp goes back in time, or an event
+            lies outside `sensor_size`; the message names the file and the
+            byte offset of the first bad event.
     """
+    fmt = "N-MNIST"
     data = _read_bytes(path)
-    count, rest = divmod(len(data), _NMNIST_EVENT_BYTES)
-    if rest:
-        raise _corrupt(
-            path,
-            "N-MNIST",
-            count * _NMNIST_EVENT_BYTES,
-            f"truncated event: {rest} byte(s) left, but each event takes "
-            f"{_NMNIST_EVENT_BYTES} bytes",
-        )
+    _check_nmnist_head(path, data[: formats.HEAD_BYTES], len(data))
+    count = len(data) // _NMNIST_EVENT_BYTES
     raw = np.frombuffer(data, np.uint8).reshape(count, 5).astype(np.int64)
     events = np.empty(count, EVENT_DTYPE)
     events["x"] = raw[:, 0]
     events["y"] = raw[:, 1]
     events["p"] = raw[:, 2] >> 7
     events["t"] = ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+    if check_order:
+        back = np.flatnonzero(np.diff(events["t"]) < 0)
+        if back.size:
+            i = int(back[0]) + 1
+            raise _corrupt(
+                path,
+                fmt,
+                i * _NMNIST_EVENT_BYTES,
+                f"event {i} has timestamp {int(events['t'][i])} us, before "
+                f"the {int(events['t'][i - 1])} us of the event before it "
+                f"({back.size} step(s) back in time){_looks_like(data, path)}. "
+                "N-MNIST files are sorted by time; pass check_order=False "
+                "to read this one as it is",
+            )
+    if sensor_size is not None:
+        height, width = _size_pair(sensor_size, "sensor_size", "read_nmnist")
+        outside = np.flatnonzero(
+            (events["x"] >= width) | (events["y"] >= height)
+        )
+        if outside.size:
+            i = int(outside[0])
+            raise _corrupt(
+                path,
+                fmt,
+                i * _NMNIST_EVENT_BYTES,
+                f"event {i} at x={int(events['x'][i])}, "
+                f"y={int(events['y'][i])} lies outside sensor_size="
+                f"({height}, {width}) ({outside.size} event(s) outside)",
+            )
     return events
 
 
@@ -314,7 +385,7 @@ def write_nmnist(path, events):
     raw[:, 2] = (events["p"].astype(np.int64) << 7) | (t >> 16)
     raw[:, 3] = (t >> 8) & 0xFF
     raw[:, 4] = t & 0xFF
-    _atomic_write(path, [raw.tobytes()])
+    fileio.write_bytes(path, raw.tobytes())
 
 
 # --------------------------------------------------------------------------
@@ -362,15 +433,8 @@ def read_aedat2(path, flip_y=False):
     """
     fmt = "AEDAT 2.0"
     data = _read_bytes(path)
-    lines, start = _header_lines(data, path, fmt)
-    _check_version(
-        lines,
-        path,
-        fmt,
-        "#!AER-DAT2.0",
-        "read_aedat2 reads AEDAT 2.0 files (use read_aedat31 for 3.1; "
-        "AEDAT 1.0 files with 16-bit addresses are not supported)",
-    )
+    _check_version(data, path, fmt, "2.0", "read_aedat2")
+    _, start = _header_lines(data, path, fmt)
     count, rest = divmod(len(data) - start, _AEDAT2_EVENT_BYTES)
     if rest:
         raise _corrupt(
@@ -449,7 +513,7 @@ def write_aedat2(path, events, flip_y=False):
         b"# Address: DVS128 (bit 0 polarity, bits 7-1 x, bits 14-8 y)\r\n"
         b"# AEChip: ch.unizh.ini.jaer.chip.retina.DVS128\r\n"
     )
-    _atomic_write(path, [header, raw.tobytes()])
+    fileio.write_bytes(path, header + raw.tobytes())
 
 
 # --------------------------------------------------------------------------
@@ -501,15 +565,7 @@ def read_aedat31(path):
     """
     fmt = "AEDAT 3.1"
     data = _read_bytes(path)
-    end = data.find(b"\n", 0, 256)
-    first = data[: end if end >= 0 else 256] if data.startswith(b"#") else b""
-    _check_version(
-        [first.rstrip(b"\r\n").decode("latin-1")],
-        path,
-        fmt,
-        "#!AER-DAT3.1",
-        "read_aedat31 reads AEDAT 3.1 files (use read_aedat2 for 2.0)",
-    )
+    _check_version(data, path, fmt, "3.1", "read_aedat31")
     lines, pos = _header_lines(data, path, fmt, end_line="#!END-HEADER")
     for line in lines:
         if line.startswith("#Format:"):
@@ -661,13 +717,30 @@ def write_aedat31(path, events, source="DVS128", events_per_packet=4096):
             body[:, 0] = word[index]
             body[:, 1] = stamps[index]
             chunks.append(body.tobytes())
-    _atomic_write(path, chunks)
+    fileio.write_bytes(path, b"".join(chunks))
 
 
 _READERS = {
     "nmnist": read_nmnist,
     "aedat2": read_aedat2,
     "aedat31": read_aedat31,
+}
+
+
+def _check_aedat2_file(path, head, size):
+    _check_version(head, path, "AEDAT 2.0", "2.0", "read_aedat2")
+
+
+def _check_aedat31_file(path, head, size):
+    _check_version(head, path, "AEDAT 3.1", "3.1", "read_aedat31")
+
+
+# Checks of a file's first bytes and size, per built-in reader: what
+# `event_dataset` runs on every file before building its pipeline.
+_HEAD_CHECKS = {
+    read_nmnist: _check_nmnist_head,
+    read_aedat2: _check_aedat2_file,
+    read_aedat31: _check_aedat31_file,
 }
 
 
@@ -870,6 +943,44 @@ def events_to_frames(
 # --------------------------------------------------------------------------
 
 
+def _check_files(paths, reader, owner):
+    """Raises unless every path is a file (of `reader`'s format)."""
+    check = _HEAD_CHECKS.get(reader)
+    missing = []
+    for i, path in enumerate(paths):
+        if not os.path.isfile(path):
+            missing.append(i)
+            continue
+        if check is not None:
+            with open(path, "rb") as file:
+                head = file.read(formats.HEAD_BYTES)
+                size = os.fstat(file.fileno()).st_size
+            check(path, head, size)
+    if missing:
+        i = missing[0]
+        what = "is a folder" if os.path.isdir(paths[i]) else "does not exist"
+        raise FileNotFoundError(
+            f"{owner}: {len(missing)} of the {len(paths)} paths are not "
+            f"files; the first, paths[{i}] = {paths[i]!r}, {what}."
+        )
+
+
+def _file_frames(path, reader, options, owner):
+    """`events_to_frames(reader(path), **options)`, errors naming `path`."""
+    events = reader(path)
+    try:
+        return events_to_frames(events, **options)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            f"{owner}: the events read from {path!r} by {_name(reader)}: "
+            f"{error}"
+        ) from error
+
+
+def _name(reader):
+    return getattr(reader, "__name__", None) or repr(reader)
+
+
 def event_dataset(
     paths,
     labels,
@@ -891,12 +1002,19 @@ def event_dataset(
     """A batched `tf.data.Dataset` of `(frames, label)` from event files.
 
     Each file is read by `reader` and binned by `events_to_frames` inside
-    `tf.numpy_function`, in parallel, when the dataset is iterated; nothing
-    is read before. Batches are `(batch, T, h, w, 2)` float32 frames
-    (batch-major, ready for `TimeFolded` convolutions) and the labels as
-    given. Every sample must give the same `T`, so pass `num_frames`, or
-    `time_window` together with `duration` (`T = ceil(duration /
-    time_window)`). `start_time` defaults to each file's first event.
+    `tf.numpy_function`, in parallel, when the dataset is iterated. Before
+    the pipeline is built, the arguments and files are checked here, so
+    that a mistake raises the reader's own message rather than one buried
+    in a TensorFlow `IteratorGetNext` error: every path must be an
+    existing file, the built-in readers check the first bytes of every
+    file (format signature, size), and the first file is read and binned
+    in full (which catches a wrong reader or `sensor_size`).
+
+    Batches are `(batch, T, h, w, 2)` float32 frames (batch-major, ready
+    for `TimeFolded` convolutions) and the labels as given. Every sample
+    must give the same `T`, so pass `num_frames`, or `time_window`
+    together with `duration` (`T = ceil(duration / time_window)`).
+    `start_time` defaults to each file's first event.
 
     Args:
         paths: sequence of file paths.
@@ -917,6 +1035,12 @@ def event_dataset(
 
     Returns:
         A prefetching `tf.data.Dataset`.
+
+    Raises:
+        ValueError: for an invalid argument, a file in another format, or
+            a first file that the reader or `events_to_frames` refuses;
+            the message names the argument or the file.
+        FileNotFoundError: if a path does not exist or is a folder.
     """
     owner = "event_dataset"
     if isinstance(reader, str):
@@ -954,6 +1078,11 @@ def event_dataset(
     else:
         timesteps = int(num_frames)
     batch_size = functional.validate_count(batch_size, "batch_size", owner)
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"{owner}: argument `paths` must be a sequence of file paths, "
+            f"not one path. Received: paths={paths!r}"
+        )
     paths = [os.fspath(p) for p in paths]
     labels = np.asarray(labels)
     if labels.dtype.kind in "iub":
@@ -977,7 +1106,10 @@ def event_dataset(
 
     def load_frames(path):
         path = path.decode() if isinstance(path, bytes) else str(path)
-        return events_to_frames(reader(path), **options)
+        return _file_frames(path, reader, options, owner)
+
+    _check_files(paths, reader, owner)
+    load_frames(paths[0])
 
     def load(path, label):
         frames = tf.numpy_function(

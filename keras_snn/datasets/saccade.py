@@ -50,9 +50,9 @@ import os
 
 import numpy as np
 
+from keras_snn import fileio
 from keras_snn import functional
 from keras_snn.datasets.events import EVENT_DTYPE
-from keras_snn.datasets.events import _atomic_write
 from keras_snn.datasets.events import write_aedat2
 from keras_snn.datasets.events import write_aedat31
 from keras_snn.datasets.events import write_nmnist
@@ -366,7 +366,7 @@ def convert_images(images, labels, out_dir, format="nmnist", **kwargs):
             f"Received: {len(images)} images, {len(labels)} labels"
         )
     seed = kwargs.pop("seed", None)
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.ensure_folder(out_dir)
     paths = []
     rows = io.StringIO()
     table = csv.writer(rows, lineterminator="\n")
@@ -379,9 +379,7 @@ def convert_images(images, labels, out_dir, format="nmnist", **kwargs):
         writer(path, events)
         paths.append(path)
         table.writerow([name, int(labels[i])])
-    _atomic_write(
-        os.path.join(out_dir, LABELS_FILE), [rows.getvalue().encode()]
-    )
+    fileio.write_text(os.path.join(out_dir, LABELS_FILE), rows.getvalue())
     return paths
 
 
@@ -406,6 +404,13 @@ def read_converted(out_dir):
                 f"{path!r}, line {number}: expected 'file,label'. "
                 f"Received: {row!r}"
             )
+        try:
+            label = int(row[1])
+        except ValueError:
+            raise ValueError(
+                f"{path!r}, line {number}: the label must be an integer. "
+                f"Received: {row[1]!r}"
+            ) from None
         paths.append(os.path.join(out_dir, row[0]))
-        labels.append(int(row[1]))
+        labels.append(label)
     return paths, np.asarray(labels, np.int32)
