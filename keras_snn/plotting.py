@@ -51,6 +51,11 @@ def plot_history(history, path):
 
     Returns:
         The path written.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+        OutputError: (an `OSError`, `keras_snn.fileio`) if the file cannot
+            be written; the message names it, its folder and the cause.
     """
     plt = _pyplot()
     names = [k for k in history if not k.startswith("val_")]
@@ -78,6 +83,11 @@ def plot_firing_rates(rates, path):
 
     Returns:
         The path written.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+        OutputError: (an `OSError`, `keras_snn.fileio`) if the file cannot
+            be written; the message names it, its folder and the cause.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(rates) + 2.5, 3.5))
@@ -100,6 +110,11 @@ def plot_raster(trains, path, max_neurons=64):
 
     Returns:
         The path written.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+        OutputError: (an `OSError`, `keras_snn.fileio`) if the file cannot
+            be written; the message names it, its folder and the cause.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(

@@ -311,3 +311,17 @@ def test_evaluate_on_a_data_set_of_other_images_is_refused_first(
     err = capsys.readouterr().err
     assert "reads inputs of shape (8, 8, 1)" in err
     assert "mnist has images of shape (28, 28, 1)" in err
+
+
+def test_plots_are_written_through_fileio(tmp_path):
+    from keras_snn import fileio
+    from keras_snn import plotting
+
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}
+    path = plotting.plot_history(history, tmp_path / "plots" / "curves.png")
+    assert os.stat(path).st_mode & 0o777 == fileio.file_mode()
+    assert os.listdir(tmp_path / "plots") == ["curves.png"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(fileio.OutputError, match="notes.txt"):
+        plotting.plot_history(history, a_file / "curves.png")
