@@ -18,7 +18,8 @@ Arithmetic reproduced (TFLM `tensorflow/lite/kernels/internal` and
   `2 max(s_1, s_2) / (2^20 s_out)` (`add_common.cc`, `sub_common.cc`; SUB
   computes those ratios in float32, ADD in double).
 - int8 comparisons: both inputs shifted left by 8 bits and scaled by their
-  own scale (`comparisons.cc`).
+  own scale (`comparisons.cc`); an input scale outside (0, 1) is refused at
+  load, as TFLM aborts on it.
 - CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED with int32 accumulators and
   per-channel multipliers (`reference/integer_ops/*.h`); AVERAGE_POOL_2D
   dividing with ties away from zero; MEAN folding `1/count` into the
@@ -520,12 +521,42 @@ _COMPARE = {
 }
 
 
+def _comparison_multiplier(op, tensor):
+    """The Q31 multiplier and shift of a comparison input's scale.
+
+    TFLM's `ComparisonsPrepare` quantizes each input scale with
+    `QuantizeMultiplierSmallerThanOneExp`, whose `TFLITE_CHECK_LT(scale,
+    1.)` and `TFLITE_CHECK_GT(scale, 0.)` abort the program (SIGABRT, no
+    message) for a scale outside `(0, 1)`. LiteRT's kernel takes a scale
+    above 1 through `QuantizeMultiplierGreaterThanOne` and then
+    `MultiplyByQuantizedMultiplierSmallerThanOneExp` with a positive shift,
+    which it cannot do (`RoundingDivideByPOT` by a negative exponent):
+    measured with ai-edge-litert 2.3.0, `GREATER_EQUAL(a, 1.0)` with `a` at
+    scale 3.13 is false for all 256 int8 values of `a`. Neither has a
+    defined result, so the emulator refuses such a scale for both targets.
+
+    Raises:
+        ValueError: the scale is not in `(0, 1)`.
+    """
+    scale = float(tensor.s)
+    if not 0.0 < scale < 1.0:
+        raise ValueError(
+            f"Operator {op.name} has an int8 input {tensor.name!r} with "
+            f"scale {scale:.6g}; comparisons accept only 0 < scale < 1 "
+            "(TFLite-Micro aborts on any other scale and LiteRT's result "
+            "is undefined)."
+        )
+    return _quantize_multiplier(scale)
+
+
 @_kernel(*_COMPARE)
 def _prepare_comparison(op):
     """Comparisons: TFLM comparisons.cc, reference/comparisons.h.
 
     int8 inputs go through `ComparisonWithScaling` (left shift 8, each input
     scaled by its own scale); float32/int32/bool inputs compare directly.
+    Input scales outside `(0, 1)` are refused at load (see
+    `_comparison_multiplier`).
     """
     in1, in2 = op.inputs[:2]
     out = op.outputs[0]
@@ -537,8 +568,8 @@ def _prepare_comparison(op):
     if not _is_int8(in2):
         raise _unsupported(op, f"dtypes {in1.dtype}, {in2.dtype}")
     left_shift = 8
-    m1, sh1 = _quantize_multiplier(float(in1.s))
-    m2, sh2 = _quantize_multiplier(float(in2.s))
+    m1, sh1 = _comparison_multiplier(op, in1)
+    m2, sh2 = _comparison_multiplier(op, in2)
     zp1, zp2 = in1.zp, in2.zp
 
     def eval_int8(a, b):

@@ -560,6 +560,24 @@ def test_standalone_relu6_differs_between_runtimes(tmp_path):
     )
 
 
+@pytest.mark.parametrize("target", ["tflm", "litert"])
+def test_comparison_input_scale_of_one_or_more_is_refused(target, tmp_path):
+    # TFLM's ComparisonsPrepare takes each input scale through
+    # QuantizeMultiplierSmallerThanOneExp, which aborts (SIGABRT, no
+    # message) unless 0 < scale < 1; LiteRT's result is undefined there.
+    # An input calibrated on [-400, 400] gets a scale of about 3.1.
+    keras.utils.set_random_seed(13)
+    a = keras.Input((4, 3), batch_size=1, name="a")
+    model = keras.Model(a, ops.where(ops.greater_equal(a, 1.0), 1.0, 0.0))
+    model_bytes = _convert(model, _uniform_data(model, 13, {"a": (-400, 400)}))
+    with pytest.raises(ValueError, match=r"GREATER_EQUAL.*_a:0'.*scale 3\."):
+        TFLiteIntegerReference(model_bytes, target=target)
+    if target == "tflm":  # the emulator refuses what TFLM aborts on
+        inputs = [[np.zeros((1, 4, 3), np.int8)]]
+        with pytest.raises(AssertionError, match="TFLM failed"):
+            run_tflm(model_bytes, inputs, 1, tmp_path)
+
+
 # ---------------------------------------------------------------------------
 # The spiking step model over several timesteps.
 # ---------------------------------------------------------------------------
