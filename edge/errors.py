@@ -8,13 +8,16 @@ another virtual environment) and turns a run past its time limit into a
 `ConsumerError`.
 """
 
+import signal
 import subprocess
 
 __all__ = [
+    "AccuracyDropError",
     "CalibrationError",
     "ConsumerError",
     "ExportError",
     "UnsupportedLayerError",
+    "consumer_failure",
     "run_consumer",
 ]
 
@@ -29,6 +32,20 @@ class UnsupportedLayerError(ExportError):
 
 class CalibrationError(ExportError):
     """Calibration data is missing, empty or of the wrong shape."""
+
+
+class AccuracyDropError(ExportError):
+    """An artefact agrees with the Keras model, or scores, less than the
+    accuracy gate of `edge.export` allows.
+
+    Attributes:
+        report: the `ExportReport` of the export that was not written
+            (`report.gate` lists the rows past a threshold).
+    """
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
 
 
 class ConsumerError(ExportError):
@@ -65,3 +82,30 @@ def run_consumer(command, what, timeout=None, **kwargs):
         raise ConsumerError(
             f"{what} ran past its time limit of {timeout:g} s."
         ) from error
+
+
+def consumer_failure(what, done, limit=2000):
+    """The `ConsumerError` for a consumer process that failed.
+
+    Args:
+        what: the consumer's name for the message.
+        done: its `subprocess.CompletedProcess` (text output captured).
+        limit: the number of characters of output kept (the tail).
+
+    Returns:
+        A `ConsumerError` whose message says how the process ended (its
+        exit status, or the signal that killed it, e.g. "killed by
+        SIGABRT") and ends with the tail of its own error output (or of
+        its standard output when that is all it wrote).
+    """
+    code = done.returncode
+    if code is not None and code < 0:
+        try:
+            ending = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            ending = f"killed by signal {-code}"
+    else:
+        ending = f"exit status {code}"
+    text = (done.stderr or "").strip() or (done.stdout or "").strip()
+    text = text[-limit:] if text else "(it printed nothing)"
+    return ConsumerError(f"{what} failed ({ending}): {text}")
