@@ -155,6 +155,29 @@ def test_read_idx_corrupt_files(tmp_path, data, pattern):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "data,pattern",
+    [
+        (b"", r"it is empty \(0 bytes\)"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(8), "it looks like a PNG image"),
+        (gzip.compress(b"hello\n", mtime=0), "it looks like a text file"),
+        # 2**31 ** 3 elements overflow int64 to 0, which matched the 0 data
+        # bytes of this header, and NumPy then failed to reshape.
+        (
+            b"\x00\x00\x08\x03" + struct.pack(">3I", 2**31, 2**31, 2**31),
+            "truncated: size mismatch",
+        ),
+    ],
+)
+def test_read_idx_says_what_it_found(tmp_path, data, pattern):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(data)
+    with pytest.raises(
+        ValueError, match=rf"train-images-idx3-ubyte.*{pattern}"
+    ):
+        datasets.read_idx(path)
+
+
 def test_read_idx_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         datasets.read_idx(tmp_path / "nope")
@@ -261,6 +284,44 @@ def test_inconsistent_files_raise(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((5, 8, 8), "u1"))
     with pytest.raises(ValueError, match=r"\(8, 8, 1\)"):
         datasets.load_arrays("mnist", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("n_train,n_test", [(0, 5), (12, 0)])
+def test_idx_set_with_no_images_is_refused(tmp_path, n_train, n_test):
+    fake_mnist(tmp_path, n_train=n_train, n_test=n_test, gz=False)
+    stem = "train" if n_train == 0 else "t10k"
+    with pytest.raises(ValueError, match=rf"{stem}-images-idx3-ubyte holds 0"):
+        datasets.load_arrays("mnist", data_dir=tmp_path)
+    with pytest.raises(ValueError, match=rf"{stem}-images-idx3-ubyte holds 0"):
+        datasets.load("mnist", data_dir=tmp_path, normalize=True)
+
+
+def test_labels_must_be_integers(tmp_path):
+    fake_mnist(tmp_path, gz=False)
+    labels = np.array([1.5, 2, 3, 4, 5], np.float32)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels, code=0x0D)
+    with pytest.raises(ValueError, match="test labels .*dtype float32"):
+        datasets.load_arrays("mnist", data_dir=tmp_path)
+
+
+def test_empty_split_from_tfds_is_refused(tmp_path, monkeypatch):
+    fake_tfds(monkeypatch, prepared=True, network=False)
+    empty = (np.zeros((0, 28, 28, 1), np.uint8), np.zeros(0, np.int64))
+    monkeypatch.setattr(
+        static, "_tfds_load", lambda name, download: (empty, empty)
+    )
+    with pytest.raises(
+        ValueError, match="training split of 'mnist' .*tensorflow-datasets"
+    ):
+        datasets.load_arrays("mnist", data_dir=tmp_path)
+
+
+def test_validation_split_of_a_single_image(tmp_path):
+    fake_mnist(tmp_path, n_train=1, gz=False)
+    with pytest.raises(ValueError, match="1 image.*validation_split=0.5"):
+        datasets.load(
+            "mnist", "validation", data_dir=tmp_path, validation_split=0.5
+        )
 
 
 def test_corrupt_file_in_data_dir(tmp_path):

@@ -43,6 +43,7 @@ import dataclasses
 import glob
 import gzip
 import importlib.util
+import math
 import os
 import pickle
 import socket
@@ -53,6 +54,8 @@ import zlib
 
 import numpy as np
 import tensorflow as tf
+
+from keras_snn import formats
 
 __all__ = [
     "DATASETS",
@@ -259,12 +262,16 @@ def read_idx(path):
             f"Could not read the IDX file {path}: its gzip stream is "
             f"corrupt or truncated ({err})."
         ) from err
+    if not data:
+        raise ValueError(f"{path} is not an IDX file: it is empty (0 bytes).")
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        description, _ = formats.describe(data[: formats.HEAD_BYTES], path)
+        looks = f" (it looks like {description})" if description else ""
         raise ValueError(
             f"{path} is not an IDX file: bad magic number "
-            f"0x{data[:4].hex()}. An IDX file starts with two zero bytes, "
-            "a type code and the number of dimensions (0x00000803 for "
-            "MNIST images, 0x00000801 for labels)."
+            f"0x{data[:4].hex()}{looks}. An IDX file starts with two zero "
+            "bytes, a type code and the number of dimensions (0x00000803 "
+            "for MNIST images, 0x00000801 for labels)."
         )
     if data[2] not in _IDX_TYPES:
         raise ValueError(
@@ -282,7 +289,7 @@ def read_idx(path):
             f"{len(data)} bytes."
         )
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # no int64 overflow
     actual = len(data) - header
     if actual != expected:
         what = "truncated" if actual < expected else "too long"
@@ -470,6 +477,13 @@ def load(
         held_out = min(
             len(order) - 1, max(1, round(validation_split * len(order)))
         )
+        if held_out < 1:
+            raise ValueError(
+                f"Argument `validation_split`: the training split of "
+                f"{name!r} has {len(order)} image(s), too few to hold some "
+                "out and keep some. Received: "
+                f"validation_split={validation_split!r}"
+            )
         if split == "validation":
             index = np.sort(order[len(order) - held_out :])
         else:
@@ -573,6 +587,11 @@ def _check_arrays(pair, meta, which, source):
     images = np.asarray(images)
     labels = np.asarray(labels)
     where = f" (from {source})"
+    if len(images) == 0:
+        raise ValueError(
+            f"The {which} split of {meta.name!r}{where} has 0 images; it "
+            "needs at least one."
+        )
     if images.ndim == 3:
         images = images[..., None]
     if images.shape[1:] != tuple(meta.input_shape) or images.dtype != np.uint8:
@@ -585,6 +604,12 @@ def _check_arrays(pair, meta, which, source):
         raise ValueError(
             f"The {which} labels of {meta.name!r}{where} have shape "
             f"{labels.shape}; expected ({len(images)},), one per image."
+        )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"The {which} labels of {meta.name!r}{where} have dtype "
+            f"{labels.dtype}; expected integers in [0, "
+            f"{meta.num_classes - 1}]."
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= meta.num_classes):
         raise ValueError(
@@ -663,6 +688,11 @@ def _read_idx_set(paths):
                 f"{ndim} dimension(s)."
             )
     for i in (0, 2):
+        if len(arrays[i]) == 0:
+            raise ValueError(
+                f"{paths[i]} holds 0 images (shape {arrays[i].shape}); a "
+                "data set split needs at least one."
+            )
         if len(arrays[i]) != len(arrays[i + 1]):
             raise ValueError(
                 f"{paths[i + 1]} has {len(arrays[i + 1])} labels but "
