@@ -15,6 +15,14 @@ range contains every state value, and TFLite kernels derive their
 multipliers from the tensors' parameters when the interpreter is prepared,
 so the edit is exact.
 
+**Comparison scales.** TFLite-Micro aborts (SIGABRT, no message) when it
+prepares an int8 comparison whose input scale is not in (0, 1), and
+LiteRT's result is undefined there. A neuron layer whose potential spans
+255 or more on the calibration data would get such a scale, so `convert`
+has the step model compare `u * 2**-k >= theta * 2**-k` for that layer
+(`edge.step_model.comparison_factors`) and checks every comparison of the
+converted model.
+
 Runners: `LiteRTRunner` (ai_edge_litert, in process) and `run_tflm` (the
 TFLite-Micro host interpreter, in a subprocess with a time limit, because
 TFLM can crash or hang on graphs it does not support).
@@ -29,8 +37,8 @@ import numpy as np
 
 from edge import step_model as step_lib
 from edge.errors import CalibrationError
-from edge.errors import ConsumerError
 from edge.errors import ExportError
+from edge.errors import consumer_failure
 from edge.errors import run_consumer
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "LiteRTRunner",
     "convert",
     "io_names",
+    "name_outputs",
     "op_names",
     "representative_steps",
     "run_tflm",
@@ -73,35 +82,84 @@ def _decode(name):
 def io_names(model_bytes):
     """Signature names of the subgraph's inputs and outputs, in order.
 
+    One tensor can carry several output names: when a state output is the
+    step's output `y` (a `MembraneReadout` head's potential is both), the
+    converter keeps a single tensor and lists it once per name. Each
+    output position therefore gets the tuple of its tensor's names, and
+    every signature name appears at least once.
+
     Returns:
         `(input_names, output_names)`: for each position of the main
-        subgraph's input (output) tensor list, its signature name.
+        subgraph's input tensor list, its signature name; for each position
+        of its output tensor list, the tuple of the signature names of that
+        tensor.
+
+    Raises:
+        ExportError: an input or output tensor has no signature name.
     """
     model = _unpack(model_bytes)
     graph = model.subgraphs[0]
     signature = model.signatureDefs[0]
-    by_tensor_in = {t.tensorIndex: _decode(t.name) for t in signature.inputs}
-    by_tensor_out = {t.tensorIndex: _decode(t.name) for t in signature.outputs}
+    by_tensor_in = {}
+    for item in signature.inputs:
+        by_tensor_in.setdefault(int(item.tensorIndex), []).append(
+            _decode(item.name)
+        )
+    by_tensor_out = {}
+    for item in signature.outputs:
+        by_tensor_out.setdefault(int(item.tensorIndex), []).append(
+            _decode(item.name)
+        )
+    missing = [int(i) for i in graph.inputs if int(i) not in by_tensor_in]
+    missing += [int(i) for i in graph.outputs if int(i) not in by_tensor_out]
+    shared = [names for names in by_tensor_in.values() if len(names) > 1]
+    if missing or shared:
+        raise ExportError(
+            "The TFLite model's signature does not name each input and "
+            f"output once: unnamed tensors {missing}, inputs sharing a "
+            f"tensor {shared}."
+        )
     return (
-        [by_tensor_in[int(i)] for i in graph.inputs],
-        [by_tensor_out[int(i)] for i in graph.outputs],
+        [by_tensor_in[int(i)][0] for i in graph.inputs],
+        [tuple(sorted(by_tensor_out[int(i)])) for i in graph.outputs],
     )
+
+
+def name_outputs(values, output_names):
+    """`{name: value}` from the values of the subgraph's outputs, in order.
+
+    Args:
+        values: one array per output position.
+        output_names: the second item of `io_names`: one tuple of names per
+            position; a value shared by several names goes under each.
+
+    Returns:
+        A dict from every signature output name to its value.
+    """
+    return {
+        name: value
+        for names, value in zip(output_names, values, strict=True)
+        for name in names
+    }
+
+
+def _operators(model):
+    """`(builtin name, operator)` for each operator of the main subgraph."""
+    codes = {
+        value: key
+        for key, value in vars(_schema().BuiltinOperator).items()
+        if not key.startswith("_")
+    }
+    names = []
+    for code in model.operatorCodes:
+        number = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        names.append(codes.get(number, f"CODE_{number}"))
+    return [(names[op.opcodeIndex], op) for op in model.subgraphs[0].operators]
 
 
 def op_names(model_bytes):
     """Sorted builtin op names used by a .tflite model."""
-    schema = _schema()
-    codes = {
-        value: key
-        for key, value in vars(schema.BuiltinOperator).items()
-        if not key.startswith("_")
-    }
-    model = _unpack(model_bytes)
-    names = set()
-    for code in model.operatorCodes:
-        number = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        names.add(codes.get(number, f"CODE_{number}"))
-    return sorted(names)
+    return sorted({name for name, _ in _operators(_unpack(model_bytes))})
 
 
 def _share_state_quantization(model_bytes):
@@ -125,27 +183,44 @@ def _share_state_quantization(model_bytes):
     return _pack(model)
 
 
-def representative_steps(graph, x, limit=1000, seed=0):
-    """Step inputs for int8 calibration, from the float reference.
-
-    Runs `graph` (fused) on `x` and returns, for every sample and step, the
-    dict `{"x": x_t, "v_<node>": state before the step, ...}` with a batch
-    of 1 (a random subset of at most `limit` of them).
+def _calibration_trace(graph, x):
+    """The float reference's trace of every node on the calibration data.
 
     Raises:
-        CalibrationError: `x` is empty or of the wrong shape.
+        CalibrationError: `x` is empty.
     """
     from edge import reference
 
     x = np.asarray(x)
     if x.size == 0:
         raise CalibrationError("Calibration data is empty.")
-    _, trace = reference.run_float(graph, x, record=True)
-    steps = len(trace[graph.nodes[0].name])
+    return reference.run_float(graph, x, record=True)[1]
+
+
+def representative_steps(graph, x, limit=1000, seed=0, trace=None):
+    """Step inputs for int8 calibration, from the float reference.
+
+    Runs `graph` (fused) on `x` and returns, for every sample and step, the
+    dict `{"x": x_t, "v_<node>": state before the step, ...}` with a batch
+    of 1 (a random subset of at most `limit` of them).
+
+    Args:
+        graph: the fused graph.
+        x: the calibration inputs.
+        limit: the number of steps returned at most.
+        seed: seed of the random subset.
+        trace: the float reference's trace on `x` if already computed.
+
+    Raises:
+        CalibrationError: `x` is empty or of the wrong shape.
+    """
+    if trace is None:
+        trace = _calibration_trace(graph, x)
+    first = trace[graph.nodes[0].name]
     items = []
-    for t in range(steps):
-        for i in range(len(x)):
-            item = {step_lib.INPUT: trace[graph.nodes[0].name][t][i : i + 1]}
+    for t in range(len(first)):
+        for i in range(len(first[t])):
+            item = {step_lib.INPUT: first[t][i : i + 1]}
             for node in graph.state_nodes:
                 states = trace[f"{node.name}:state"]
                 previous = (
@@ -191,12 +266,18 @@ def convert(graph, quantize=None, calibration=None, limit=1000):
             "An int8 TFLite model needs calibration data: pass "
             "`calibration_data` (a few hundred training inputs)."
         )
-    step = step_lib.build_step_model(graph, batch_size=1)
+    factors = None
+    if quantize:
+        trace = _calibration_trace(graph, calibration)
+        items = representative_steps(graph, calibration, limit, trace=trace)
+        factors = step_lib.comparison_factors(graph, trace)
+    step = step_lib.build_step_model(
+        graph, batch_size=1, comparison_factors=factors
+    )
     with tempfile.TemporaryDirectory() as directory:
         step.export(directory, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         if quantize:
-            items = representative_steps(graph, calibration, limit)
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: iter(items)
             converter.target_spec.supported_ops = [
@@ -217,39 +298,55 @@ def convert(graph, quantize=None, calibration=None, limit=1000):
             ) from error
     if quantize:
         model_bytes = _share_state_quantization(model_bytes)
-        _check_spike_scales(model_bytes, graph)
+        _check_int8_model(model_bytes, graph)
     return model_bytes
 
 
-def _check_spike_scales(model_bytes, graph):
-    """Refuses an int8 model in which some layer never fired in calibration.
+def _scale(tensor):
+    """A tensor's (first) scale, or None when it is not quantized."""
+    q = tensor.quantization
+    if q is None or q.scale is None or not len(q.scale):
+        return None
+    return float(q.scale[0])
 
-    The spikes are `where(u >= theta, 1, 0)` (a SELECT_V2); if a layer never
-    fired on the calibration data, the converter gives that tensor the range
-    [0, 0], a scale near 0, and the int8 model loses every spike of it.
+
+def _check_int8_model(model_bytes, graph):
+    """Refuses an int8 model that TFLite-Micro cannot run or that lost the
+    spikes of a layer.
+
+    The spikes are `where(u >= theta, 1, 0)` (GREATER_EQUAL, SELECT_V2).
+    If a layer never fired on the calibration data, the converter gives the
+    SELECT_V2 output the range [0, 0], a scale near 0, and the int8 model
+    loses every spike of it. An int8 comparison input with a scale outside
+    (0, 1) makes TFLite-Micro abort when it prepares the model
+    (`QuantizeMultiplierSmallerThanOneExp`); `build_step_model`'s
+    comparison factors prevent it, and this check makes sure.
     """
-    schema = _schema()
     model = _unpack(model_bytes)
-    sub = model.subgraphs[0]
-    select = [
-        i
-        for i, code in enumerate(model.operatorCodes)
-        if max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        == schema.BuiltinOperator.SELECT_V2
-    ]
-    for op in sub.operators:
-        if op.opcodeIndex not in select:
-            continue
-        quantization = sub.tensors[op.outputs[0]].quantization
-        if quantization is not None and quantization.scale is not None:
-            if 0 < float(quantization.scale[0]) < 1e-6:
-                name = _decode(sub.tensors[op.outputs[0]].name)
+    tensors = model.subgraphs[0].tensors
+    for name, op in _operators(model):
+        if name == "SELECT_V2":
+            scale = _scale(tensors[op.outputs[0]])
+            if scale is not None and 0 < scale < 1e-6:
+                tensor = _decode(tensors[op.outputs[0]].name)
                 raise CalibrationError(
                     f"A neuron layer of '{graph.name}' never fired on the "
-                    f"calibration data (tensor {name!r} got the range "
+                    f"calibration data (tensor {tensor!r} got the range "
                     "[0, 0]), so its int8 spikes would be lost. Calibrate "
                     "with more, or more typical, inputs."
                 )
+        if name == "GREATER_EQUAL":
+            for index in op.inputs:
+                scale = _scale(tensors[index])
+                if scale is not None and not 0 < scale < 1:
+                    tensor = _decode(tensors[index].name)
+                    raise ExportError(
+                        f"The int8 model of '{graph.name}' compares tensor "
+                        f"{tensor!r} at scale {scale:.6g}; TFLite-Micro "
+                        "accepts only 0 < scale < 1 (the comparison "
+                        "factors of edge.step_model should have kept it "
+                        "there: please report this model)."
+                    )
 
 
 class LiteRTRunner:
@@ -308,7 +405,7 @@ class IntegerReferenceRunner:
 
     def __call__(self, inputs):
         values = self.reference.run([inputs[name] for name in self.inputs])
-        return dict(zip(self.outputs, values, strict=True))
+        return name_outputs(values, self.outputs)
 
 
 def _input_parameters(model_bytes):
@@ -406,7 +503,8 @@ for i in range(x.shape[0]):
             value = x[i, t] if name == "x" else states[name]
             interp.set_input(value, index)
         interp.invoke()
-        result = {n: interp.get_output(j) for j, n in enumerate(outputs)}
+        result = {n: interp.get_output(j)
+                  for j, names in enumerate(outputs) for n in names}
         per_step.append(result["y"][0])
         states = {k: result[k] for k in states}
     ys.append(np.stack(per_step))
@@ -460,12 +558,10 @@ def run_tflm(model_bytes, graph, x, timesteps=None, timeout=TFLM_TIMEOUT_S):
             json.dumps(out_names),
             str(arena),
         ]
-        done = run_consumer(command, f"TFLite-Micro on '{graph.name}'", timeout)
+        what = f"TFLite-Micro on '{graph.name}'"
+        done = run_consumer(command, what, timeout)
         if done.returncode != 0 or not os.path.exists(out_path):
-            raise ConsumerError(
-                f"TFLite-Micro failed on '{graph.name}' (exit "
-                f"{done.returncode}): {done.stderr.strip()[-2000:]}"
-            )
+            raise consumer_failure(what, done)
         raw = np.load(out_path)
     out_scale, out_zero = params[step_lib.OUTPUT]
     values = dequantize(raw, out_scale, out_zero)
