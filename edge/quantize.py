@@ -32,7 +32,12 @@ from edge import reference
 from edge.errors import CalibrationError
 from edge.errors import UnsupportedLayerError
 
-__all__ = ["QuantizedGraph", "quantize", "quantize_multiplier"]
+__all__ = [
+    "QuantizedGraph",
+    "check_numbers",
+    "quantize",
+    "quantize_multiplier",
+]
 
 SYNAPTIC = ("conv2d", "dense", "affine")
 STATEFUL = ("neuron", "integrator")
@@ -94,6 +99,60 @@ def quantize_multiplier(real):
     return m, shift
 
 
+def check_numbers(data, name="calibration_data"):
+    """`data` as a float32 array of finite numbers.
+
+    Args:
+        data: an array-like of inputs (calibration or evaluation data).
+        name: the argument's name for the messages.
+
+    Returns:
+        A float32 NumPy array.
+
+    Raises:
+        CalibrationError: `data` is not an array of numbers (strings,
+            objects, ragged lists) or holds NaN or infinity.
+    """
+    try:
+        array = np.asarray(data)
+    except (TypeError, ValueError) as error:
+        raise CalibrationError(
+            f"Argument `{name}` must be an array of numbers. Received: "
+            f"{type(data).__name__} that NumPy cannot read as one ({error})"
+        ) from None
+    if array.dtype.kind not in "biuf":
+        raise CalibrationError(
+            f"Argument `{name}` must hold numbers (bool, int or float). "
+            f"Received: an array of dtype {array.dtype}"
+        )
+    array = array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        rows = finite.reshape(len(array), -1).all(axis=1) if array.ndim else []
+        bad = np.flatnonzero(~np.asarray(rows, bool))
+        where = (
+            f"in {len(bad)} of {len(array)} samples (the first at index "
+            f"{int(bad[0])})"
+            if len(bad)
+            else "in the data"
+        )
+        raise CalibrationError(
+            f"Argument `{name}` must hold finite numbers. Received: NaN or "
+            f"infinity {where}"
+        )
+    return array
+
+
+def _silent_layers(graph, trace):
+    """Neuron nodes that never fire in `trace`: `["'node' (layer 'x')"]`."""
+    return [
+        f"'{node.name}' (layer '{node.layer}')"
+        for node in graph.nodes
+        if node.op == "neuron"
+        and not any(np.any(step) for step in trace[node.name])
+    ]
+
+
 def _weights_int8(kernel):
     """Per-output-channel symmetric int8 weights and their scales."""
     kernel = np.asarray(kernel, np.float64)
@@ -134,6 +193,7 @@ def quantize(graph, calibration_data, state_bits=16):
             "Quantization needs calibration data: pass a batch of training "
             "inputs (a few hundred samples)."
         )
+    calibration_data = check_numbers(calibration_data)
     if not isinstance(state_bits, int) or not 8 <= state_bits <= 32:
         raise ValueError(
             "Argument `state_bits` must be an integer in [8, 32]. Received: "
@@ -199,7 +259,10 @@ def quantize(graph, calibration_data, state_bits=16):
                     "feeds neither a neuron, an add nor the output; the "
                     "integer reference cannot place its result."
                 )
-            _quantize_synaptic(node, source_scale, domains[node.name])
+            try:
+                _quantize_synaptic(node, source_scale, domains[node.name])
+            except ValueError as error:
+                raise _scale_error(graph, trace, node, error) from None
             scales[node.name] = domains[node.name]
         elif node.op == "add":
             scales[node.name] = domains[node.name]
@@ -223,6 +286,29 @@ def quantize(graph, calibration_data, state_bits=16):
         else:  # max_pool, flatten
             scales[node.name] = source_scale
     return QuantizedGraph(graph, input_scale, output_scale, state_bits)
+
+
+def _scale_error(graph, trace, node, error):
+    """The error for a layer whose scales cannot be expressed; it names
+    the layers that never fire in calibration, the usual cause."""
+    message = (
+        f"Node '{node.name}' (layer '{node.layer}') cannot be quantized: "
+        f"{error}"
+    )
+    silent = _silent_layers(graph, trace)
+    if not silent:
+        return CalibrationError(
+            message + " Check that the calibration data are training "
+            "inputs, scaled as in training."
+        )
+    samples = len(trace[graph.nodes[0].name][0])
+    return CalibrationError(
+        f"{message} The spiking layer(s) {', '.join(silent)} never fire on "
+        f"the {samples} calibration samples, so the layers after them get "
+        "no input. Train the model (an untrained one is often silent), "
+        "lower the threshold, or check that the calibration data are "
+        "training inputs scaled as in training."
+    )
 
 
 def _pool_counts(graph, node):
