@@ -16,6 +16,7 @@ are imported when a target needs them; install them with the `edge` extra.
 import importlib
 
 _LAZY = {
+    "AccuracyDropError": "edge.errors",
     "ArtefactReport": "edge.exporter",
     "ExportReport": "edge.exporter",
     "TARGETS": "edge.exporter",
@@ -57,6 +58,7 @@ def __getattr__(name):
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccuracyDropError",
     "ArtefactReport",
     "CalibrationError",
     "ConsumerError",

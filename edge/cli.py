@@ -10,6 +10,13 @@ the entry point group `keras_snn.commands` (see `setup.cfg`).
 `--calibration` names a data set of `keras_snn.datasets` (its training
 split is used; `--eval` defaults to the same data set's test split) or a
 `.npy` file of inputs or a `.npz` file with arrays `x` (and `y`).
+
+`--out` must be a new or empty folder, or a previous export, replaced whole
+only with `--overwrite`. Progress goes to stderr (one line per step, target
+and consumer; `--quiet` silences it), the table to stdout. The export fails
+(exit status 2, nothing written) when an artefact agrees with the Keras
+model on fewer than `--min-agreement` of the evaluation samples or loses
+more than `--max-accuracy-drop` accuracy, unless `--allow-accuracy-drop`.
 """
 
 import os
@@ -20,6 +27,10 @@ __all__ = ["export_command", "register"]
 
 DEFAULT_CALIBRATION_SAMPLES = 500
 TARGETS = ("tflite", "onnx", "c", "loihi", "nir")  # = exporter.TARGETS
+# = exporter.DEFAULT_MIN_AGREEMENT and DEFAULT_MAX_ACCURACY_DROP (this
+# module must not import TensorFlow for `keras-snn --help`).
+DEFAULT_MIN_AGREEMENT = 0.9
+DEFAULT_MAX_ACCURACY_DROP = 0.05
 
 
 def register(commands):
@@ -64,9 +75,50 @@ def register(commands):
         default=None,
         help="evaluate on the first N held-out samples (default: all)",
     )
-    parser.add_argument("--timesteps", type=int, default=None)
-    parser.add_argument("--state-bits", type=int, default=16)
+    parser.add_argument(
+        "--timesteps",
+        type=int,
+        default=None,
+        help="time steps T, >= 1 (default: the model's)",
+    )
+    parser.add_argument(
+        "--state-bits",
+        type=int,
+        default=16,
+        help="bits of currents and membrane states, 8 to 32 "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous export in --out (the whole folder)",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=DEFAULT_MIN_AGREEMENT,
+        help="fail when an artefact predicts the Keras model's class on "
+        "fewer than this fraction of the evaluation samples "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=DEFAULT_MAX_ACCURACY_DROP,
+        help="fail when an artefact's accuracy is lower than the Keras "
+        "model's by more than this (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-accuracy-drop",
+        action="store_true",
+        help="write the artefacts even when they fail the accuracy gate",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print no progress lines (only the table)",
+    )
     parser.set_defaults(handler=export_command)
 
 
@@ -102,8 +154,16 @@ def _load(source, split, what, data_dir):
 
 
 def export_command(args):
-    """Runs `keras-snn export`; returns the `ExportReport`."""
+    """Runs `keras-snn export`; returns the `ExportReport`.
+
+    Raises:
+        ValueError: an option is out of range, `--out` cannot be written
+            or holds other files, the data or the model cannot be read, or
+            the export failed (`edge.ExportError`; for the accuracy gate
+            the table is printed first).
+    """
     import edge
+    from edge import exporter
 
     for name in ("calibration_samples", "eval_samples"):
         value = getattr(args, name)
@@ -112,6 +172,22 @@ def export_command(args):
                 f"Argument `--{name.replace('_', '-')}` must be >= 1. "
                 f"Received: {value}"
             )
+    try:  # the cheap checks, before the data are read
+        exporter.check_options(
+            args.timesteps,
+            args.state_bits,
+            args.min_agreement,
+            args.max_accuracy_drop,
+        )
+        exporter._check_targets(args.targets)
+        exporter.check_output_folder(args.out, args.overwrite)
+    except edge.ExportError as error:
+        raise edge.ExportError(_as_option(str(error))) from None
+    if not os.path.isfile(args.model):
+        raise edge.ExportError(
+            "Argument `model` must be an existing .keras file. Received: "
+            f"{args.model!r} (no such file)"
+        )
     x_cal, _ = _load(args.calibration, "train", "calibration", args.data_dir)
     if len(x_cal) > args.calibration_samples:
         rng = np.random.default_rng(0)
@@ -129,14 +205,43 @@ def export_command(args):
             x_eval = x_eval[: args.eval_samples]
             y_eval = None if y_eval is None else y_eval[: args.eval_samples]
         eval_data = x_eval if y_eval is None else (x_eval, y_eval)
-    report = edge.export(
-        args.model,
-        args.out,
-        targets=args.targets,
-        calibration_data=x_cal,
-        eval_data=eval_data,
-        timesteps=args.timesteps,
-        state_bits=args.state_bits,
-    )
+    try:
+        report = edge.export(
+            args.model,
+            args.out,
+            targets=args.targets,
+            calibration_data=x_cal,
+            eval_data=eval_data,
+            timesteps=args.timesteps,
+            state_bits=args.state_bits,
+            overwrite=args.overwrite,
+            min_agreement=args.min_agreement,
+            max_accuracy_drop=args.max_accuracy_drop,
+            allow_accuracy_drop=args.allow_accuracy_drop,
+            verbose=0 if args.quiet else 1,
+        )
+    except edge.AccuracyDropError as error:
+        if error.report is not None:
+            print(error.report.table())
+        raise
     print(report.table())
     return report
+
+
+_OPTIONS = {
+    "timesteps": "--timesteps",
+    "state_bits": "--state-bits",
+    "min_agreement": "--min-agreement",
+    "max_accuracy_drop": "--max-accuracy-drop",
+    "targets": "--targets",
+    "out_dir": "--out",
+}
+
+
+def _as_option(message):
+    """`message` with the Python argument names as command-line options."""
+    message = message.replace("overwrite=True (`--overwrite`)", "--overwrite")
+    for name, option in _OPTIONS.items():
+        message = message.replace(f"`{name}`", f"`{option}`")
+        message = message.replace(f"{name}=", f"{option}=")
+    return message

@@ -20,7 +20,10 @@ import dataclasses
 import functools
 import json
 import os
-import tempfile
+import secrets
+import shutil
+import sys
+import time
 
 import numpy as np
 
@@ -30,22 +33,41 @@ from edge import ir
 from edge import quantize
 from edge import reference
 from edge import step_model
+from edge.errors import AccuracyDropError
 from edge.errors import CalibrationError
 from edge.errors import ConsumerError
 from edge.errors import ExportError
+from keras_snn import fileio
 
 __all__ = [
     "ArtefactReport",
+    "DEFAULT_MAX_ACCURACY_DROP",
+    "DEFAULT_MIN_AGREEMENT",
     "ExportContext",
     "ExportReport",
     "TARGETS",
     "TARGET_FUNCTIONS",
+    "check_options",
+    "check_output_folder",
     "export",
+    "write_files",
 ]
 
 # The keys of TARGET_FUNCTIONS, in order.
 TARGETS = ("tflite", "onnx", "c", "loihi", "nir")
 FUSION_CHECK_SAMPLES = 64
+# The accuracy gate. The quickstart's artefacts agree with its Keras model
+# on >= 0.997 of the test digits and lose no accuracy; int8 models that
+# agreed on 0.56 (TFLite) and 0.81 (C) used to pass unnoticed.
+DEFAULT_MIN_AGREEMENT = 0.9
+DEFAULT_MAX_ACCURACY_DROP = 0.05
+# Rows whose accuracy and agreement are measured on the first
+# `checks[key]` evaluation samples rather than on all of them.
+_SUBSET_CHECKS = {
+    "c-host": "samples",
+    "c-cortex-m4": "samples",
+    "nir": "samples_checked",
+}
 
 
 @dataclasses.dataclass
@@ -95,6 +117,13 @@ class ExportReport:
             `edge.fuse.check_fusion`.
         samples: number of evaluation samples.
         timesteps: `T`.
+        gate: the accuracy gate: `min_agreement`, `max_accuracy_drop`, the
+            `lowest_agreement` and `largest_accuracy_drop` of the artefacts
+            (and the rows they come from), `failures` (one line per row
+            past a threshold), `passed`, and `allowed` (the export went on
+            with `allow_accuracy_drop=True` although it did not pass).
+        seconds: wall-clock seconds of the preparation (`"prepare"`:
+            fusion, quantization, references) and of each target.
 
     Example:
 
@@ -109,6 +138,8 @@ class ExportReport:
     fusion_error: float
     samples: int
     timesteps: int
+    gate: dict = dataclasses.field(default_factory=dict)
+    seconds: dict = dataclasses.field(default_factory=dict)
 
     def row(self, target):
         """The row of `target` (e.g. `"onnx"`)."""
@@ -147,7 +178,34 @@ class ExportReport:
                 f"{fmt(row.agreement, '.4f'):>7} "
                 f"{fmt(row.max_abs_diff, '.2g'):>10}  {'; '.join(notes)}"
             )
+        if self.gate:
+            lines.append(_gate_summary(self.gate))
         return "\n".join(lines)
+
+
+def _gate_summary(gate):
+    """The accuracy gate's line(s) of `ExportReport.table`."""
+    if gate.get("lowest_agreement") is None:
+        return "Accuracy gate: no artefact to check."
+    line = (
+        f"Accuracy gate: lowest agreement with Keras "
+        f"{gate['lowest_agreement']:.4f} ({gate['lowest_agreement_row']}; "
+        f"required >= {gate['min_agreement']:g})"
+    )
+    if gate.get("largest_accuracy_drop") is not None:
+        line += (
+            f", largest accuracy drop {gate['largest_accuracy_drop']:+.4f} "
+            f"({gate['largest_accuracy_drop_row']}; allowed <= "
+            f"{gate['max_accuracy_drop']:g})"
+        )
+    if gate["passed"]:
+        return line + ": passed."
+    verdict = (
+        "FAILED, written anyway (allow_accuracy_drop)"
+        if gate.get("allowed")
+        else "FAILED"
+    )
+    return "\n".join([f"{line}: {verdict}:", *gate["failures"]])
 
 
 def _short(value):
@@ -176,6 +234,9 @@ class ExportContext:
         int_out, int_trace: the integer reference's output and trace.
         timesteps: `T`.
         files: the files to write, filled by the target functions.
+        progress: a function of one line of text that shows progress
+            (`export`'s `verbose`/`progress`); a target may call `log`
+            when a consumer starts or ends.
     """
 
     graph: object
@@ -190,6 +251,12 @@ class ExportContext:
     int_trace: dict
     timesteps: int
     files: dict = dataclasses.field(default_factory=dict)
+    progress: object = None
+
+    def log(self, line):
+        """Shows `line` as progress (nothing when the export is quiet)."""
+        if self.progress is not None:
+            self.progress(line)
 
     @functools.cached_property
     def keras_step_out(self):
@@ -250,65 +317,260 @@ def _check_targets(targets):
     targets = list(dict.fromkeys(targets))
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
+        what = f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""
         raise ExportError(
-            f"Argument `targets` must be a non-empty list of {TARGETS}. "
-            f"Received: targets={targets!r}"
+            f"Argument `targets` must be a non-empty list of "
+            f"{', '.join(TARGETS)}. Received: targets={targets!r}{what}"
         )
     return targets
-
-
-def _check_out_dir(out_dir):
-    out_dir = os.fspath(out_dir)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-"):
-            pass
-    except OSError as error:
-        raise ExportError(
-            f"Argument `out_dir` must be a writable folder. Received: "
-            f"out_dir={out_dir!r} ({error.strerror or error})"
-        ) from error
-    return out_dir
 
 
 def _check_data(graph, data, name, timesteps):
     if data is None:
         return None
+    array = quantize.check_numbers(data, name)
     try:
-        reference.input_steps(graph, data, timesteps)
+        reference.input_steps(graph, array, timesteps)
     except CalibrationError as error:
         raise CalibrationError(f"Argument `{name}`: {error}") from None
-    if len(data) == 0:
+    if len(array) == 0:
         raise CalibrationError(f"Argument `{name}` is empty.")
-    return np.asarray(data, np.float32)
+    return array
+
+
+def _check_number(name, value, low, high=None, integer=False):
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not integer:
+        ok = ok or isinstance(value, (float, np.floating))
+    if ok:
+        ok = bool(np.isfinite(value)) and low <= value
+        ok = ok and (high is None or value <= high)
+    if not ok:
+        accepted = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ExportError(
+            f"Argument `{name}` must be {kind} {accepted}. Received: "
+            f"{name}={value!r}"
+        )
+
+
+def check_options(
+    timesteps=None,
+    state_bits=16,
+    min_agreement=DEFAULT_MIN_AGREEMENT,
+    max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP,
+):
+    """Checks `export`'s numeric arguments before any work.
+
+    Raises:
+        ExportError: `timesteps` is not `None` or an integer >= 1,
+            `state_bits` not an integer in [8, 32], `min_agreement` or
+            `max_accuracy_drop` not a number in [0, 1].
+    """
+    if timesteps is not None:
+        _check_number("timesteps", timesteps, 1, integer=True)
+    _check_number("state_bits", state_bits, 8, 32, integer=True)
+    _check_number("min_agreement", min_agreement, 0, 1)
+    _check_number("max_accuracy_drop", max_accuracy_drop, 0, 1)
+
+
+_STAGING_KINDS = ("export", "old")
+_REPORT = "report.json"
+
+
+def _previous_export(path):
+    """The model name of the export in folder `path`, or `None`."""
+    try:
+        with open(os.path.join(path, _REPORT), encoding="utf-8") as file:
+            saved = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if isinstance(saved, dict) and "rows" in saved and "model" in saved:
+        return str(saved["model"])
+    return None
+
+
+def _visible_entries(path):
+    """Entries of folder `path`, less the hidden temporary files a killed
+    writer left (`keras_snn.fileio.remove_stale_temporaries`)."""
+    fileio.remove_stale_temporaries(path)
+    return sorted(os.listdir(path))
+
+
+def check_output_folder(out_dir, overwrite=False):
+    """Checks that `export` may write `out_dir`.
+
+    Creates nothing; removes what killed exports into `out_dir` left (and
+    puts back a previous export that a kill left aside).
+
+    Args:
+        out_dir: the output folder.
+        overwrite: whether a previous export there may be replaced.
+
+    Returns:
+        The absolute path of `out_dir`.
+
+    Raises:
+        ExportError: `out_dir` is a file or below one, holds files that
+            are not an export, or holds an export and `overwrite` is
+            false.
+    """
+    path = os.path.abspath(os.fspath(out_dir))
+    folder, name = os.path.split(path)
+    if not name:
+        raise ExportError(
+            f"Argument `out_dir` must name a folder that the export can "
+            f"replace whole, not a file system root. Received: {out_dir!r}"
+        )
+    ancestor = folder
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ExportError(
+            f"Argument `out_dir` must be a folder. Received: "
+            f"{os.fspath(out_dir)!r}, below {ancestor!r}, which is a file."
+        )
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ExportError(
+            f"Argument `out_dir` must be a folder. Received: "
+            f"{os.fspath(out_dir)!r}, which is a file."
+        )
+    if os.path.isdir(folder):
+        _remove_leftovers(path)
+    if not os.path.isdir(path):
+        return path
+    entries = _visible_entries(path)
+    if not entries:
+        return path
+    model = _previous_export(path)
+    if model is None:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ExportError(
+            f"Argument `out_dir` must be a new folder, an empty one or a "
+            f"previous export: the export replaces it whole. Received: "
+            f"{os.fspath(out_dir)!r}, which holds other files ({shown})."
+        )
+    if not overwrite:
+        raise ExportError(
+            f"Argument `out_dir` ({os.fspath(out_dir)!r}) holds a previous "
+            f"export of '{model}' ({_REPORT}). Pass overwrite=True "
+            "(`--overwrite`) to replace it whole, or choose another folder."
+        )
+    return path
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def _remove_leftovers(path):
+    """Removes the staging folders of killed exports into `path` (named
+    `.<name>.<kind>-<pid>-<random>.tmp`, with a process id that no longer
+    runs); a replaced export that a kill left aside is put back first."""
+    folder, name = os.path.split(path)
+    prefix = f".{name}."
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        kind, _, rest = entry[len(prefix) : -len(".tmp")].partition("-")
+        pid = rest.partition("-")[0]
+        if kind not in _STAGING_KINDS or not pid.isdigit():
+            continue
+        if _process_alive(int(pid)):
+            continue
+        full = os.path.join(folder, entry)
+        if kind == "old" and not os.path.lexists(path):
+            os.rename(full, path)
+        else:
+            shutil.rmtree(full, ignore_errors=True)
+
+
+class _OutputFolder:
+    """The hidden folder an export is written to, renamed to `out_dir` by
+    `commit`; `discard` removes it and any folder made for it."""
+
+    def __init__(self, out_dir, overwrite):
+        self.path = check_output_folder(out_dir, overwrite)
+        self.label = os.fspath(out_dir)
+        folder, name = os.path.split(self.path)
+        self.made = []  # folders created for out_dir, innermost first
+        ancestor = folder
+        while not os.path.lexists(ancestor):
+            self.made.append(ancestor)
+            ancestor = os.path.dirname(ancestor)
+        try:
+            fileio.ensure_folder(folder)
+            self.staging = os.path.join(
+                folder,
+                f".{name}.export-{os.getpid()}-{secrets.token_hex(4)}.tmp",
+            )
+            os.mkdir(self.staging)  # mode 0o777 less the umask
+        except OSError as error:
+            self._remove_made()
+            message = fileio.output_error(error, self.path, "create")
+            raise ExportError(
+                f"Argument `out_dir` must be a writable folder. Received: "
+                f"{self.label!r} ({message.strerror or message})"
+            ) from error
+
+    def _remove_made(self):
+        for folder in self.made:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+
+    def discard(self):
+        """Removes the staging folder (and the folders made for it)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self._remove_made()
+
+    def commit(self, files):
+        """Writes `{relative name: bytes}` and puts the folder in place."""
+        write_files(self.staging, files)
+        folder, name = os.path.split(self.path)
+        old = None
+        try:
+            if os.path.isdir(self.path):
+                if _visible_entries(self.path):
+                    old = os.path.join(
+                        folder,
+                        f".{name}.old-{os.getpid()}-"
+                        f"{secrets.token_hex(4)}.tmp",
+                    )
+                    os.rename(self.path, old)
+                else:
+                    os.rmdir(self.path)
+            os.rename(self.staging, self.path)
+        except OSError as error:
+            if old is not None and not os.path.lexists(self.path):
+                os.rename(old, self.path)
+            raise fileio.output_error(error, self.path, "replace") from error
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_files(out_dir, files):
-    """Writes `{relative name: bytes}` atomically: all to temporary files
-    first, then renamed into place; on failure the temporaries are removed
-    and no file of this call is left half-written."""
-    temporaries = []
-    try:
-        for name, content in files.items():
-            final = os.path.join(out_dir, name)
-            folder = os.path.dirname(final)
-            os.makedirs(folder, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(
-                dir=folder,
-                prefix=f".{os.path.basename(name)}.",
-                suffix=".tmp",
-            )
-            temporaries.append((temporary, final))
-            with os.fdopen(handle, "wb") as file:
-                file.write(content)
-                file.flush()
-                os.fsync(file.fileno())
-        for temporary, final in temporaries:
-            os.replace(temporary, final)
-    finally:
-        for temporary, _ in temporaries:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+    """Writes `{relative name: bytes}` into `out_dir`, each file
+    atomically with `keras_snn.fileio` (created folders included).
+
+    Raises:
+        keras_snn.fileio.OutputError: a file could not be written.
+    """
+    for name, content in files.items():
+        final = os.path.join(out_dir, name)
+        fileio.ensure_folder(os.path.dirname(final))
+        fileio.write_bytes(final, content)
 
 
 def _keras_outputs(model, x):
@@ -352,13 +614,21 @@ def export(
     eval_data=None,
     timesteps=None,
     state_bits=16,
+    overwrite=False,
+    min_agreement=DEFAULT_MIN_AGREEMENT,
+    max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP,
+    allow_accuracy_drop=False,
+    verbose=1,
+    progress=None,
 ):
     """Exports a trained keras_snn model and checks every artefact.
 
     Args:
         model: a trained `keras.Model` built from keras_snn layers, or the
             path of its `.keras` file.
-        out_dir: folder for the artefacts (created if needed).
+        out_dir: folder for the artefacts. It must be new, empty, or hold
+            a previous export (replaced whole, and only with
+            `overwrite=True`); it is written only when every check passed.
         targets: any of `TARGETS` (list, or a comma-separated string):
             `"tflite"` writes `model_float32.tflite` and `model_int8.tflite`
             (one-timestep step models); `"onnx"` writes `model.onnx`;
@@ -371,12 +641,29 @@ def export(
             (and snnTorch for LIF-only graphs).
         calibration_data: training inputs (a few hundred) for the
             quantization: `(N, *input_shape)` for a direct-encoding model or
-            `(N, T, *input_shape)`.
+            `(N, T, *input_shape)`; finite numbers.
         eval_data: `(x, y)` held-out inputs and integer labels, or just `x`,
             to measure accuracy and agreement. Defaults to the first 256
             calibration samples (agreement only).
-        timesteps: overrides the model's number of time steps `T`.
-        state_bits: width of currents and states in the integer reference.
+        timesteps: overrides the model's number of time steps `T` (>= 1).
+        state_bits: width of currents and states in the integer reference
+            (8 to 32).
+        overwrite: replace a previous export in `out_dir`.
+        min_agreement: the accuracy gate: the export fails when an
+            artefact predicts the Keras model's class on fewer than this
+            fraction of the evaluation samples. Defaults to 0.9.
+        max_accuracy_drop: the accuracy gate: the export fails when an
+            artefact's accuracy (with labels) is lower than the Keras
+            model's on the same samples by more than this. Defaults to
+            0.05 (5 points).
+        allow_accuracy_drop: write the artefacts although the accuracy gate
+            failed (the report and its table say so).
+        verbose: 0 for silence, 1 (default) for a line on stderr when each
+            step, target and consumer starts and ends, with elapsed seconds
+            (and the time the same target took last time, when replacing a
+            previous export).
+        progress: a function that receives each progress line instead of
+            stderr (used whatever `verbose` is).
 
     Returns:
         An `ExportReport`; `report.table()` prints it. The report is also
@@ -385,9 +672,14 @@ def export(
     Raises:
         ExportError: the model is not a keras_snn model or has a layer the
             exporter does not support (`UnsupportedLayerError`), a target is
-            unknown, `out_dir` is not writable, or an artefact did not pass
-            its check in its consumer (`ConsumerError`).
-        CalibrationError: calibration data is missing or of the wrong shape.
+            unknown, an argument is out of range, `out_dir` is not a
+            writable folder or holds other files (or a previous export
+            without `overwrite`), an artefact did not pass its check in its
+            consumer (`ConsumerError`), or an artefact failed the accuracy
+            gate (`AccuracyDropError`, which holds the `report`).
+        CalibrationError: calibration data is missing, of the wrong shape
+            or type, not finite, or leaves a layer silent.
+        keras_snn.fileio.OutputError: writing the files failed (disk full).
 
     Example:
 
@@ -395,11 +687,87 @@ def export(
     ...                      eval_data=(x_test, y_test))
     >>> print(report.table())
     """
+    say = _progress_function(verbose, progress)
     targets = _check_targets(targets)
-    graph = ir.extract(model, timesteps)
+    check_options(timesteps, state_bits, min_agreement, max_accuracy_drop)
+    output = _OutputFolder(out_dir, overwrite)
+    try:
+        report, files, context = _export(
+            model,
+            output,
+            targets,
+            calibration_data,
+            eval_data,
+            timesteps,
+            state_bits,
+            say,
+        )
+        report.gate = _accuracy_gate(
+            report.rows,
+            context,
+            min_agreement,
+            max_accuracy_drop,
+            allow_accuracy_drop,
+        )
+        say(_gate_summary(report.gate))
+        if not report.gate["passed"] and not allow_accuracy_drop:
+            raise AccuracyDropError(
+                f"The export of '{report.model}' failed the accuracy gate "
+                "and was not written:\n"
+                + "\n".join(report.gate["failures"])
+                + "\nRetrain or recalibrate (more or more representative "
+                "calibration data, more state bits), or pass "
+                "allow_accuracy_drop=True (`--allow-accuracy-drop`) to "
+                "write it anyway.",
+                report,
+            )
+        files["report.json"] = json.dumps(
+            report.to_dict(), indent=2, default=_json_default
+        ).encode()
+        output.commit(files)
+    except BaseException:
+        output.discard()
+        raise
+    say(f"export: wrote {len(files)} files to {output.label}")
+    return report
+
+
+def _progress_function(verbose, progress):
+    if progress is not None:
+        if not callable(progress):
+            raise ExportError(
+                "Argument `progress` must be a function of one line of "
+                f"text, or None. Received: progress={progress!r}"
+            )
+        return progress
+    if verbose:
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    return lambda line: None
+
+
+def _load_model(path):
+    try:
+        from keras_snn import saving
+    except ImportError:
+        return ir._load(path)
+    return saving.load_model(path)
+
+
+def _export(
+    model,
+    output,
+    targets,
+    calibration_data,
+    eval_data,
+    timesteps,
+    state_bits,
+    say,
+):
+    """Everything between the checks of `export` and its commit."""
+    start = time.perf_counter()
     if not hasattr(model, "predict"):
-        model = ir._load(model)
-    out_dir = _check_out_dir(out_dir)
+        model = _load_model(model)
+    graph = ir.extract(model, timesteps)
     if calibration_data is None:
         raise CalibrationError(
             "Argument `calibration_data` is required: quantization needs a "
@@ -424,6 +792,12 @@ def export(
     else:
         x_eval = _check_data(graph, eval_data, "eval_data", timesteps)
     steps, _ = reference.input_steps(graph, x_eval, timesteps)
+    previous = _previous_seconds(output.path)
+    say(
+        f"export: '{graph.name}': fusing, quantizing on {len(calibration)} "
+        f"calibration samples, references on {len(x_eval)} evaluation "
+        f"samples (T={steps}){_estimate(previous, 'prepare')}"
+    )
 
     fused = fuse_lib.fuse(graph)
     fusion_error = fuse_lib.check_fusion(
@@ -449,6 +823,7 @@ def export(
         int_out=int_out,
         int_trace=int_trace,
         timesteps=steps,
+        progress=say,
     )
     spikes = _spike_agreement(fused, float_trace, int_trace)
     rows = [
@@ -463,26 +838,114 @@ def export(
             checks={"spike_agreement": spikes},
         ),
     ]
+    seconds = {"prepare": round(time.perf_counter() - start, 2)}
+    say(
+        f"export: references ready in {seconds['prepare']:.1f} s (integer "
+        f"reference agreement {rows[2].agreement:.4f})"
+    )
     # Every target is converted and checked before anything is written.
-    for target in targets:
-        rows += _target_function(target)(context)
+    for number, target in enumerate(targets, 1):
+        tag = f"export: [{number}/{len(targets)}] {target}"
+        say(f"{tag}: started{_estimate(previous, target)}")
+        begin = time.perf_counter()
+        new_rows = _target_function(target)(context)
+        seconds[target] = round(time.perf_counter() - begin, 2)
+        done = ", ".join(
+            f"{row.target} on {row.consumer} agreement {row.agreement:.4f}"
+            for row in new_rows
+            if row.agreement is not None
+        )
+        say(f"{tag}: done in {seconds[target]:.1f} s ({done})")
+        rows += new_rows
     files = context.files
     report = ExportReport(
         model=graph.name,
-        out_dir=out_dir,
+        out_dir=output.label,
         rows=rows,
         fusion_error=fusion_error,
         samples=len(x_eval),
         timesteps=steps,
+        seconds=seconds,
     )
     for row in rows:
         if row.path in files:
             row.size_bytes = len(files[row.path])
-    files["report.json"] = json.dumps(
-        report.to_dict(), indent=2, default=_json_default
-    ).encode()
-    write_files(out_dir, files)
-    return report
+    return report, files, context
+
+
+def _previous_seconds(path):
+    """`seconds` of the export in `path` (what it is about to replace)."""
+    try:
+        with open(os.path.join(path, _REPORT), encoding="utf-8") as file:
+            seconds = json.load(file).get("seconds")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return seconds if isinstance(seconds, dict) else {}
+
+
+def _estimate(previous, step):
+    value = previous.get(step)
+    if not isinstance(value, (int, float)):
+        return ""
+    return f" (took {value:.0f} s last time)"
+
+
+def _accuracy_gate(
+    rows, context, min_agreement, max_accuracy_drop, allow_accuracy_drop
+):
+    """The accuracy gate over the artefact rows (those with a file).
+
+    Agreement is measured by each target against the Keras model on the
+    samples it ran; the accuracy drop compares a row's accuracy with the
+    Keras model's on the same samples (the first `checks[...]` ones for
+    the rows of `_SUBSET_CHECKS`).
+    """
+    gate = {
+        "min_agreement": min_agreement,
+        "max_accuracy_drop": max_accuracy_drop,
+        "lowest_agreement": None,
+        "lowest_agreement_row": None,
+        "largest_accuracy_drop": None,
+        "largest_accuracy_drop_row": None,
+        "failures": [],
+    }
+    for row in rows:
+        if row.path is None or row.agreement is None:
+            continue
+        name = f"{row.target} on {row.consumer}"
+        if (
+            gate["lowest_agreement"] is None
+            or row.agreement < gate["lowest_agreement"]
+        ):
+            gate["lowest_agreement"] = row.agreement
+            gate["lowest_agreement_row"] = name
+        if row.agreement < min_agreement:
+            gate["failures"].append(
+                f"  {name}: agreement with the Keras model "
+                f"{row.agreement:.4f} < min_agreement {min_agreement:g}"
+            )
+        if row.accuracy is None or context.labels is None:
+            continue
+        count = row.checks.get(_SUBSET_CHECKS.get(row.target), len(context.x))
+        keras_accuracy = _accuracy(
+            context.keras_out[:count], context.labels[:count]
+        )
+        drop = keras_accuracy - row.accuracy
+        if (
+            gate["largest_accuracy_drop"] is None
+            or drop > gate["largest_accuracy_drop"]
+        ):
+            gate["largest_accuracy_drop"] = drop
+            gate["largest_accuracy_drop_row"] = name
+        if drop > max_accuracy_drop:
+            gate["failures"].append(
+                f"  {name}: accuracy {row.accuracy:.4f} is {drop:.4f} below "
+                f"the Keras model's {keras_accuracy:.4f} (on the same "
+                f"{count} samples) > max_accuracy_drop {max_accuracy_drop:g}"
+            )
+    gate["passed"] = not gate["failures"]
+    gate["allowed"] = bool(allow_accuracy_drop and not gate["passed"])
+    return gate
 
 
 def _json_default(value):
@@ -509,7 +972,9 @@ def _tflite(context):
 
     expected = context.keras_step_out
     rows = []
+    context.log("  tflite: converting the float32 step model")
     float_bytes = tflite.convert(graph)
+    context.log(f"  tflite: float32 in LiteRT on {len(x)} samples")
     runner = tflite.LiteRTRunner(float_bytes)
     outputs = [
         step_model.run_steps(runner, graph, x[i : i + 1])[0]
@@ -527,13 +992,16 @@ def _tflite(context):
             ops=tflite.op_names(float_bytes),
         )
     )
+    context.log("  tflite: converting the int8 step model")
     int8_bytes = tflite.convert(graph, "int8", context.calibration)
+    context.log(f"  tflite: int8 in LiteRT (reference kernels) on {len(x)}")
     litert_out, litert_raw = tflite.run_quantized(
         tflite.LiteRTRunner(int8_bytes, reference_kernels=True),
         graph,
         int8_bytes,
         x,
     )
+    context.log(f"  tflite: int8 in TFLite-Micro on {len(x)} samples")
     tflm_out, tflm_raw = tflite.run_tflm(int8_bytes, graph, x)
     emulated_raw = tflite.run_quantized(
         tflite.IntegerReferenceRunner(int8_bytes), graph, int8_bytes, x
@@ -572,7 +1040,9 @@ def _onnx(context):
     graph, x, files = context.graph, context.x, context.files
 
     expected = context.keras_step_out
+    context.log("  onnx: converting with tf2onnx")
     model_bytes = onnx_export.convert(graph)
+    context.log(f"  onnx: in onnxruntime on {len(x)} samples")
     output, _ = step_model.run_steps(
         onnx_export.OnnxRunner(model_bytes), graph, x
     )
