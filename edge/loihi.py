@@ -101,6 +101,7 @@ from edge import reference
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
+from keras_snn import fileio
 from keras_snn import functional
 
 __all__ = [
@@ -969,19 +970,9 @@ def write_netx(lgraph, path):
     check_ranges(lgraph)
     import h5py
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=".loihi-", suffix=".net.tmp"
-    )
-    os.close(handle)
-    try:
+    with fileio.atomic_path(path) as temporary:
         with h5py.File(temporary, "w") as file:
             _write(file, lgraph)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def netx_bytes(lgraph):

@@ -64,6 +64,7 @@ from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from edge.errors import run_consumer
+from keras_snn import fileio
 
 __all__ = [
     "CONSUMERS",
@@ -537,18 +538,9 @@ def write(nir_graph, path):
     """
     import nir
 
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    os.close(handle)
-    try:
+    with fileio.atomic_path(path) as temporary:
         nir.write(temporary, nir_graph)
         read_back(temporary, nir_graph)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return path
 
 

@@ -468,3 +468,25 @@ def test_write_files_goes_through_fileio(tmp_path):
     assert _tree(tmp_path) == ["b.txt", "sub", "sub/a.bin"]
     with pytest.raises(OSError, match="b.txt.*a file"):
         exporter.write_files(tmp_path / "b.txt", {"x": b""})
+
+
+def test_netx_and_nir_writers_respect_the_umask(tmp_path):
+    from edge import fuse
+    from edge import ir
+    from edge import loihi
+    from edge import nir_export
+
+    keras.utils.set_random_seed(2)
+    model = dense_model(3, threshold=0.5, decay=0.75, reset="hard")
+    graph = fuse.fuse(ir.extract(model))
+    previous = os.umask(0o022)
+    try:
+        loihi.write_netx(loihi.quantize_loihi(graph), tmp_path / "m.net")
+        nir_export.write(
+            nir_export.convert(graph).nir_graph, str(tmp_path / "m.nir")
+        )
+    finally:
+        os.umask(previous)
+    assert sorted(os.listdir(tmp_path)) == ["m.net", "m.nir"]
+    for name in ("m.net", "m.nir"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644
