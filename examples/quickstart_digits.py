@@ -127,6 +127,7 @@ def main(argv=None):
             export_dir,
             calibration_data=x_train[:500],
             eval_data=(x_test, y_test),
+            overwrite=True,  # a rerun replaces its own previous export
         )
         print(report.table())
     return accuracy
