@@ -38,6 +38,7 @@ from keras_snn import functional  # noqa: E402
 from keras_snn import layers  # noqa: E402
 from keras_snn import losses  # noqa: E402
 from keras_snn import models  # noqa: E402
+from keras_snn import saving  # noqa: E402
 from keras_snn import stdp  # noqa: E402
 from keras_snn import surrogates  # noqa: E402
 from keras_snn import tuning  # noqa: E402
@@ -53,6 +54,7 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "saving",
     "stdp",
     "surrogates",
     "tuning",
