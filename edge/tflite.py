@@ -269,6 +269,7 @@ def convert(graph, quantize=None, calibration=None, limit=1000):
     factors = None
     if quantize:
         trace = _calibration_trace(graph, calibration)
+        _check_firing(graph, trace)
         items = representative_steps(graph, calibration, limit, trace=trace)
         factors = step_lib.comparison_factors(graph, trace)
     step = step_lib.build_step_model(
@@ -302,6 +303,49 @@ def convert(graph, quantize=None, calibration=None, limit=1000):
     return model_bytes
 
 
+def _check_firing(graph, trace):
+    """Refuses calibration data on which a neuron layer's int8 selections
+    would get the range [0, 0].
+
+    The converter calibrates `where(u >= theta, 1, 0)` (and, for a soft
+    reset, `where(u >= theta, theta, 0)`) from the values it sees: a layer
+    that never fires gets a zero range and loses every spike. A hard
+    reset's `where(u >= theta, 0, 1)` likewise gets a zero range when
+    every neuron of the layer fires at every step, and would then reset
+    neurons that did not fire.
+
+    Raises:
+        CalibrationError: naming the layers and what happened.
+    """
+    from edge.quantize import _silent_layers
+
+    samples = len(trace[graph.nodes[0].name][0])
+    silent = _silent_layers(graph, trace)
+    if silent:
+        raise CalibrationError(
+            f"The spiking layer(s) {', '.join(silent)} of '{graph.name}' "
+            f"never fire on the {samples} calibration samples, so their "
+            "int8 spikes would be lost. Train the model (an untrained one "
+            "is often silent), lower the threshold, or calibrate with "
+            "training inputs scaled as in training."
+        )
+    saturated = [
+        f"'{node.name}' (layer '{node.layer}')"
+        for node in graph.state_nodes
+        if node.op == "neuron"
+        and node.params.get("reset") == "hard"
+        and all(np.all(step == 1) for step in trace[node.name])
+    ]
+    if saturated:
+        raise CalibrationError(
+            f"Every neuron of the spiking layer(s) {', '.join(saturated)} "
+            f"of '{graph.name}' fires at every step on the {samples} "
+            "calibration samples, so the int8 hard reset would be lost. "
+            "Calibrate with more varied training inputs, or raise the "
+            "threshold."
+        )
+
+
 def _scale(tensor):
     """A tensor's (first) scale, or None when it is not quantized."""
     q = tensor.quantization
@@ -330,10 +374,11 @@ def _check_int8_model(model_bytes, graph):
             if scale is not None and 0 < scale < 1e-6:
                 tensor = _decode(tensors[op.outputs[0]].name)
                 raise CalibrationError(
-                    f"A neuron layer of '{graph.name}' never fired on the "
-                    f"calibration data (tensor {tensor!r} got the range "
-                    "[0, 0]), so its int8 spikes would be lost. Calibrate "
-                    "with more, or more typical, inputs."
+                    f"A neuron layer of '{graph.name}' never fired (or, "
+                    "with a hard reset, always fired) on the calibration "
+                    f"steps the converter sampled (tensor {tensor!r} got "
+                    "the range [0, 0]), so its int8 spikes would be lost. "
+                    "Calibrate with more, or more typical, inputs."
                 )
         if name == "GREATER_EQUAL":
             for index in op.inputs:

@@ -25,6 +25,7 @@ from edge import fuse
 from edge import ir
 from edge import step_model
 from edge import tflite
+from edge.errors import CalibrationError
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import consumer_failure
@@ -227,3 +228,30 @@ def test_consumer_failure_carries_the_consumers_message():
     assert str(consumer_failure("worker", done)) == (
         "worker failed (killed by SIGKILL): last line"
     )
+
+
+@pytest.mark.parametrize(
+    "bias, message",
+    [
+        (-50.0, r"layer\(s\) 'lif\w*' \(layer 'lif\w*'\) of 'minimal' never"),
+        (50.0, r"layer\(s\) 'lif\w*' \(layer 'lif\w*'\) .* fires at every"),
+    ],
+)
+def test_calibration_on_which_a_hard_reset_layer_is_constant_is_refused(
+    bias, message
+):
+    # Silent: the spikes' selection gets the range [0, 0]. Firing at every
+    # step: the hard reset's where(fire, 0, 1) does (it was reported as
+    # "never fired").
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((16,))
+    x = layers.DirectEncoding(2)(inputs)
+    dense = keras.layers.Dense(4, bias_initializer="zeros")
+    x = fold(dense)(x)
+    x = layers.LIF(threshold=1.0, decay=0.9, reset="hard")(x)
+    model = keras.Model(inputs, layers.Decoding(2)(x), name="minimal")
+    kernel, _ = dense.get_weights()
+    dense.set_weights([kernel, np.full(4, bias, "float32")])
+    graph = fuse.fuse(ir.extract(model))
+    with pytest.raises(CalibrationError, match=message):
+        tflite.convert(graph, "int8", _inputs(model, 8, seed=0))
