@@ -255,3 +255,28 @@ def test_calibration_on_which_a_hard_reset_layer_is_constant_is_refused(
     graph = fuse.fuse(ir.extract(model))
     with pytest.raises(CalibrationError, match=message):
         tflite.convert(graph, "int8", _inputs(model, 8, seed=0))
+
+
+def test_export_of_a_membrane_readout_to_tflite(tmp_path):
+    # The issue's reproduction: edge.export failed with "TFLite-Micro failed
+    # on 'conv_membrane_hard' (exit 1): ... KeyError: 'v_membrane_readout'".
+    import edge
+
+    keras.utils.set_random_seed(7)
+    model = conv_model(head="membrane")
+    x = images(48, seed=9)
+    report = edge.export(
+        model,
+        tmp_path / "out",
+        targets=("tflite",),
+        calibration_data=x[:32],
+        eval_data=(x[32:], np.arange(16) % 10),
+        allow_accuracy_drop=True,  # an untrained model: not the point here
+        verbose=0,
+    )
+    int8 = [row for row in report.rows if row.target == "tflite-int8"]
+    assert {row.consumer for row in int8} == {"LiteRT", "TFLite-Micro"}
+    for row in int8:
+        assert row.checks["tflm_equals_int_reference"] is True
+        assert row.checks["litert_equals_int_reference"] is True
+    assert report.row("tflite-float32").max_abs_diff < 1e-4
