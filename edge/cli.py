@@ -183,11 +183,9 @@ def export_command(args):
         exporter.check_output_folder(args.out, args.overwrite)
     except edge.ExportError as error:
         raise edge.ExportError(_as_option(str(error))) from None
-    if not os.path.isfile(args.model):
-        raise edge.ExportError(
-            "Argument `model` must be an existing .keras file. Received: "
-            f"{args.model!r} (no such file)"
-        )
+    from keras_snn import saving
+
+    saving.check_archive(args.model)  # missing, empty, corrupt: one line
     x_cal, _ = _load(args.calibration, "train", "calibration", args.data_dir)
     if len(x_cal) > args.calibration_samples:
         rng = np.random.default_rng(0)

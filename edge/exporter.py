@@ -680,6 +680,8 @@ def export(
         CalibrationError: calibration data is missing, of the wrong shape
             or type, not finite, or leaves a layer silent.
         keras_snn.fileio.OutputError: writing the files failed (disk full).
+        FileNotFoundError, ValueError: `model` is the path of a missing or
+            unreadable `.keras` file (`keras_snn.saving.load_model`).
 
     Example:
 
@@ -746,10 +748,8 @@ def _progress_function(verbose, progress):
 
 
 def _load_model(path):
-    try:
-        from keras_snn import saving
-    except ImportError:
-        return ir._load(path)
+    from keras_snn import saving
+
     return saving.load_model(path)
 
 

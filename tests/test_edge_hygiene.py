@@ -415,13 +415,35 @@ def test_output_folder_errors_before_any_work(tmp_path, monkeypatch):
 
 
 def test_missing_or_corrupt_model_file(tmp_path):
-    with pytest.raises(ValueError, match="nope.keras"):
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
         _export(tmp_path / "out", str(tmp_path / "nope.keras"))
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip archive")
-    with pytest.raises(ValueError, match="corrupt.keras"):
+    with pytest.raises(ValueError, match="corrupt.keras.*(corrupt|trunc)"):
         _export(tmp_path / "out", str(corrupt))
     assert sorted(os.listdir(tmp_path)) == ["corrupt.keras"]
+
+
+def test_cli_corrupt_model_file_is_one_line(tmp_path, capsys, saved_model):
+    _, data = saved_model
+    corrupt = tmp_path / "m.keras"
+    corrupt.write_bytes(b"")
+    code = cli.main(
+        [
+            "export",
+            str(corrupt),
+            "--out",
+            str(tmp_path / "out"),
+            "--targets",
+            "onnx",
+            "--calibration",
+            str(data),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "m.keras" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
 
 
 @pytest.mark.parametrize(
@@ -433,7 +455,7 @@ def test_missing_or_corrupt_model_file(tmp_path):
         (["--targets", "tflite,c64"], "unknown: 'c64'"),
         (["--min-agreement", "2"], "`--min-agreement`"),
         (["--out-is-a-file"], "`--out` must be a folder"),
-        (["--model-missing"], "no such file"),
+        (["--model-missing"], "does not exist"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, saved_model, extra, frag):
