@@ -440,6 +440,18 @@ def test_cifar10_corrupt_batch(tmp_path):
         datasets.load_arrays("cifar10", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("scale,dtype", [(1 / 255, "float32"), (4, "int64")])
+def test_cifar10_pixels_must_be_bytes(tmp_path, scale, dtype):
+    # Floats in [0, 1], or integers above 255, were cast to uint8 silently.
+    fake_cifar(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch = pickle.loads(path.read_bytes())
+    batch[b"data"] = (batch[b"data"].astype(dtype) * scale).astype(dtype)
+    path.write_bytes(pickle.dumps(batch))
+    with pytest.raises(ValueError, match=f"test_batch.*0..255.*{dtype}"):
+        datasets.load_arrays("cifar10", data_dir=tmp_path)
+
+
 def test_info():
     assert datasets.info("cifar10").input_shape == (32, 32, 3)
     assert datasets.info("fashion_mnist").input_shape == (28, 28, 1)

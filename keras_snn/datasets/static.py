@@ -793,6 +793,19 @@ def _unpickle_batch(data, where):
             f"{images.shape} and 'labels' {labels.shape}; expected (N, 3072) "
             "and (N,)."
         )
+    if images.dtype != np.uint8 and (
+        images.dtype.kind not in "iu"
+        or (images.size and (images.min() < 0 or images.max() > 255))
+    ):
+        raise ValueError(
+            f"{where} is not a CIFAR-10 python batch: 'data' must hold "
+            f"pixel values 0..255 (uint8). Received: dtype {images.dtype}"
+            + (
+                f", values in [{images.min()}, {images.max()}]"
+                if images.size and images.dtype.kind in "iuf"
+                else ""
+            )
+        )
     images = images.astype(np.uint8).reshape(-1, 3, 32, 32)
     return images.transpose(0, 2, 3, 1), labels
 
