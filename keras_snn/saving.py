@@ -278,6 +278,11 @@ def load_model(path, compile=False, custom_objects=None, safe_mode=True):
     model = keras_snn.saving.load_model("runs/digits/model.keras")
     ```
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            "Argument `path` must be a str or path-like naming a .keras "
+            f"file. Received: path={path!r}"
+        )
     path = os.fspath(path)
     config = check_archive(path)
     if config is not None:
@@ -301,5 +306,20 @@ def load_model(path, compile=False, custom_objects=None, safe_mode=True):
             first = first[:300] + "..."
         raise ValueError(
             f"Cannot load the model {path!r}: Keras could not rebuild it "
-            f"from the file ({type(error).__name__}: {first})."
+            f"from the file ({type(error).__name__}: {first})"
+            f"{_version_note(path)}."
         ) from error
+
+
+def _version_note(path):
+    """' (saved with Keras 3.x, this is 3.y)' when the versions differ."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("metadata.json"))["keras_version"]
+    except Exception:  # a legacy .h5 file, or no readable metadata
+        return ""
+    if saved == keras.__version__:
+        return ""
+    return (
+        f"; it was saved with Keras {saved}, this is Keras {keras.__version__}"
+    )

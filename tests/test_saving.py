@@ -34,15 +34,16 @@ def saved(tmp_path_factory):
     return model, path
 
 
-def _rewrite_config(source, target, edit):
-    """Copies the archive `source` to `target` with `edit(config)` applied."""
+def _rewrite_config(source, target, edit, member="config.json"):
+    """Copies the archive `source` to `target` with `edit(json)` applied to
+    its `member`."""
     with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
         for item in old.infolist():
             data = old.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                edit(config)
-                data = json.dumps(config).encode()
+            if item.filename == member:
+                content = json.loads(data)
+                edit(content)
+                data = json.dumps(content).encode()
             new.writestr(item, data)
     return target
 
@@ -211,6 +212,23 @@ def test_keras_failure_is_one_line_naming_the_file(saved, tmp_path):
     ) as error:
         saving.load_model(path)
     assert "\n" not in str(error.value)
+    assert "saved with Keras" not in str(error.value)
+
+    def newer(metadata):
+        metadata["keras_version"] = "9.0.0"
+
+    later = _rewrite_config(
+        path, tmp_path / "later.keras", newer, "metadata.json"
+    )
+    with pytest.raises(
+        ValueError, match=r"saved with Keras 9\.0\.0, this is Keras 3"
+    ):
+        saving.load_model(later)
+
+
+def test_path_must_be_a_path():
+    with pytest.raises(TypeError, match="`path`.*path=None"):
+        saving.load_model(None)
 
 
 def test_a_fresh_process_needs_only_keras_snn_saving(saved):
