@@ -415,7 +415,8 @@ def check_output_folder(out_dir, overwrite=False):
             are not an export, or holds an export and `overwrite` is
             false.
     """
-    path = os.path.abspath(os.fspath(out_dir))
+    # A link is followed: the folder it points to is replaced.
+    path = os.path.realpath(os.fspath(out_dir))
     folder, name = os.path.split(path)
     if not name:
         raise ExportError(

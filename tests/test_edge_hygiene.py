@@ -216,6 +216,22 @@ def test_cli_progress_goes_to_stderr_and_quiet_silences_it(
     assert cli.main([*command, "--out", str(tmp_path / "b"), "--quiet"]) == 0
     printed = capsys.readouterr()
     assert printed.err == "" and "onnxruntime" in printed.out
+    # A previous export is replaced only with --overwrite.
+    assert cli.main([*command, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "`--out`" in err and "Pass --overwrite" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code = cli.main([*command, "--out", str(tmp_path / "b"), "--overwrite"])
+    assert code == 0
+
+
+def test_export_through_a_link_replaces_the_folder_it_points_to(tmp_path):
+    target = tmp_path / "real"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    _export(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink()
+    assert _tree(target) == ["model.onnx", "report.json"]
 
 
 # -- accuracy gate ------------------------------------------------------------
