@@ -590,18 +590,15 @@ def evaluate(args):
         OSError: the model file is missing, the data set is missing, or
             --json cannot be written.
     """
-    import keras
-
     from keras_snn import datasets
     from keras_snn import fileio
     from keras_snn import models
+    from keras_snn import saving
 
     if args.json:
         _check_output_file(args.json, "--json")
     meta = _dataset_info(args.dataset)
-    if not os.path.exists(args.model):
-        raise FileNotFoundError(f"No model file at {args.model!r}.")
-    model = keras.models.load_model(args.model, compile=False)
+    model = saving.load_model(args.model, compile=False)
     expected = tuple(model.input_shape[1:])
     if expected[-3:] != tuple(meta.input_shape):
         raise ValueError(

@@ -325,3 +325,23 @@ def test_plots_are_written_through_fileio(tmp_path):
     a_file.write_text("x")
     with pytest.raises(fileio.OutputError, match="notes.txt"):
         plotting.plot_history(history, a_file / "curves.png")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "bit-flipped"])
+def test_evaluate_a_damaged_model_file_names_it(
+    damage, finished_run, tmp_path, capsys, monkeypatch
+):
+    no_data_loading(monkeypatch)
+    data = bytearray((finished_run / "model.keras").read_bytes())
+    if damage == "empty":
+        data = b""
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "damaged.keras"
+    path.write_bytes(bytes(data))
+    assert cli.main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-snn evaluate: error: ")
+    assert "damaged.keras" in err and "not found" not in err.lower()
