@@ -953,7 +953,7 @@ def events_to_frames(
 
 def _check_files(paths, reader, owner):
     """Raises unless every path is a file (of `reader`'s format)."""
-    check = _HEAD_CHECKS.get(reader)
+    check = next((c for r, c in _HEAD_CHECKS.items() if r is reader), None)
     missing = []
     for i, path in enumerate(paths):
         if not os.path.isfile(path):
@@ -979,7 +979,8 @@ def _file_frames(path, reader, options, owner):
     try:
         return events_to_frames(events, **options)
     except (TypeError, ValueError) as error:
-        raise type(error)(
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(
             f"{owner}: the events read from {path!r} by {_name(reader)}: "
             f"{error}"
         ) from error
