@@ -16,7 +16,8 @@ Arithmetic reproduced (TFLM `tensorflow/lite/kernels/internal` and
 - ADD/SUB: both inputs shifted left by 20 bits, scaled by
   `s_i / (2 max(s_1, s_2))`, summed, scaled by
   `2 max(s_1, s_2) / (2^20 s_out)` (`add_common.cc`, `sub_common.cc`; SUB
-  computes those ratios in float32, ADD in double).
+  computes those ratios in float32, ADD in double). Each ratio must be in
+  (0, 1), or the model is refused at load, as TFLM aborts on it.
 - int8 comparisons: both inputs shifted left by 8 bits and scaled by their
   own scale (`comparisons.cc`); an input scale outside (0, 1) is refused at
   load, as TFLM aborts on it.
@@ -464,9 +465,14 @@ def _prepare_add_sub(op):
         real1 = float(s1) / twice_max
         real2 = float(s2) / twice_max
         real_out = twice_max / ((1 << left_shift) * float(so))
-    m1, sh1 = _quantize_multiplier(real1)
-    m2, sh2 = _quantize_multiplier(real2)
-    mo, sho = _quantize_multiplier(real_out)
+    m1, sh1 = _multiplier_below_one(op, real1, "input 1 multiplier")
+    m2, sh2 = _multiplier_below_one(op, real2, "input 2 multiplier")
+    mo, sho = _multiplier_below_one(
+        op,
+        real_out,
+        f"output multiplier (2 max(input scales) / (2**20 output scale), "
+        f"output {out.name!r})",
+    )
     lo, hi = _activation_range_quantized(op, out)
     zp1, zp2, zpo = in1.zp, in2.zp, out.zp
 
@@ -521,14 +527,32 @@ _COMPARE = {
 }
 
 
+def _multiplier_below_one(op, real, what):
+    """`QuantizeMultiplierSmallerThanOneExp` (quantization_util.cc), with
+    its checks: TFLM's and LiteRT's kernels call it in Prepare, and its
+    `TFLITE_CHECK_LT(real, 1.)` / `TFLITE_CHECK_GT(real, 0.)` abort the
+    program (SIGABRT, no message) outside `(0, 1)`.
+
+    Raises:
+        ValueError: `real` is not in `(0, 1)`; the message names the
+            operator and `what` the multiplier is.
+    """
+    if not 0.0 < real < 1.0:
+        raise ValueError(
+            f"Operator {op.name} cannot be prepared: its {what} is "
+            f"{real:.6g}, and TFLite accepts only 0 < value < 1 there "
+            "(QuantizeMultiplierSmallerThanOneExp; TFLite-Micro aborts)."
+        )
+    return _quantize_multiplier(real)
+
+
 def _comparison_multiplier(op, tensor):
     """The Q31 multiplier and shift of a comparison input's scale.
 
     TFLM's `ComparisonsPrepare` quantizes each input scale with
-    `QuantizeMultiplierSmallerThanOneExp`, whose `TFLITE_CHECK_LT(scale,
-    1.)` and `TFLITE_CHECK_GT(scale, 0.)` abort the program (SIGABRT, no
-    message) for a scale outside `(0, 1)`. LiteRT's kernel takes a scale
-    above 1 through `QuantizeMultiplierGreaterThanOne` and then
+    `QuantizeMultiplierSmallerThanOneExp`, which aborts for a scale
+    outside `(0, 1)`. LiteRT's kernel takes a scale above 1 through
+    `QuantizeMultiplierGreaterThanOne` and then
     `MultiplyByQuantizedMultiplierSmallerThanOneExp` with a positive shift,
     which it cannot do (`RoundingDivideByPOT` by a negative exponent):
     measured with ai-edge-litert 2.3.0, `GREATER_EQUAL(a, 1.0)` with `a` at
@@ -538,15 +562,9 @@ def _comparison_multiplier(op, tensor):
     Raises:
         ValueError: the scale is not in `(0, 1)`.
     """
-    scale = float(tensor.s)
-    if not 0.0 < scale < 1.0:
-        raise ValueError(
-            f"Operator {op.name} has an int8 input {tensor.name!r} with "
-            f"scale {scale:.6g}; comparisons accept only 0 < scale < 1 "
-            "(TFLite-Micro aborts on any other scale and LiteRT's result "
-            "is undefined)."
-        )
-    return _quantize_multiplier(scale)
+    return _multiplier_below_one(
+        op, float(tensor.s), f"int8 input {tensor.name!r} scale"
+    )
 
 
 @_kernel(*_COMPARE)

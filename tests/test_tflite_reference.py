@@ -570,12 +570,33 @@ def test_comparison_input_scale_of_one_or_more_is_refused(target, tmp_path):
     a = keras.Input((4, 3), batch_size=1, name="a")
     model = keras.Model(a, ops.where(ops.greater_equal(a, 1.0), 1.0, 0.0))
     model_bytes = _convert(model, _uniform_data(model, 13, {"a": (-400, 400)}))
-    with pytest.raises(ValueError, match=r"GREATER_EQUAL.*_a:0'.*scale 3\."):
+    with pytest.raises(ValueError, match=r"GREATER_EQUAL.*_a:0' scale is 3\."):
         TFLiteIntegerReference(model_bytes, target=target)
     if target == "tflm":  # the emulator refuses what TFLM aborts on
         inputs = [[np.zeros((1, 4, 3), np.int8)]]
         with pytest.raises(AssertionError, match="TFLM failed"):
             run_tflm(model_bytes, inputs, 1, tmp_path)
+
+
+def test_add_output_multiplier_of_one_or_more_is_refused(tmp_path):
+    # ADD's output multiplier 2 max(s_1, s_2) / (2**20 s_out) also goes
+    # through QuantizeMultiplierSmallerThanOneExp: inputs of range 1000
+    # that cancel to a sum of range 2e-4 make it about 36.
+    a = keras.Input((6,), batch_size=1, name="a")
+    b = keras.Input((6,), batch_size=1, name="b")
+    model = keras.Model([a, b], layers.Add()([a, b]))
+    rng = np.random.default_rng(14)
+    data = []
+    for _ in range(16):
+        x = rng.uniform(-500, 500, (1, 6)).astype("float32")
+        y = -x + rng.uniform(-1e-4, 1e-4, (1, 6)).astype("float32")
+        data.append({"a": x, "b": y})
+    model_bytes = _convert(model, data)
+    with pytest.raises(ValueError, match=r"ADD .*output multiplier"):
+        TFLiteIntegerReference(model_bytes)
+    inputs = [[np.zeros((1, 6), np.int8), np.zeros((1, 6), np.int8)]]
+    with pytest.raises(AssertionError, match="TFLM failed"):
+        run_tflm(model_bytes, inputs, 1, tmp_path)
 
 
 # ---------------------------------------------------------------------------
