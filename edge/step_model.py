@@ -15,7 +15,10 @@ TFLite-Micro and ONNX runtimes can run (no loop or variable inside), and the
 TFLite converter and tf2onnx take it as is. The neuron is written with a
 comparison and selections (`keras_snn.functional.neuron_step` with
 `select_ops=keras.ops`), which converts to GREATER_EQUAL and SELECT_V2 and
-stays exact in int8.
+stays exact in int8. For an int8 model, a neuron layer whose potential
+spans 255 or more compares `u * 2**-k` with `theta * 2**-k`
+(`comparison_factors`): TFLite-Micro aborts on an int8 comparison input
+scale of 1 or more.
 """
 
 import keras
