@@ -179,7 +179,7 @@ def export_command(args):
             args.min_agreement,
             args.max_accuracy_drop,
         )
-        exporter._check_targets(args.targets)
+        exporter.check_targets(args.targets)
         exporter.check_output_folder(args.out, args.overwrite)
     except edge.ExportError as error:
         raise edge.ExportError(_as_option(str(error))) from None

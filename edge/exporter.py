@@ -16,6 +16,7 @@ name in the output folder and renamed into place. Any failure before the
 rename leaves nothing behind.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -49,6 +50,7 @@ __all__ = [
     "TARGET_FUNCTIONS",
     "check_options",
     "check_output_folder",
+    "check_targets",
     "export",
     "write_files",
 ]
@@ -311,7 +313,12 @@ def _target_function(target):
     return getattr(importlib.import_module(module), name)
 
 
-def _check_targets(targets):
+def check_targets(targets):
+    """`targets` (a list or a comma-separated string) as a list.
+
+    Raises:
+        ExportError: a name is not one of `TARGETS`, or there is none.
+    """
     if isinstance(targets, str):
         targets = [t.strip() for t in targets.split(",") if t.strip()]
     targets = list(dict.fromkeys(targets))
@@ -440,7 +447,14 @@ def check_output_folder(out_dir, overwrite=False):
         _remove_leftovers(path)
     if not os.path.isdir(path):
         return path
-    entries = _visible_entries(path)
+    try:
+        entries = _visible_entries(path)
+    except OSError as error:
+        raise ExportError(
+            f"Argument `out_dir` must be a readable folder. Received: "
+            f"{os.fspath(out_dir)!r} "
+            f"({fileio.describe_os_error(error, path, 'read')})"
+        ) from error
     if not entries:
         return path
     model = _previous_export(path)
@@ -491,7 +505,8 @@ def _remove_leftovers(path):
             continue
         full = os.path.join(folder, entry)
         if kind == "old" and not os.path.lexists(path):
-            os.rename(full, path)
+            with contextlib.suppress(OSError):  # else left as it is
+                os.rename(full, path)
         else:
             shutil.rmtree(full, ignore_errors=True)
 
@@ -691,7 +706,7 @@ def export(
     >>> print(report.table())
     """
     say = _progress_function(verbose, progress)
-    targets = _check_targets(targets)
+    targets = check_targets(targets)
     check_options(timesteps, state_bits, min_agreement, max_accuracy_drop)
     output = _OutputFolder(out_dir, overwrite)
     try:
@@ -808,7 +823,7 @@ def _export(
     float_out, float_trace = reference.run_float(
         fused, x_eval, timesteps, record=True
     )
-    qgraph = quantize.quantize(fused, calibration, state_bits)
+    qgraph = quantize.quantize(fused, calibration, int(state_bits))
     int_out, _, int_trace = integer.run_integer(
         qgraph, x_eval, timesteps, record=True
     )
