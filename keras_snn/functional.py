@@ -133,7 +133,9 @@ def _select_step(u, threshold, reset, select_ops):
 
 
 def validate_number(value, name, accepted, predicate, owner=None):
-    """Returns `value` as a float if `predicate(value)` holds, else raises.
+    """Returns `value` as a float if it is finite and `predicate` holds.
+
+    NaN and infinities are always refused, whatever `predicate` says.
 
     Args:
         value: the argument received.
@@ -150,7 +152,7 @@ def validate_number(value, name, accepted, predicate, owner=None):
         number = None if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or not predicate(number):
+    if number is None or not np.isfinite(number) or not predicate(number):
         prefix = f"{owner}: argument" if owner else "Argument"
         raise ValueError(
             f"{prefix} `{name}` must be {accepted}. Received: {name}={value!r}"
@@ -175,7 +177,9 @@ def validate_count(value, name, owner=None):
 
 def validate_positive(value, name, owner=None):
     """Returns `value` as a float, or raises if it is not a number > 0."""
-    return validate_number(value, name, "a number > 0", _is_positive, owner)
+    return validate_number(
+        value, name, "a finite number > 0", _is_positive, owner
+    )
 
 
 def validate_threshold(threshold, name="threshold"):

@@ -491,10 +491,14 @@ def test_both_layers_train_with_xla(unroll):
     "factory,pattern",
     [
         (lambda: layers.TDBatchNormalization(alpha=-1), "Received: alpha=-1"),
-        (lambda: layers.TDBatchNormalization(alpha=0), r"`alpha` must be"),
+        (
+            lambda: layers.TDBatchNormalization(alpha=0),
+            r"`alpha` of TDBatchNormalization must be",
+        ),
         (
             lambda: layers.TDBatchNormalization(threshold=0.0),
-            r"`threshold` must be a number > 0. Received: threshold=0.0",
+            r"`threshold` of TDBatchNormalization must be a finite number > 0. "
+            "Received: threshold=0.0",
         ),
         (
             lambda: layers.TDBatchNormalization(momentum=1.0),
@@ -506,14 +510,16 @@ def test_both_layers_train_with_xla(unroll):
         ),
         (
             lambda: layers.TDBatchNormalization(epsilon=0),
-            "`epsilon` must be a number > 0. Received: epsilon=0",
+            "`epsilon` of TDBatchNormalization must be a finite number > 0. "
+            "Received: epsilon=0",
         ),
         (lambda: layers.TDBatchNormalization(axis=0), "Received: axis=0"),
         (lambda: layers.TDBatchNormalization(axis=1), "time.*axis=1"),
         (lambda: layers.TDBatchNormalization(axis="c"), "axis='c'"),
         (
             lambda: layers.NeuNorm(decay=1.5),
-            r"`decay` must be a number in \[0, 1\]. Received: decay=1.5",
+            r"`decay` of NeuNorm must be a number in \[0, 1\]. "
+            "Received: decay=1.5",
         ),
         (lambda: layers.NeuNorm(decay=-0.1), "Received: decay=-0.1"),
         (lambda: layers.NeuNorm(scale=0), "`scale`.*Received: scale=0"),

@@ -1,8 +1,107 @@
-"""Input checks shared by the layers."""
+"""Argument and input checks shared by the layers."""
 
 import keras
+import numpy as np
 
-__all__ = ["check_float_input", "serialize_options"]
+__all__ = [
+    "FRACTION",
+    "POSITIVE",
+    "UNIT_INTERVAL",
+    "check_float_input",
+    "check_number",
+    "layer_label",
+    "serialize_options",
+]
+
+# (what is accepted, in words; the test on the float value). Non-finite
+# values are refused whatever the test says.
+POSITIVE = ("a finite number > 0", lambda value: value > 0)
+UNIT_INTERVAL = ("a number in [0, 1]", lambda value: 0.0 <= value <= 1.0)
+FRACTION = ("a number in [0, 1)", lambda value: 0.0 <= value < 1.0)
+
+
+def layer_label(layer_class, kwargs):
+    """`"LIF 'name'"` for a layer being constructed, or `"LIF"` if unnamed.
+
+    Args:
+        layer_class: the class of the layer being constructed.
+        kwargs: the base layer keyword arguments it received.
+
+    Returns:
+        The label used by `check_number` messages.
+    """
+    name = kwargs.get("name")
+    label = layer_class.__name__
+    return f"{label} '{name}'" if name else label
+
+
+def _compute_dtype(dtype):
+    """The compute dtype name of a `dtype` layer argument (or the global)."""
+    try:
+        if dtype is None:
+            policy = keras.config.dtype_policy()
+        else:
+            policy = keras.dtype_policies.get(dtype)
+        return keras.backend.standardize_dtype(policy.compute_dtype)
+    except (TypeError, ValueError):
+        return "float32"
+
+
+def _numpy_dtype(name):
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return ml_dtypes.bfloat16
+    return np.dtype(name)
+
+
+def check_number(layer_class, kwargs, name, value, kind):
+    """Checks a numeric constructor argument of a layer; returns a float.
+
+    The value must be a real number (not a bool), finite, satisfy `kind`,
+    and still satisfy it once rounded to the layer's compute dtype (so that
+    `threshold=1e300` in float32, which would become `inf`, or `1e-50`,
+    which would become `0`, is refused at construction, not at call).
+
+    Args:
+        layer_class: the class of the layer being constructed.
+        kwargs: its base layer keyword arguments (`name`, `dtype`).
+        name: the argument's name.
+        value: the value received.
+        kind: `POSITIVE`, `UNIT_INTERVAL`, `FRACTION`, or another pair
+            `(accepted in words, predicate on the float value)`.
+
+    Returns:
+        The value as a Python float.
+
+    Raises:
+        ValueError: "Argument `threshold` of LIF 'lif' must be a finite
+            number > 0. Received: threshold=inf".
+    """
+    accepted, predicate = kind
+    try:
+        number = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    label = layer_label(layer_class, kwargs)
+    if number is None or not np.isfinite(number) or not predicate(number):
+        raise ValueError(
+            f"Argument `{name}` of {label} must be {accepted}. "
+            f"Received: {name}={value!r}"
+        )
+    dtype = _compute_dtype(kwargs.get("dtype"))
+    if keras.backend.is_float_dtype(dtype):
+        with np.errstate(over="ignore", under="ignore"):
+            rounded = float(np.asarray(number, dtype=_numpy_dtype(dtype)))
+        if not np.isfinite(rounded) or not predicate(rounded):
+            info = np.finfo(_numpy_dtype(dtype))
+            raise ValueError(
+                f"Argument `{name}` of {label} must be {accepted} that the "
+                f"layer's dtype {dtype} can hold (magnitude between "
+                f"{float(info.tiny):.3g} and {float(info.max):.3g}); in "
+                f"{dtype} it becomes {rounded!r}. Received: {name}={value!r}"
+            )
+    return number
 
 
 def check_float_input(layer, inputs, what="input"):

@@ -8,7 +8,9 @@ import keras
 from keras import ops
 
 from keras_snn import functional
+from keras_snn.layers.checks import POSITIVE
 from keras_snn.layers.checks import check_float_input
+from keras_snn.layers.checks import check_number
 from keras_snn.layers.wrappers import repeat_over_time
 
 __all__ = ["BernoulliEncoding", "DirectEncoding", "PoissonEncoding"]
@@ -203,7 +205,7 @@ class PoissonEncoding(_RandomEncoding):
     """
 
     def __init__(self, timesteps, max_rate=1.0, seed=None, **kwargs):
-        rate = functional.validate_positive(max_rate, "max_rate")
+        rate = check_number(type(self), kwargs, "max_rate", max_rate, POSITIVE)
         super().__init__(timesteps, seed=seed, **kwargs)
         self.max_rate = rate
 

@@ -13,7 +13,10 @@ from keras_snn import constraints
 from keras_snn import functional
 from keras_snn import surrogates
 from keras_snn.layers import fused as fused_ops
+from keras_snn.layers.checks import POSITIVE
+from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_float_input
+from keras_snn.layers.checks import check_number
 
 __all__ = ["IF", "IFCell", "LIF", "LIFCell"]
 
@@ -110,8 +113,10 @@ class LIFCell(keras.layers.Layer):
     ):
         if units is not None:
             units = functional.validate_count(units, "units")
-        threshold = functional.validate_threshold(threshold)
-        decay = functional.validate_decay(decay)
+        threshold = check_number(
+            type(self), kwargs, "threshold", threshold, POSITIVE
+        )
+        decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         reset = functional.validate_reset(reset)
         surrogate = surrogates.get(surrogate)
         super().__init__(**kwargs)
@@ -400,6 +405,11 @@ class LIF(keras.layers.RNN):
                 f"Received: fused={fused!r}, "
                 f"return_potentials={return_potentials!r}"
             )
+        # Checked here too, so that the message names this layer.
+        threshold = check_number(
+            type(self), kwargs, "threshold", threshold, POSITIVE
+        )
+        decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         cell = self.cell_class(
             **self._cell_kwargs(
                 threshold=threshold,

@@ -13,7 +13,11 @@ from keras import ops
 from keras.src.backend import rnn as backend_rnn
 
 from keras_snn import functional
+from keras_snn.layers.checks import FRACTION
+from keras_snn.layers.checks import POSITIVE
+from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_float_input
+from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import serialize_options
 from keras_snn.layers.neurons import MAX_AUTO_UNROLL
 
@@ -148,10 +152,11 @@ class TDBatchNormalization(keras.layers.Layer):
         gamma_constraint=None,
         **kwargs,
     ):
-        alpha = functional.validate_threshold(alpha, name="alpha")
-        threshold = functional.validate_threshold(threshold)
-        momentum = _validate_momentum(momentum)
-        epsilon = functional.validate_threshold(epsilon, name="epsilon")
+        cls = type(self)
+        alpha = check_number(cls, kwargs, "alpha", alpha, POSITIVE)
+        threshold = check_number(cls, kwargs, "threshold", threshold, POSITIVE)
+        momentum = check_number(cls, kwargs, "momentum", momentum, FRACTION)
+        epsilon = check_number(cls, kwargs, "epsilon", epsilon, POSITIVE)
         if (
             isinstance(axis, bool)
             or not isinstance(axis, int)
@@ -433,9 +438,9 @@ class NeuNorm(keras.layers.Layer):
         unroll=None,
         **kwargs,
     ):
-        decay = functional.validate_decay(decay)
+        decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         if scale is not None:
-            scale = functional.validate_threshold(scale, name="scale")
+            scale = check_number(type(self), kwargs, "scale", scale, POSITIVE)
         elif decay >= 1.0:
             raise ValueError(
                 "NeuNorm with decay=1 needs an explicit `scale` > 0 (the "
@@ -533,13 +538,3 @@ class NeuNorm(keras.layers.Layer):
             )
         )
         return config
-
-
-def _validate_momentum(momentum):
-    return functional.validate_number(
-        momentum, "momentum", "a number in [0, 1)", _is_momentum
-    )
-
-
-def _is_momentum(value):
-    return 0.0 <= value < 1.0

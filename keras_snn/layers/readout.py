@@ -16,6 +16,8 @@ import keras
 from keras import ops
 
 from keras_snn import functional
+from keras_snn.layers.checks import UNIT_INTERVAL
+from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import serialize_options
 
 __all__ = ["Decoding", "MembraneReadout", "Voting"]
@@ -438,7 +440,7 @@ class MembraneReadout(_DenseReadout):
         **kwargs,
     ):
         units = functional.validate_count(units, "units")
-        decay = functional.validate_decay(decay)
+        decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         if mode not in functional.READOUT_MODES:
             raise ValueError(
                 f"Argument `mode` must be one of {functional.READOUT_MODES}. "
