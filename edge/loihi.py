@@ -300,12 +300,15 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
     bias_q = _round(scale * np.asarray(bias))
     largest = int(np.max(np.abs(weight_q)))
     if largest > WEIGHT_LIMIT:
-        raise ExportError(
-            f"Layer '{node.layer or node.name}' cannot be exported to Loihi: "
+        step = float(np.max(np.abs(weight))) / WEIGHT_LIMIT
+        raise _refuse(
+            node,
             f"weights out of range after scaling: the threshold "
-            f"{threshold:g} is below one weight step, so the scale that "
-            f"makes it one integer ({scale:.4g}) puts weights at {largest}, "
-            f"outside [{WEIGHT_MIN}, {WEIGHT_MAX}]"
+            f"{threshold:g} of '{neuron.layer or neuron.name}' is below one "
+            f"weight step ({step:.4g} = max |w| / {WEIGHT_LIMIT}), so the "
+            f"scale that makes it one integer ({scale:.4g}) puts weights at "
+            f"{largest}, outside [{WEIGHT_MIN}, {WEIGHT_MAX}]; retrain with "
+            "smaller weights or a larger threshold",
         )
     # Integer potentials (vDecay = 0): u >= n  <=>  v > (n - 1) << 6.
     threshold_q = n - 1 if v_decay == 0 else n
@@ -468,8 +471,10 @@ def quantize_loihi(graph):
         UnsupportedLayerError: a construct Loihi/NetX cannot express (soft
             reset, residual add, unfoldable batch norm, an average pool
             that does not fold, asymmetric padding, fewer than two spiking
-            layers, ...); the message names the layer and the reason.
-        ExportError: weights out of range after scaling.
+            layers, a threshold below one weight step (weights out of
+            range after scaling), ...); the message names the layer and
+            the reason.
+        ExportError: the graph is not fused.
 
     Example:
 

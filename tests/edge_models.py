@@ -94,3 +94,23 @@ def images(count, shape=(8, 8, 1), seed=0):
     """Random inputs in [0, 1], a stand-in for calibration images."""
     rng = np.random.default_rng(seed)
     return rng.uniform(0.0, 1.0, (count, *shape)).astype("float32")
+
+
+def outlier_chain_model(timesteps=2, outlier=-20.0, scale=256.0):
+    """Found by `edge.fuzz`: dense-IF-dense-IF-Decoding whose second dense
+    layer has one silent column (every weight `outlier`) and weights
+    scaled up `scale` times, so that one Loihi weight step (max |w| / 254)
+    is far above the threshold 0.951."""
+    inputs = keras.Input((8,))
+    x = layers.DirectEncoding(timesteps)(inputs)
+    x = fold(keras.layers.Dense(12))(x)
+    x = layers.IF(threshold=0.444, reset="hard")(x)
+    dense = fold(keras.layers.Dense(6, name="wide_dense"), name="wide")
+    x = dense(x)
+    x = layers.IF(threshold=0.951, reset="hard")(x)
+    outputs = layers.Decoding(4)(x)
+    model = keras.Model(inputs, outputs, name="outlier_chain")
+    kernel = np.array(dense.layer.kernel.numpy())
+    kernel[:, 0] = outlier
+    dense.layer.kernel.assign(kernel * scale)
+    return model

@@ -13,6 +13,7 @@ import pytest
 from edge_models import dense_model
 from edge_models import fold
 from edge_models import images
+from edge_models import outlier_chain_model
 from edge_models import residual_model
 from edge_models import set_batch_norm_statistics
 
@@ -276,6 +277,19 @@ def test_refuses_threshold_below_one_weight_step():
     keras.utils.set_random_seed(2)
     with pytest.raises(ExportError, match="out of range after scaling"):
         _lgraph(conv_net(threshold=1e-4))
+
+
+def test_threshold_below_one_weight_step_is_an_unsupported_layer():
+    # Found by edge.fuzz: the refusal was a plain ExportError (not the
+    # UnsupportedLayerError of every other construct Loihi cannot hold),
+    # so `except UnsupportedLayerError` let it through as a crash.
+    keras.utils.set_random_seed(0)
+    with pytest.raises(UnsupportedLayerError) as info:
+        _lgraph(outlier_chain_model())
+    message = str(info.value)
+    assert "'wide'" in message and "threshold 0.951" in message
+    assert "out of range after scaling" in message
+    assert "[-256, 254]" in message
 
 
 def test_refuses_asymmetric_padding():
