@@ -222,6 +222,8 @@ def export_command(args):
         if error.report is not None:
             print(error.report.table())
         raise
+    except edge.CalibrationError as error:
+        raise edge.CalibrationError(_as_option(str(error))) from None
     print(report.table())
     return report
 
@@ -233,6 +235,8 @@ _OPTIONS = {
     "max_accuracy_drop": "--max-accuracy-drop",
     "targets": "--targets",
     "out_dir": "--out",
+    "calibration_data": "--calibration",
+    "eval_data": "--eval",
 }
 
 

@@ -440,6 +440,31 @@ def test_missing_or_corrupt_model_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["corrupt.keras"]
 
 
+def test_cli_calibration_with_nan_names_the_option(
+    tmp_path, capsys, saved_model
+):
+    model_path, _ = saved_model
+    x = images(16)
+    x[2, 0, 0, 0] = np.nan
+    data = tmp_path / "cal.npz"
+    np.savez(data, x=x)
+    code = cli.main(
+        [
+            "export",
+            str(model_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--calibration",
+            str(data),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "`--calibration` must hold finite numbers" in err
+    assert "index 2" in err
+    assert sorted(os.listdir(tmp_path)) == ["cal.npz"]
+
+
 def test_cli_corrupt_model_file_is_one_line(tmp_path, capsys, saved_model):
     _, data = saved_model
     corrupt = tmp_path / "m.keras"
