@@ -8,8 +8,12 @@ another virtual environment) and turns a run past its time limit into a
 `ConsumerError`.
 """
 
+import contextlib
+import contextvars
+import os
 import signal
 import subprocess
+import time
 
 __all__ = [
     "AccuracyDropError",
@@ -18,8 +22,12 @@ __all__ = [
     "ExportError",
     "UnsupportedLayerError",
     "consumer_failure",
+    "consumer_progress",
     "run_consumer",
 ]
+
+# The progress function of the export in progress (see consumer_progress).
+_PROGRESS = contextvars.ContextVar("edge_consumer_progress", default=None)
 
 
 class ExportError(ValueError):
@@ -69,8 +77,18 @@ def run_consumer(command, what, timeout=None, **kwargs):
     Raises:
         ConsumerError: the process ran past `timeout`.
     """
+    say = _PROGRESS.get()
+    # Its name without the command line and temporary folders.
+    name = " ".join(
+        os.path.basename(word) if os.path.isabs(word) else word
+        for word in what.split(" (")[0].split()
+    )[:72]
+    if say is not None:
+        limit = "" if timeout is None else f" (time limit {timeout:g} s)"
+        say(f"    {name}: started{limit}")
+    start = time.perf_counter()
     try:
-        return subprocess.run(
+        done = subprocess.run(
             command,
             capture_output=True,
             text=True,
@@ -82,6 +100,27 @@ def run_consumer(command, what, timeout=None, **kwargs):
         raise ConsumerError(
             f"{what} ran past its time limit of {timeout:g} s."
         ) from error
+    if say is not None:
+        say(
+            f"    {name}: exit status {done.returncode} after "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+    return done
+
+
+@contextlib.contextmanager
+def consumer_progress(progress):
+    """Context manager: `run_consumer` reports to `progress` (a function
+    of one line of text) when each consumer process starts and ends.
+
+    `edge.export` uses it to show its progress inside the C builds, QEMU,
+    TFLite-Micro and the NIR workers.
+    """
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def consumer_failure(what, done, limit=2000):

@@ -33,6 +33,7 @@ from edge import integer
 from edge import ir
 from edge import quantize
 from edge import reference
+from edge import errors
 from edge import step_model
 from edge.errors import AccuracyDropError
 from edge.errors import CalibrationError
@@ -864,7 +865,8 @@ def _export(
         tag = f"export: [{number}/{len(targets)}] {target}"
         say(f"{tag}: started{_estimate(previous, target)}")
         begin = time.perf_counter()
-        new_rows = _target_function(target)(context)
+        with errors.consumer_progress(say):
+            new_rows = _target_function(target)(context)
         seconds[target] = round(time.perf_counter() - begin, 2)
         done = ", ".join(
             f"{row.target} on {row.consumer} agreement {row.agreement:.4f}"

@@ -251,6 +251,7 @@ def degraded(tmp_path_factory):
 def test_accuracy_gate_refuses_a_degraded_int8_export(degraded):
     model, calibration, eval_data, folder = degraded
     out = folder / "refused"
+    lines = []
     with pytest.raises(edge.AccuracyDropError) as info:
         _export(
             out,
@@ -258,6 +259,17 @@ def test_accuracy_gate_refuses_a_degraded_int8_export(degraded):
             targets="c",
             calibration_data=calibration,
             eval_data=eval_data,
+            progress=lines.append,
+        )
+    # Each consumer process of the target shows when it starts and ends.
+    for consumer in ("The host C build", "The Cortex-M4 C build"):
+        assert any(
+            line.startswith(f"    {consumer}: started (time limit")
+            for line in lines
+        )
+        assert any(
+            line.startswith(f"    {consumer}: exit status 0 after")
+            for line in lines
         )
     message = str(info.value)
     assert "c-host on gcc x86-64: agreement with the Keras model" in message
