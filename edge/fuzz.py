@@ -1,13 +1,13 @@
 """Random small keras_snn networks, checked in every consumer of the exporter.
 
 `draw_spec` draws the description of a small network (dense or
-convolutional, strides and paddings, LIF or IF neurons, hard or soft
-reset, thresholds and decays, batch norm or tdBN, average or max pooling,
-residual blocks, every readout head, `T` from 1 to 8); `build` turns it
-into a Keras model whose weights are scaled until every spiking layer
-fires; `check_network` exports it to every target and runs each artefact
-in its consumer with a driver loop of its own, comparing with the
-reference that defines it:
+convolutional on static inputs, dense on sequences, strides and paddings,
+LIF or IF neurons, hard or soft reset, thresholds and decays, batch norm
+or tdBN, average or max pooling, residual blocks, every readout head, `T`
+from 1 to 8); `build` turns it into a Keras model whose weights are
+scaled until every spiking layer fires; `check_network` exports it to
+every target and runs each artefact in its consumer with a driver loop
+of its own, comparing with the reference that defines it:
 
 | target           | consumer                  | expected                    |
 |------------------|---------------------------|-----------------------------|
@@ -160,7 +160,7 @@ def draw_spec(chooser):
     chain = chooser.choice((False, True))
     spec = {
         "timesteps": chooser.integer(1, 8),
-        "input": chooser.choice(("image", "features")),
+        "input": chooser.choice(("image", "features", "sequence")),
         "seed": chooser.integer(0, 9999),
         "chain": chain,
     }
@@ -220,7 +220,11 @@ def draw_spec(chooser):
             blocks.append(block)
         dense = chooser.integer(0, 2)
     else:
+        # Static features repeated T times by a DirectEncoding, or a
+        # sequence (N, T, 8) read step by step (no encoding layer).
         spec["shape"] = [8]
+        if spec["input"] == "sequence":
+            spec["shape"] = [spec["timesteps"], 8]
         dense = chooser.integer(1, 2)
     # At least one spiking layer before the head, two in a chain.
     dense = max(dense, (2 if chain else 1) - len(blocks))
@@ -229,7 +233,7 @@ def draw_spec(chooser):
             {
                 "kind": "dense",
                 "units": chooser.integer(4, 12),
-                "norm": chooser.choice(("none", "bn")),
+                "norm": chooser.choice(("none", "bn", "tdbn")),
                 "outlier": chooser.choice(OUTLIERS),
                 "neuron": _neuron(chooser, chain),
             }
@@ -447,7 +451,9 @@ def build(spec):
 
     keras.utils.set_random_seed(spec["seed"])
     inputs = keras.Input(tuple(spec["shape"]))
-    x = layers.DirectEncoding(spec["timesteps"])(inputs)
+    x = inputs
+    if spec["input"] != "sequence":
+        x = layers.DirectEncoding(spec["timesteps"])(inputs)
     for index, block in enumerate(spec["blocks"]):
         x = _block(x, block, index)
     outputs = _head(x, spec)

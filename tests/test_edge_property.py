@@ -72,7 +72,8 @@ def test_drawn_networks_fire_and_fuse_to_the_keras_output(spec):
     # were scaled for it); a silent network would check nothing.
     assert all(0.0 < rate < 1.0 for rate in rates.values()), rates
     graph = fuse.fuse(ir.extract(model))
-    assert graph.timesteps == spec["timesteps"]
+    sequence = spec["input"] == "sequence"  # T is the input's time axis
+    assert graph.timesteps == (None if sequence else spec["timesteps"])
     np.testing.assert_allclose(
         reference.run_float(graph, x),
         model.predict(x, verbose=0),
@@ -88,6 +89,16 @@ def test_the_generator_covers_every_construct():
     blocks = [block for spec in drawn for block in spec["blocks"]]
     neurons = [b["neuron"] for b in blocks if b["kind"] != "residual"]
     assert heads == set(fuzz.HEADS)
+    assert {spec["input"] for spec in drawn} == {
+        "image",
+        "features",
+        "sequence",
+    }
+    assert {spec["chain"] for spec in drawn} == {False, True}
+    dense = [b for b in blocks if b["kind"] == "dense"]
+    assert {b["norm"] for b in dense} == {"none", "bn", "tdbn"}
+    outliers = {b["outlier"] for b in blocks if b["kind"] != "residual"}
+    assert outliers == set(fuzz.OUTLIERS)
     assert {spec["timesteps"] for spec in drawn} == set(range(1, 9))
     assert {b["kind"] for b in blocks} == {"conv", "residual", "dense"}
     convs = [b for b in blocks if b["kind"] == "conv"]
