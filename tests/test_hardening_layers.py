@@ -2,6 +2,8 @@
 
 import math
 
+import keras
+import numpy as np
 import pytest
 
 from keras_snn import layers
@@ -77,3 +79,123 @@ def test_representable_arguments_are_kept():
     half = layers.LIF(threshold=6e4, dtype="mixed_float16")
     assert half.threshold == 6e4
     assert layers.TDBatchNormalization(momentum=0.0).momentum == 0.0
+
+
+# --------------------------------------------------------------------------
+# NaN / inf inputs (issue 13, silent wrong results, item 1)
+
+
+def _nan_model(encoder):
+    inputs = keras.Input((6, 6, 1))
+    x = encoder(inputs)
+    x = layers.TimeFolded(keras.layers.Conv2D(4, 3))(x)
+    x = layers.LIF(name="lif_a")(x)
+    x = layers.TimeFolded(keras.layers.Flatten())(x)
+    return keras.Model(inputs, layers.Decoding(3)(x))
+
+
+def _digits_like(n=16):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(n, 6, 6, 1)).astype("float32")
+    return x, rng.integers(0, 3, n)
+
+
+ENCODERS = {
+    "direct": lambda: layers.DirectEncoding(3, name="enc"),
+    "bernoulli": lambda: layers.BernoulliEncoding(3, seed=1, name="enc"),
+    "poisson": lambda: layers.PoissonEncoding(3, seed=1, name="enc"),
+}
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_fit_with_one_non_finite_pixel_raises_naming_the_encoder(
+    encoder, bad_value
+):
+    x, y = _digits_like()
+    model = _nan_model(ENCODERS[encoder]())
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # finite: fine
+    x[5, 2, 2, 0] = bad_value
+    with pytest.raises(Exception, match=r"Layer 'enc' .*non-finite input"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    with pytest.raises(Exception, match=r"Layer 'enc' .*non-finite input"):
+        model.predict(x, batch_size=8, verbose=0)
+
+
+def test_non_finite_currents_from_weights_raise_naming_the_neurons():
+    model = _nan_model(layers.DirectEncoding(3))
+    conv = model.layers[2].layer
+    kernel = keras.ops.convert_to_numpy(conv.kernel)
+    kernel[0, 0, 0, 0] = np.nan
+    conv.kernel.assign(kernel)
+    x, _ = _digits_like(4)
+    with pytest.raises(Exception, match=r"Layer 'lif_a' \(LIF\).*currents"):
+        model.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("encoder", ["direct", "bernoulli"])
+def test_under_xla_non_finite_pixel_gives_nan_not_plausible_outputs(encoder):
+    # XLA drops runtime checks, so the fault must show as NaN instead.
+    x, y = _digits_like()
+    model = _nan_model(ENCODERS[encoder]())
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    finite = model.predict(x, batch_size=8, verbose=0)
+    assert np.isfinite(finite).all()
+    x[5, 2, 2, 0] = np.nan
+    outputs = model.predict(x, batch_size=8, verbose=0)
+    assert np.isnan(outputs[5]).all()
+    assert np.isfinite(np.delete(outputs, 5, axis=0)).all()
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert np.isnan(history.history["loss"][0])
+
+
+def test_check_finite_false_skips_the_check_and_round_trips():
+    lif = layers.LIF(check_finite=False)
+    assert layers.LIF.from_config(lif.get_config()).check_finite is False
+    enc = layers.PoissonEncoding(2, check_finite=False)
+    assert not layers.PoissonEncoding.from_config(enc.get_config()).check_finite
+    currents = np.full((1, 2, 3), np.nan, "float32")
+    spikes = keras.ops.convert_to_numpy(lif(currents))
+    np.testing.assert_array_equal(spikes, 0.0)  # the old, silent result
+
+
+# --------------------------------------------------------------------------
+# Stateful layers given a partial batch (item 6)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("fused", [None, False])
+@pytest.mark.parametrize("cls", [layers.LIF, layers.IF])
+def test_stateful_partial_last_batch_is_refused(cls, fused, jit_compile):
+    inputs = keras.Input((3, 4), batch_size=4)
+    model = keras.Model(
+        inputs, cls(stateful=True, fused=fused, name="s")(inputs)
+    )
+    model.compile(jit_compile=jit_compile)
+    x = np.ones((9, 3, 4), "float32")
+    # 9 = 4 + 4 + 1: the last batch would broadcast against the state.
+    pattern = (
+        r"Layer \W*s\W* \((LIF|IF)\) is stateful and was built for batches of 4"
+        r".*drop the last partial batch"
+        if not jit_compile
+        else r"s_\d+/EnsureShape|\[1,3,4\] is not compatible"
+    )
+    with pytest.raises(Exception, match=pattern):
+        model.predict(x, batch_size=4, verbose=0)
+    assert model.predict(x[:8], batch_size=4, verbose=0).shape == (8, 3, 4)
+
+
+def test_stateful_wrong_static_batch_is_refused_with_advice():
+    lif = layers.LIF(stateful=True, name="s")
+    lif(np.ones((4, 2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"'s' \(LIF\).*batches of 4.*of 3"):
+        lif(np.ones((3, 2, 3), "float32"))

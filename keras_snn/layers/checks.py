@@ -2,13 +2,17 @@
 
 import keras
 import numpy as np
+from keras import ops
 
 __all__ = [
     "FRACTION",
     "POSITIVE",
     "UNIT_INTERVAL",
+    "check_finite",
     "check_float_input",
     "check_number",
+    "in_xla_context",
+    "propagate_non_finite",
     "layer_label",
     "serialize_options",
 ]
@@ -119,6 +123,76 @@ def check_float_input(layer, inputs, what="input"):
             f"{what} (float16, bfloat16, float32 or float64). "
             f"Received: input dtype={dtype}"
         )
+
+
+def check_finite(layer, inputs, what="input"):
+    """Makes a call on NaN or infinite `inputs` fail, naming `layer`.
+
+    On the TensorFlow backend, outside XLA (eager, `tf.function`, Keras'
+    default `jit_compile="auto"` on CPU), this adds
+    `tf.debugging.check_numerics`, which raises `InvalidArgumentError` with
+    the layer's name when the tensor holds a NaN or an infinity. XLA
+    (`jit_compile=True`) drops that check when it compiles the step; use
+    `propagate_non_finite` as well so that the fault then shows up as NaN
+    outputs and a NaN loss instead of plausible numbers.
+
+    Args:
+        layer: the calling layer (its name and class go in the message).
+        inputs: the tensor to check.
+        what: what the tensor is, in words, e.g. `"input currents"`.
+
+    Returns:
+        `inputs`, checked.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return inputs
+    import tensorflow as tf
+
+    return tf.debugging.check_numerics(
+        inputs,
+        f"Layer '{layer.name}' ({type(layer).__name__}) received non-finite "
+        f"{what} (NaN or inf): check the input data (and the weights of the "
+        "layers before it, which a NaN input may already have corrupted in "
+        "training). Pass check_finite=False to the layer to skip this check",
+    )
+
+
+def in_xla_context():
+    """Whether the code being traced will be compiled by XLA.
+
+    True inside a `tf.function(jit_compile=True)` (Keras' `jit_compile=True`
+    train, test and predict steps), where TensorFlow assertions are
+    dropped. Uses TensorFlow's own test of the graph being built; `False`
+    when it cannot tell.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+
+        graph = tf_ops.get_default_graph()
+        return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+    except (ImportError, AttributeError):
+        return False
+
+
+def propagate_non_finite(outputs, inputs):
+    """Returns `outputs`, made NaN wherever `inputs` holds a NaN or inf.
+
+    A spike `H(u - theta)` is 0 for a NaN potential, which would hide a
+    NaN input. `outputs + 0 * inputs` is unchanged for finite inputs (and
+    passes a zero gradient) and NaN elsewhere. `inputs` must broadcast to
+    `outputs`.
+
+    Args:
+        outputs: the spikes (or other outputs) of the layer.
+        inputs: what they were computed from, element by element.
+
+    Returns:
+        The outputs, NaN where the inputs were not finite.
+    """
+    return outputs + ops.cast(inputs, outputs.dtype) * 0
 
 
 _SERIALIZERS = {

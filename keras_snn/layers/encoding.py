@@ -9,8 +9,11 @@ from keras import ops
 
 from keras_snn import functional
 from keras_snn.layers.checks import POSITIVE
+from keras_snn.layers.checks import check_finite
 from keras_snn.layers.checks import check_float_input
 from keras_snn.layers.checks import check_number
+from keras_snn.layers.checks import in_xla_context
+from keras_snn.layers.checks import propagate_non_finite
 from keras_snn.layers.wrappers import repeat_over_time
 
 __all__ = ["BernoulliEncoding", "DirectEncoding", "PoissonEncoding"]
@@ -26,19 +29,30 @@ def _validate_timesteps(timesteps):
 class _Encoding(keras.layers.Layer):
     """Shared checks and shapes of the encoders."""
 
-    def __init__(self, timesteps, **kwargs):
+    def __init__(self, timesteps, check_finite=True, **kwargs):
         timesteps = _validate_timesteps(timesteps)
         super().__init__(**kwargs)
         self.timesteps = timesteps
+        self.check_finite = bool(check_finite)
         self.supports_masking = False
 
     def _check_input(self, inputs):
+        """Checks the dtype; returns `inputs`, checked for NaN/inf."""
         check_float_input(
             self,
             inputs,
             "input; scale integer images first, e.g. with "
             "keras.layers.Rescaling(1 / 255)",
         )
+        if self.check_finite and not in_xla_context():
+            inputs = check_finite(self, inputs, "input values")
+        return inputs
+
+    def _propagate(self, outputs, inputs):
+        """Under XLA, NaN outputs where the (repeated) input is NaN/inf."""
+        if self.check_finite and in_xla_context():
+            outputs = propagate_non_finite(outputs, inputs)
+        return outputs
 
     def _repeat(self, inputs):
         return repeat_over_time(inputs, self.timesteps)
@@ -49,6 +63,7 @@ class _Encoding(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["timesteps"] = self.timesteps
+        config["check_finite"] = self.check_finite
         return config
 
 
@@ -64,6 +79,10 @@ class DirectEncoding(_Encoding):
 
     Args:
         timesteps: int >= 1, the number of time steps `T`.
+        check_finite: bool, whether a NaN or infinite input is an error
+            (outside XLA the call raises naming this layer; under XLA,
+            which drops such checks, the spikes there become NaN). Defaults
+            to `True`.
         **kwargs: Base layer keyword arguments.
 
     Call arguments:
@@ -90,14 +109,14 @@ class DirectEncoding(_Encoding):
         self._build_at_init()
 
     def call(self, inputs):
-        self._check_input(inputs)
+        inputs = self._check_input(inputs)
         return self._repeat(inputs)
 
 
 class _RandomEncoding(_Encoding):
     """Encoders that draw spikes with a per-step firing probability."""
 
-    def __init__(self, timesteps, seed=None, **kwargs):
+    def __init__(self, timesteps, seed=None, check_finite=True, **kwargs):
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int)
         ):
@@ -105,7 +124,7 @@ class _RandomEncoding(_Encoding):
                 "Argument `seed` must be None or an integer. Received: "
                 f"seed={seed!r}"
             )
-        super().__init__(timesteps, **kwargs)
+        super().__init__(timesteps, check_finite=check_finite, **kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._build_at_init()
@@ -114,7 +133,7 @@ class _RandomEncoding(_Encoding):
         raise NotImplementedError
 
     def call(self, inputs, training=None):
-        self._check_input(inputs)
+        inputs = self._check_input(inputs)
         p = self._repeat(self.probability(inputs))
         if self.seed is not None and not training:
             # Inference with a seed gives the same spikes on every call.
@@ -125,7 +144,8 @@ class _RandomEncoding(_Encoding):
             noise = keras.random.uniform(
                 ops.shape(p), dtype=p.dtype, seed=self.seed_generator
             )
-        return ops.cast(ops.less(noise, p), p.dtype)
+        spikes = ops.cast(ops.less(noise, p), p.dtype)
+        return self._propagate(spikes, self._repeat(inputs))
 
     def get_config(self):
         config = super().get_config()
@@ -145,6 +165,10 @@ class BernoulliEncoding(_RandomEncoding):
         seed: int or `None`. With a seed, inference (`training=False`) gives
             the same spikes on every call and training draws a new
             reproducible sequence each call. Defaults to `None`.
+        check_finite: bool, whether a NaN or infinite input is an error
+            (outside XLA the call raises naming this layer; under XLA,
+            which drops such checks, the spikes there become NaN). Defaults
+            to `True`.
         **kwargs: Base layer keyword arguments.
 
     Call arguments:
@@ -183,6 +207,10 @@ class PoissonEncoding(_RandomEncoding):
             intensity 1. Defaults to `1.0`.
         seed: int or `None`, as for `BernoulliEncoding`. Defaults to
             `None`.
+        check_finite: bool, whether a NaN or infinite input is an error
+            (outside XLA the call raises naming this layer; under XLA,
+            which drops such checks, the spikes there become NaN). Defaults
+            to `True`.
         **kwargs: Base layer keyword arguments.
 
     Call arguments:
@@ -204,9 +232,13 @@ class PoissonEncoding(_RandomEncoding):
         Spiking Flow", AAAI 2021, Algorithm 1.
     """
 
-    def __init__(self, timesteps, max_rate=1.0, seed=None, **kwargs):
+    def __init__(
+        self, timesteps, max_rate=1.0, seed=None, check_finite=True, **kwargs
+    ):
         rate = check_number(type(self), kwargs, "max_rate", max_rate, POSITIVE)
-        super().__init__(timesteps, seed=seed, **kwargs)
+        super().__init__(
+            timesteps, seed=seed, check_finite=check_finite, **kwargs
+        )
         self.max_rate = rate
 
     def probability(self, inputs):

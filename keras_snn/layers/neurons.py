@@ -15,8 +15,11 @@ from keras_snn import surrogates
 from keras_snn.layers import fused as fused_ops
 from keras_snn.layers.checks import POSITIVE
 from keras_snn.layers.checks import UNIT_INTERVAL
+from keras_snn.layers.checks import check_finite
 from keras_snn.layers.checks import check_float_input
 from keras_snn.layers.checks import check_number
+from keras_snn.layers.checks import in_xla_context
+from keras_snn.layers.checks import propagate_non_finite
 
 __all__ = ["IF", "IFCell", "LIF", "LIFCell"]
 
@@ -346,6 +349,13 @@ class LIF(keras.layers.RNN):
             (the reference path). `None` uses the fused op wherever it
             applies (no mask, `return_potentials=False`) and the reference
             path otherwise. Defaults to `None`.
+        check_finite: bool, whether NaN or infinite input currents are an
+            error. Outside XLA a call on them raises `InvalidArgumentError`
+            naming this layer; under XLA (`jit_compile=True`), which drops
+            such checks, the spikes at those places become NaN, so the
+            loss and the outputs show NaN instead of looking normal (a
+            spike of a NaN potential would otherwise be 0). It costs one
+            pass over the currents. Defaults to `True`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -391,6 +401,7 @@ class LIF(keras.layers.RNN):
         stateful=False,
         unroll=None,
         fused=None,
+        check_finite=True,
         **kwargs,
     ):
         if fused not in (None, True, False):
@@ -438,6 +449,7 @@ class LIF(keras.layers.RNN):
         )
         self.return_potentials = bool(return_potentials)
         self.fused = fused
+        self.check_finite = bool(check_finite)
 
     @staticmethod
     def _cell_kwargs(**kwargs):
@@ -456,12 +468,21 @@ class LIF(keras.layers.RNN):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         check_float_input(self, sequences, "input currents")
+        if self.stateful and initial_state is None:
+            sequences = self._check_stateful_batch(sequences)
+        # Outside XLA a check raises; XLA drops checks, so there NaN/inf
+        # currents are made to give NaN spikes instead of silent zeros.
+        propagate = self.check_finite and in_xla_context()
+        if self.check_finite and not propagate:
+            sequences = check_finite(self, sequences, "input currents")
         result = super().call(
             sequences,
             initial_state=initial_state,
             mask=mask,
             training=training,
         )
+        if propagate:
+            result = self._propagate_non_finite(result, sequences)
         if not self.return_potentials:
             return result
         if self.return_state:
@@ -477,6 +498,57 @@ class LIF(keras.layers.RNN):
                 potentials,
             )
         )
+
+    def _propagate_non_finite(self, result, sequences):
+        """NaN spikes where the currents are NaN/inf (see `check_finite`)."""
+        source = sequences if self.return_sequences else ops.sum(sequences, 1)
+        if self.return_potentials:
+            source = ops.expand_dims(source, -1)
+        if self.return_state:
+            output, *states = result
+            return [propagate_non_finite(output, source), *states]
+        return propagate_non_finite(result, source)
+
+    def _check_stateful_batch(self, sequences):
+        """Refuses a batch whose size differs from the stored state's.
+
+        A smaller batch (the last, partial batch of `predict` or `fit`)
+        would otherwise be broadcast against the state and give more rows
+        than inputs, or fail deep inside TensorFlow.
+        """
+        if self.states is None:
+            return sequences
+        expected = int(self.states[0].shape[0])
+        received = sequences.shape[0]
+        message = (
+            f"Layer '{self.name}' ({type(self).__name__}) is stateful and was "
+            f"built for batches of {expected} sequences (its state has "
+            f"{expected} rows), so every batch must hold exactly {expected}. "
+            f"Received: a batch of {{}}. Give it a number of samples that "
+            f"{expected} divides, or drop the last partial batch "
+            "(tf.data: `.batch(batch_size, drop_remainder=True)`)."
+        )
+        if received is not None:
+            if received != expected:
+                raise ValueError(message.format(received))
+            return sequences
+        if keras.backend.backend() != "tensorflow":
+            return sequences
+        import tensorflow as tf
+
+        if not in_xla_context():
+            check = tf.debugging.assert_equal(
+                tf.shape(sequences)[0],
+                expected,
+                message=message.format("another size"),
+            )
+            with tf.control_dependencies([check]):
+                return tf.identity(sequences)
+        # XLA drops assertions; `ensure_shape` makes the compilation for
+        # the partial batch's shape fail instead ("Shape of tensor data
+        # [1,...] is not compatible with expected shape [4,...]", at the
+        # node '<layer name>/EnsureShape').
+        return tf.ensure_shape(sequences, (expected, *sequences.shape[1:]))
 
     def uses_fused_loop(self, mask=None):
         """Whether a call with this `mask` runs the fused time loop."""
@@ -566,6 +638,7 @@ class LIF(keras.layers.RNN):
                 "stateful": self.stateful,
                 "unroll": self.unroll,
                 "fused": self.fused,
+                "check_finite": self.check_finite,
             }
         )
         return config
