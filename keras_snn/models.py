@@ -29,7 +29,7 @@ NEURONS = {"lif": layers.LIF, "if": layers.IF}
 # Momentum of the moving statistics of the BN layers the builders create:
 # 0.9, PyTorch's default (momentum 0.1 there) used by the papers, so short
 # runs have usable inference statistics; Keras' own default is 0.99.
-BN_MOMENTUM = 0.9
+BN_MOMENTUM = layers.normalization.MOMENTUM
 NORMS = (None, "tdbn", "bn", "neunorm")
 HEADS = ("Voting", "Decoding", "Readout")
 

@@ -199,3 +199,21 @@ def test_stateful_wrong_static_batch_is_refused_with_advice():
     lif(np.ones((4, 2, 3), "float32"))
     with pytest.raises(ValueError, match=r"'s' \(LIF\).*batches of 4.*of 3"):
         lif(np.ones((3, 2, 3), "float32"))
+
+
+# --------------------------------------------------------------------------
+# Defaults that fail quietly (item 7)
+
+
+def test_tdbn_moving_statistics_follow_the_data_after_a_short_run():
+    # 30 training steps on currents of mean 5 and std 3: with Keras'
+    # momentum 0.99 the moving mean would still be 5 * (1 - 0.99**30) = 1.3.
+    tdbn = layers.TDBatchNormalization()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        batch = rng.normal(5.0, 3.0, size=(8, 2, 4)).astype("float32")
+        tdbn(batch, training=True)
+    mean = keras.ops.convert_to_numpy(tdbn.moving_mean)
+    variance = keras.ops.convert_to_numpy(tdbn.moving_variance)
+    np.testing.assert_allclose(mean, 5.0, rtol=0.15)
+    np.testing.assert_allclose(variance, 9.0, rtol=0.3)
