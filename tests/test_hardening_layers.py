@@ -217,3 +217,33 @@ def test_tdbn_moving_statistics_follow_the_data_after_a_short_run():
     variance = keras.ops.convert_to_numpy(tdbn.moving_variance)
     np.testing.assert_allclose(mean, 5.0, rtol=0.15)
     np.testing.assert_allclose(variance, 9.0, rtol=0.3)
+
+
+def test_quickstart_validation_accuracy_tracks_training_from_epoch_1():
+    # With Keras' BN momentum 0.99 it stayed at 0.0417 (one class) because
+    # the moving variance still held most of its initial 1.0.
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "examples/quickstart_digits.py"
+    spec = importlib.util.spec_from_file_location("quickstart_digits", path)
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
+    keras.utils.set_random_seed(0)
+    x_train, _, y_train, _ = quickstart.load_digits()
+    model = quickstart.build_model(timesteps=2)
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=32,
+        epochs=1,
+        validation_split=0.1,
+        verbose=0,
+    ).history
+    assert history["val_accuracy"][0] > 0.5
+    assert history["val_accuracy"][0] > history["accuracy"][0] - 0.25
