@@ -78,9 +78,10 @@ STATUSES = ("exact", "mismatched", "crashed", "refused")
 FLOAT_TOLERANCE = 1e-4  # float32 consumers against Keras (relative, absolute)
 RATE_RANGE = (0.03, 0.7)  # mean firing rates the weight scaling aims at
 SCALING_ROUNDS = 8
-# Weight given to every input of a layer's first output channel, or 0 for
-# none: a silent (-20) or saturated (+20) channel beside ordinary ones, as
-# training leaves them, stretches the int8 scales.
+# Weight given to every input of a layer's first output channel, in units
+# of the layer's largest weight, or 0 for none: a silent (-20) or saturated
+# (+20) channel beside ordinary ones, as training leaves them, stretches
+# the int8 scales.
 OUTLIERS = (0.0, 0.0, 0.0, -20.0, 20.0)
 PROGRESS_EVERY = 25  # networks between two tables of the long run
 
@@ -422,18 +423,34 @@ def firing_rates(model, x):
 
 def _scale_to_fire(model, x):
     """Scales the weights feeding each spiking layer, first to last, until
-    its firing rate on `x` is in `RATE_RANGE` (or after `SCALING_ROUNDS`)."""
+    its firing rate on `x` is in `RATE_RANGE` (or after `SCALING_ROUNDS`).
+    A layer that stays silent gets the magnitudes of its weights (with
+    negative weights only, no scale makes it fire)."""
     low, high = RATE_RANGE
     for layer in _neuron_layers(model):
         sources = _synaptic_sources(layer)
-        for _ in range(SCALING_ROUNDS):
+        for round_ in range(SCALING_ROUNDS):
             rate = firing_rates(model, x)[layer.name]
             if low <= rate <= high or not sources:
                 break
             factor = 2.0 if rate < low else 0.5
+            silent = rate == 0.0 and round_ >= SCALING_ROUNDS // 2
             for source in sources:
                 for weight in source.weights:
-                    weight.assign(weight * factor)
+                    value = weight * factor
+                    weight.assign(abs(value) if silent else value)
+
+
+def _set_outliers(model, spec):
+    """Gives every input of each block's first output channel the weight
+    `outlier` times the largest weight of its layer."""
+    for index, block in enumerate(spec["blocks"]):
+        if block.get("outlier"):
+            name = f"b{index}_{block['kind']}"
+            kernel = model.get_layer(name).layer.kernel
+            value = np.array(kernel.numpy())
+            value[..., 0] = block["outlier"] * np.max(np.abs(value))
+            kernel.assign(value)
 
 
 def build(spec):
@@ -459,14 +476,10 @@ def build(spec):
     outputs = _head(x, spec)
     model = keras.Model(inputs, outputs, name=f"fuzz_{spec['seed']}")
     _randomize_normalization(model, np.random.default_rng(spec["seed"]))
-    for index, block in enumerate(spec["blocks"]):
-        if block.get("outlier"):
-            name = f"b{index}_{block['kind']}"
-            kernel = model.get_layer(name).layer.kernel
-            value = np.array(kernel.numpy())
-            value[..., 0] = block["outlier"]
-            kernel.assign(value)
-    _scale_to_fire(model, inputs_for(spec, 32, spec["seed"]))
+    x = inputs_for(spec, 32, spec["seed"])
+    _scale_to_fire(model, x)
+    _set_outliers(model, spec)
+    _scale_to_fire(model, x)  # the outliers change what follows
     return model
 
 
