@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the C runtime's consumers (edge/c_runtime.py, tests/test_edge_c.py):
+# Installs the C runtime's consumers (edge/targets/c/, tests/test_edge_c.py):
 # host gcc/make, the arm-none-eabi cross toolchain with newlib, and QEMU's
 # system emulator for the Cortex-M4 board mps2-an386. Idempotent: does
 # nothing when every tool is already on PATH. Needs root (or sudo) and apt.

@@ -27,7 +27,6 @@ _LAZY = {
     "UnsupportedLayerError": "edge.errors",
 }
 _SUBMODULES = (
-    "c_runtime",
     "errors",
     "exporter",
     "fuse",

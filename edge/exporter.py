@@ -301,7 +301,7 @@ class ExportContext:
 TARGET_FUNCTIONS = {
     "tflite": "edge.exporter:_tflite",
     "onnx": "edge.exporter:_onnx",
-    "c": "edge.c_runtime:export_target",
+    "c": "edge.targets.c:export_target",
     "loihi": "edge.loihi:export_target",
     "nir": "edge.nir_export:export_target",
 }

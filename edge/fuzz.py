@@ -712,11 +712,11 @@ def _qgraph(work):
 
 
 def _check_c(work, platform):
-    from edge import c_runtime
+    from edge.targets import c as c_target
 
     qgraph = _qgraph(work)
     directory = os.path.join(work["dir"], platform)
-    raw, _ = c_runtime.run_c(qgraph, work["x"], directory, platform)
+    raw, _ = c_target.run_c(qgraph, work["x"], directory, platform)
     return _raw_equal(raw, work["int_raw"])
 
 

@@ -18,7 +18,6 @@ from edge_models import dense_model
 from edge_models import images
 from edge_models import residual_model
 
-from edge import c_runtime
 from edge import fuse
 from edge import integer
 from edge import ir
@@ -27,6 +26,7 @@ from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from edge.exporter import ExportContext
+from edge.targets import c as c_target
 
 TOOLS = ("gcc", "make", "arm-none-eabi-gcc", "arm-none-eabi-size")
 TOOLS += ("qemu-system-arm",)
@@ -85,7 +85,7 @@ def test_c_equals_integer_reference_bit_for_bit(
     x = _inputs(qgraph)
     expected = integer.run_integer(qgraph, x)[1]
     assert np.count_nonzero(expected) > expected.size // 4  # not trivial
-    raw, _ = c_runtime.run_c(qgraph, x, tmp_path, platform)
+    raw, _ = c_target.run_c(qgraph, x, tmp_path, platform)
     assert raw.dtype == np.int64 and raw.shape == expected.shape
     np.testing.assert_array_equal(raw, expected)
 
@@ -94,17 +94,17 @@ def test_sanitizer_build_runs_clean(networks, tmp_path):
     for network in ("conv_soft_membrane", "residual"):
         _, qgraph = networks[network]
         x = _inputs(qgraph, 4)
-        files = c_runtime.generate(qgraph) | c_runtime.generate_harness(
+        files = c_target.generate(qgraph) | c_target.generate_harness(
             qgraph, x
         )
-        exe = c_runtime.build_host(files, tmp_path / network, sanitize=True)
+        exe = c_target.build_host(files, tmp_path / network, sanitize=True)
         result = subprocess.run(
             [exe], capture_output=True, text=True, timeout=60, check=False
         )
         assert result.returncode == 0, result.stderr
         assert "Sanitizer" not in result.stderr
         assert "runtime error" not in result.stderr
-        raw = c_runtime.read_outputs(result.stdout, qgraph, len(x))
+        raw = c_target.read_outputs(result.stdout, qgraph, len(x))
         np.testing.assert_array_equal(raw, integer.run_integer(qgraph, x)[1])
 
 
@@ -112,7 +112,7 @@ def test_sanitizer_build_runs_clean(networks, tmp_path):
 @pytest.mark.parametrize("network", ["dense", "conv_hard"])
 def test_flash_ram_and_instruction_counts(networks, network, tmp_path):
     _, qgraph = networks[network]
-    size = c_runtime.model_size_cortex_m4(c_runtime.generate(qgraph), tmp_path)
+    size = c_target.model_size_cortex_m4(c_target.generate(qgraph), tmp_path)
     assert all(isinstance(v, int) and v > 0 for v in size.values())
     # The weights are const: they are in flash, not in RAM.
     kernels = sum(
@@ -121,7 +121,7 @@ def test_flash_ram_and_instruction_counts(networks, network, tmp_path):
         if "kernel_q" in n.params
     )
     assert size["flash"] > kernels > 0
-    count = c_runtime.count_instructions(qgraph, _inputs(qgraph, 2), tmp_path)
+    count = c_target.count_instructions(qgraph, _inputs(qgraph, 2), tmp_path)
     assert isinstance(count, int) and count > 0
 
 
@@ -130,17 +130,17 @@ def test_event_driven_layers_skip_silent_inputs(networks, tmp_path):
     # so an inference costs fewer instructions.
     _, qgraph = networks["dense"]
     x = _inputs(qgraph, 2)
-    busy = c_runtime.count_instructions(qgraph, x, tmp_path / "busy")
-    quiet = c_runtime.count_instructions(qgraph, 0 * x, tmp_path / "quiet")
+    busy = c_target.count_instructions(qgraph, x, tmp_path / "busy")
+    quiet = c_target.count_instructions(qgraph, 0 * x, tmp_path / "quiet")
     assert 0 < quiet < busy
-    source = c_runtime.generate(qgraph)["model.c"]
+    source = c_target.generate(qgraph)["model.c"]
     assert source.count("no spike, no work") == 2  # both spiking layers
 
 
 # -- generated code --------------------------------------------------------
 def test_generated_sources_api_and_no_dynamic_allocation(networks):
     _, qgraph = networks["conv_hard"]
-    files = c_runtime.generate(qgraph, name="kws")
+    files = c_target.generate(qgraph, name="kws")
     assert set(files) == {
         "kws.h",
         "kws.c",
@@ -165,7 +165,7 @@ def test_generated_sources_api_and_no_dynamic_allocation(networks):
 
 def test_makefile_builds_and_runs_the_example(networks, tmp_path):
     _, qgraph = networks["dense"]
-    for file, text in c_runtime.generate(qgraph).items():
+    for file, text in c_target.generate(qgraph).items():
         (tmp_path / file).write_text(text)
     subprocess.run(
         ["make", "-s", "all"],
@@ -177,7 +177,7 @@ def test_makefile_builds_and_runs_the_example(networks, tmp_path):
     host = subprocess.run(
         ["./model_example"], cwd=tmp_path, capture_output=True, text=True
     )
-    arm = c_runtime.run_qemu(tmp_path / "model_example.elf")
+    arm = c_target.run_qemu(tmp_path / "model_example.elf")
     assert host.returncode == 0
     assert host.stdout == arm and "class: " in arm
 
@@ -193,7 +193,7 @@ def test_unsupported_op_is_refused_naming_the_node(networks):
     _, qgraph = networks["dense"]
     broken = _with_node(qgraph, 3, op="batch_norm")
     with pytest.raises(UnsupportedLayerError, match="lif.*batch_norm.*fuse"):
-        c_runtime.generate(broken)
+        c_target.generate(broken)
 
 
 def test_accumulator_overflow_is_refused(networks):
@@ -204,23 +204,23 @@ def test_accumulator_overflow_is_refused(networks):
     flat = _with_node(qgraph, 1, shape=(140_000,))
     broken = _with_node(flat, 2, params=params)
     with pytest.raises(UnsupportedLayerError, match="beyond int32"):
-        c_runtime.generate(broken)
+        c_target.generate(broken)
 
 
 def test_invalid_name_is_refused(networks):
     _, qgraph = networks["dense"]
     with pytest.raises(ExportError, match="C identifier"):
-        c_runtime.generate(qgraph, name="my-model")
+        c_target.generate(qgraph, name="my-model")
 
 
 def test_hang_under_qemu_is_a_consumer_error(networks, tmp_path):
     _, qgraph = networks["dense"]
-    files = c_runtime.generate(qgraph)
+    files = c_target.generate(qgraph)
     files["model_main_example.c"] = "int main(void)\n{\n    for (;;) {\n"
     files["model_main_example.c"] += "    }\n}\n"
-    elf = c_runtime.build_cortex_m4(files, tmp_path)
+    elf = c_target.build_cortex_m4(files, tmp_path)
     with pytest.raises(ConsumerError, match="time limit"):
-        c_runtime.run_qemu(elf, timeout=2)
+        c_target.run_qemu(elf, timeout=2)
 
 
 # -- edge.export target ----------------------------------------------------
@@ -243,7 +243,7 @@ def test_export_target_rows_and_files(networks):
         int_trace=None,
         timesteps=3,
     )
-    rows = c_runtime.export_target(context)
+    rows = c_target.export_target(context)
     assert [(r.target, r.consumer) for r in rows] == [
         ("c-host", "gcc x86-64"),
         ("c-cortex-m4", "QEMU mps2-an386"),

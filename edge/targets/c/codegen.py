@@ -84,7 +84,9 @@ SUPPORTED_OPS = (
     "neuron",
     "integrator",
 )
-TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
+TEMPLATE_DIR = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "files"
+)
 SUPPORT_FILES = ("startup_cm4.c", "cm4.ld")
 HOST_CC = "gcc"
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror")
@@ -1150,7 +1152,7 @@ def generate(qgraph, name="model"):
 
     Example:
 
-    >>> files = edge.c_runtime.generate(qgraph, name="kws")
+    >>> files = edge.targets.c.generate(qgraph, name="kws")
     >>> sorted(files)[:2]
     ['Makefile', 'cm4.ld']
     """
@@ -1319,7 +1321,7 @@ def _model_name(files):
         if f.endswith("_main_example.c")
     ]
     if len(names) != 1:
-        raise ExportError("`files` must come from edge.c_runtime.generate")
+        raise ExportError("`files` must come from edge.targets.c.generate")
     return names[0]
 
 

@@ -1,0 +1,1 @@
+"""Export targets of `edge.export`, one sub-package each."""
