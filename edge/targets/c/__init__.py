@@ -1,21 +1,30 @@
 """The `"c"` target of `edge.export`: a portable C99 runtime.
 
-See `edge.targets.c.codegen` for the generated API and its arithmetic.
+Modules, by job:
+
+- `plan`: validates a `QuantizedGraph` and assigns buffers and C types.
+- `nodes`, `codegen`: the per-node C functions and the generated files
+  (`generate`); `files/` holds the fixed C support code.
+- `harness`: a test program with embedded inputs (`generate_harness`) and
+  the parser of its printout (`read_outputs`).
+- `toolchain`: gcc, arm-none-eabi-gcc and QEMU (build, run, size, trace).
+- `target`: `export_target` (the `"c"` target), `run_c`,
+  `count_instructions`.
 """
 
-from edge.targets.c.codegen import SUPPORTED_OPS
-from edge.targets.c.codegen import build_cortex_m4
-from edge.targets.c.codegen import build_host
-from edge.targets.c.codegen import count_instructions
-from edge.targets.c.codegen import export_target
 from edge.targets.c.codegen import generate
-from edge.targets.c.codegen import generate_harness
-from edge.targets.c.codegen import model_size_cortex_m4
-from edge.targets.c.codegen import read_outputs
-from edge.targets.c.codegen import run_c
-from edge.targets.c.codegen import run_host
-from edge.targets.c.codegen import run_qemu
-from edge.targets.c.codegen import size_cortex_m4
+from edge.targets.c.harness import generate_harness
+from edge.targets.c.harness import read_outputs
+from edge.targets.c.plan import SUPPORTED_OPS
+from edge.targets.c.target import count_instructions
+from edge.targets.c.target import export_target
+from edge.targets.c.target import run_c
+from edge.targets.c.toolchain import build_cortex_m4
+from edge.targets.c.toolchain import build_host
+from edge.targets.c.toolchain import model_size_cortex_m4
+from edge.targets.c.toolchain import run_host
+from edge.targets.c.toolchain import run_qemu
+from edge.targets.c.toolchain import size_cortex_m4
 
 __all__ = [
     "SUPPORTED_OPS",

@@ -1,0 +1,284 @@
+"""Planning of the C runtime: validate the graph, choose buffers and types.
+
+`Plan(qgraph, name)` checks every node of a quantized graph before any C
+is written (an unsupported construct fails naming the node, with nothing
+generated) and assigns each node its `Buffer`: storage, element type and
+value range, spikes as `uint8_t`, currents as `int32_t`.
+"""
+
+import re
+
+import numpy as np
+
+from edge import integer
+from edge.errors import ExportError
+from edge.errors import UnsupportedLayerError
+
+SUPPORTED_OPS = (
+    "input",
+    "conv2d",
+    "dense",
+    "affine",
+    "avg_pool",
+    "max_pool",
+    "flatten",
+    "add",
+    "neuron",
+    "integrator",
+)
+_INT32_MAX = (1 << 31) - 1
+_CTYPES = (  # smallest C type first
+    ("uint8_t", 0, 255),
+    ("int8_t", -128, 127),
+    ("int16_t", -(1 << 15), (1 << 15) - 1),
+    ("int32_t", -(1 << 31), _INT32_MAX),
+)
+
+
+class Buffer:
+    """A node's per-step values in C: storage, element type and range."""
+
+    def __init__(self, node, cname, lo, hi, spiking, expr=None, ctype=None):
+        self.node = node
+        self.cname = cname
+        self.lo, self.hi = int(lo), int(hi)
+        self.spiking = spiking  # spikes or pooled spike counts
+        self.size = int(np.prod(node.shape))
+        # Currents are int32: the buffer is also the accumulator.
+        self.ctype = ctype or _ctype(self.lo, self.hi)
+        self.owned = expr is None  # else an alias (input, flatten)
+        self.expr = expr or f"s_buffers.{cname}"
+
+    @property
+    def binary(self):
+        return self.lo == 0 and self.hi == 1
+
+
+# Text output for the example main and the test harness: `ksnn_write`
+# (semihosting on the freestanding Cortex-M4 build, stdout on the host) and
+
+
+def _ctype(lo, hi):
+    for name, low, high in _CTYPES:
+        if low <= lo and hi <= high:
+            return name
+    raise ValueError(f"No C type holds [{lo}, {hi}]")
+
+
+_C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern "
+    "float for goto if inline int long register restrict return short signed "
+    "sizeof static struct switch typedef union unsigned void volatile while "
+    "bool true false".split()
+)
+
+
+def _cname(name, taken):
+    base = re.sub(r"\W", "_", name) or "node"
+    if base[0].isdigit() or base in _C_KEYWORDS:
+        base = "n_" + base
+    cname, i = base, 1
+    while cname in taken:
+        cname, i = f"{base}_{i}", i + 1
+    taken.add(cname)
+    return cname
+
+
+def unsupported(node, reason):
+    return UnsupportedLayerError(
+        f"Node '{node.name}' (layer '{node.layer}', {node.op}) cannot be "
+        f"generated as C: {reason}"
+    )
+
+
+def pads(node, in_shape, kernel_hw):
+    """`(top, left)` padding (TensorFlow's "same" rule, as edge.kernels)."""
+    from edge import kernels
+
+    p = node.params
+    if p.get("padding") not in ("valid", "same"):
+        raise unsupported(node, f"padding {p.get('padding')!r}")
+    if p["padding"] == "valid":
+        return 0, 0
+    return tuple(
+        kernels.same_padding(in_shape[i], kernel_hw[i], p["strides"][i])[0]
+        for i in (0, 1)
+    )
+
+
+class Plan:
+    """Checks every node and assigns its buffer, before any C is written."""
+
+    def __init__(self, qgraph, name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise ExportError(
+                "Argument `name` must be a C identifier. Received: "
+                f"name={name!r}"
+            )
+        graph = qgraph.graph
+        self.qgraph, self.graph, self.name = qgraph, graph, name
+        self.bits = int(qgraph.state_bits)
+        if not 8 <= self.bits <= 32:
+            raise ExportError(
+                "The C runtime holds states in at most 32 bits. Received: "
+                f"state_bits={self.bits}"
+            )
+        self.sat_min = -(1 << (self.bits - 1))
+        self.sat_max = (1 << (self.bits - 1)) - 1
+        self.state_ctype = "int16_t" if self.bits <= 16 else "int32_t"
+        taken = {"input", "output"}
+        self.buffers = {}
+        self.states = []  # (node, cname)
+        nodes = graph.nodes
+        if not nodes or nodes[0].op != "input":
+            raise ExportError("The graph must start with its input node.")
+        for node in nodes:
+            if node.op not in SUPPORTED_OPS:
+                raise unsupported(
+                    node,
+                    f"the C runtime supports the ops {SUPPORTED_OPS}"
+                    + (
+                        " (fold batch norms with edge.fuse.fuse first)"
+                        if node.op == "batch_norm"
+                        else ""
+                    ),
+                )
+            if node.op == "input":
+                if node is not nodes[0]:
+                    raise unsupported(node, "a second input")
+                self.buffers[node.name] = Buffer(
+                    node, "input", -127, 127, False, expr="input"
+                )
+                continue
+            arity_ok = (
+                len(node.inputs) >= 2
+                if node.op == "add"
+                else (len(node.inputs) == 1)
+            )
+            if not arity_ok or any(i not in self.buffers for i in node.inputs):
+                raise unsupported(
+                    node, f"unexpected inputs {node.inputs} (or out of order)"
+                )
+            self.buffers[node.name] = self._plan_node(node, taken)
+        if graph.output not in self.buffers:
+            raise ExportError(f"Unknown output node {graph.output!r}")
+        self.output = self.buffers[graph.output]
+
+    def source(self, node, i=0):
+        return self.buffers[node.inputs[i]]
+
+    def _plan_node(self, node, taken):
+        op, p = node.op, node.params
+        src = self.source(node)
+        cname = _cname(node.name, taken)
+        if op in ("conv2d", "dense", "affine"):
+            self._check_synaptic(node, src)
+            return Buffer(
+                node, cname, self.sat_min, self.sat_max, False, ctype="int32_t"
+            )
+        if op == "add":
+            shapes = {
+                tuple(self.source(node, i).node.shape)
+                for i in range(len(node.inputs))
+            }
+            if len(shapes) != 1 or tuple(node.shape) not in shapes:
+                raise unsupported(node, f"inputs of shapes {sorted(shapes)}")
+            return Buffer(
+                node, cname, self.sat_min, self.sat_max, False, ctype="int32_t"
+            )
+        if op in ("neuron", "integrator"):
+            if tuple(src.node.shape) != tuple(node.shape):
+                raise unsupported(node, "input and output shapes differ")
+            decay_q = int(p.get("decay_q", -1))
+            if not 0 <= decay_q <= 1 << integer.DECAY_BITS:
+                raise unsupported(node, f"decay_q={decay_q} outside Q15")
+            if op == "neuron":
+                if p.get("reset") not in ("hard", "soft", "none"):
+                    raise unsupported(node, f"reset {p.get('reset')!r}")
+                threshold = int(p["threshold_q"])
+                if not -_INT32_MAX <= threshold <= _INT32_MAX:
+                    raise unsupported(node, "threshold beyond int32")
+            self.states.append((node, cname))
+            if op == "integrator":
+                return Buffer(
+                    node,
+                    cname,
+                    self.sat_min,
+                    self.sat_max,
+                    False,
+                    ctype="int32_t",
+                )
+            return Buffer(node, cname, 0, 1, True)
+        if op in ("avg_pool", "max_pool"):
+            if len(src.node.shape) != 3 or len(node.shape) != 3:
+                raise unsupported(node, "pooling needs (H, W, C) inputs")
+            pads(node, src.node.shape, p["pool_size"])
+            if op == "avg_pool":
+                count = int(np.prod(p["pool_size"]))
+                lo, hi = min(src.lo * count, 0), max(src.hi * count, 0)
+                if max(-lo, hi) > _INT32_MAX:
+                    raise unsupported(node, "window sums beyond int32")
+                return Buffer(node, cname, lo, hi, src.spiking)
+            return Buffer(node, cname, src.lo, src.hi, src.spiking)
+        if op == "flatten":  # NHWC is C order: an alias, no copy
+            return Buffer(
+                node,
+                src.cname,
+                src.lo,
+                src.hi,
+                src.spiking,
+                expr=src.expr,
+                ctype=src.ctype,
+            )
+        raise unsupported(node, "unknown op")  # pragma: no cover
+
+    def _check_synaptic(self, node, src):
+        p = node.params
+        for key in ("kernel_q", "multiplier", "shift", "bias_q"):
+            if key not in p:
+                raise unsupported(node, f"not quantized (no {key!r})")
+        kernel = np.asarray(p["kernel_q"], np.int64)
+        channels = int(node.shape[-1])
+        if kernel.min(initial=0) < -128 or kernel.max(initial=0) > 127:
+            raise unsupported(node, "weights outside int8")
+        shift = np.asarray(p["shift"], np.int64)
+        multiplier = np.asarray(p["multiplier"], np.int64)
+        bias = np.asarray(p["bias_q"], np.int64)
+        for key, values in (("multiplier", multiplier), ("shift", shift)):
+            if values.shape != (channels,):
+                raise unsupported(node, f"{key} of shape {values.shape}")
+        if bias.shape != (channels,):
+            raise unsupported(node, f"bias_q of shape {bias.shape}")
+        if shift.min() < 1 or shift.max() > 62:
+            raise unsupported(node, "requantization shifts outside [1, 62]")
+        if multiplier.min() < 0 or multiplier.max() > _INT32_MAX:
+            raise unsupported(node, "multipliers outside [0, 2^31)")
+        if np.abs(bias).max() > _INT32_MAX:
+            raise unsupported(node, "biases beyond int32")
+        in_shape = tuple(src.node.shape)
+        if node.op == "conv2d":
+            if len(in_shape) != 3 or kernel.ndim != 4:
+                raise unsupported(node, "conv2d needs (H, W, C) inputs")
+            if kernel.shape[2:] != (in_shape[2], channels):
+                raise unsupported(node, f"kernel shape {kernel.shape}")
+            pads(node, in_shape, kernel.shape[:2])
+            fan_in = np.abs(kernel).reshape(-1, channels).sum(axis=0)
+        elif node.op == "dense":
+            if len(in_shape) != 1 or kernel.shape != (in_shape[0], channels):
+                raise unsupported(
+                    node, f"kernel {kernel.shape} for input {in_shape}"
+                )
+            fan_in = np.abs(kernel).sum(axis=0)
+        else:
+            if kernel.shape != (channels,) or in_shape != tuple(node.shape):
+                raise unsupported(node, f"kernel shape {kernel.shape}")
+            fan_in = np.abs(kernel)
+        # |acc| <= sum |W| max|x| must hold in int32 (the reference uses
+        # int64; the product acc * m then always fits in int64).
+        bound = int(fan_in.max(initial=0)) * max(abs(src.lo), abs(src.hi))
+        if bound > _INT32_MAX:
+            raise unsupported(
+                node,
+                f"its accumulator can reach {bound}, beyond int32 (inputs in "
+                f"[{src.lo}, {src.hi}]); split the layer",
+            )

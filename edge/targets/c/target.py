@@ -1,0 +1,185 @@
+"""The `"c"` target of `edge.export`: C sources, proven on gcc and QEMU."""
+
+import os
+import tempfile
+
+import numpy as np
+
+from edge import integer
+from edge import reference
+from edge.errors import ConsumerError
+from edge.targets.c import toolchain
+from edge.targets.c.codegen import generate
+from edge.targets.c.harness import generate_harness
+from edge.targets.c.harness import read_outputs
+
+HOST_SAMPLES = 512  # evaluation samples export_target runs on the host
+QEMU_SAMPLES = 64  # ... and under QEMU (TCG emulation is slower)
+COUNT_SAMPLES = 4  # inferences averaged by the instruction count
+
+
+def count_instructions(qgraph, x, directory, name="model", timeout=300):
+    """Executed Cortex-M4 instructions per inference (reset + `T` steps).
+
+    Method: QEMU 7.2 (Debian 12) runs the quiet harness with `-singlestep
+    -d exec,nochain`, which logs one line per executed instruction; the
+    harness is built twice, running 0 and `len(x)` samples, and the
+    difference of the two counts divided by `len(x)` is the cost of one
+    inference (start-up and printing cancel out). These are instruction
+    counts, not cycles; the cost is input dependent (event-driven layers
+    skip silent inputs), hence the mean over `x`.
+
+    Args:
+        qgraph: the `QuantizedGraph`.
+        x: a few float inputs (2 to 8).
+        directory: build folder.
+        name: C name of the model.
+        timeout: seconds allowed per QEMU run.
+
+    Returns:
+        Mean instructions per inference (int).
+
+    Example:
+
+    >>> count_instructions(qgraph, x_test[:4], "build/c")
+    """
+    counts = []
+    for runs in (0, len(x)):
+        files = generate(qgraph, name) | generate_harness(
+            qgraph, x, name, runs=runs, quiet=True
+        )
+        elf = toolchain.build_cortex_m4(
+            files, directory, f"{name}_count{runs}.elf"
+        )
+        counts.append(toolchain.count_trace(elf, directory, timeout))
+    return int(round((counts[1] - counts[0]) / len(x)))
+
+
+def run_c(qgraph, x, directory, platform="host", name="model", timeout=120):
+    """Generates, builds and runs the C runtime on `x`; raw per-step outputs.
+
+    Args:
+        qgraph: the `QuantizedGraph`.
+        x: float inputs as for `edge.integer.run_integer`.
+        directory: build folder.
+        platform: `"host"`, `"host-sanitize"` or `"cortex-m4"` (QEMU).
+        name: C name of the model.
+        timeout: seconds allowed for the run.
+
+    Returns:
+        `(raw, path)`: the integer outputs `(N, T, *output_shape)`, which
+        must equal `edge.integer.run_integer(qgraph, x)[1]`, and the
+        executable.
+
+    Example:
+
+    >>> raw, _ = run_c(qgraph, x_test[:16], "build/c", "cortex-m4")
+    """
+    files = generate(qgraph, name) | generate_harness(qgraph, x, name)
+    if platform == "cortex-m4":
+        path = toolchain.build_cortex_m4(files, directory)
+        text = toolchain.run_qemu(path, timeout)
+    elif platform in ("host", "host-sanitize"):
+        path = toolchain.build_host(
+            files, directory, platform == "host-sanitize"
+        )
+        text = toolchain.run_host(path, timeout)
+    else:
+        raise ValueError(
+            "Argument `platform` must be 'host', 'host-sanitize' or "
+            f"'cortex-m4'. Received: platform={platform!r}"
+        )
+    return read_outputs(text, qgraph, len(x)), path
+
+
+def _scores(qgraph, raw):
+    values = [raw[:, t] * qgraph.output_scale for t in range(raw.shape[1])]
+    return reference.aggregate(values, qgraph.graph.aggregate)
+
+
+def _fraction_equal(a, b):
+    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+
+
+def export_target(context):
+    """The `"c"` target of `edge.export`: C sources, proven on gcc and QEMU.
+
+    Generates the C runtime of `context.qgraph`, builds it with the host
+    gcc and with `arm-none-eabi-gcc` for Cortex-M4, runs both (the host on
+    the first `HOST_SAMPLES` evaluation inputs, QEMU on the first
+    `QEMU_SAMPLES`), and requires their per-step outputs to equal
+    `edge.integer.run_integer` bit for bit. Files go to `context.files` as
+    `c/<file>` only after every check has passed.
+
+    Args:
+        context: an `edge.exporter.ExportContext`.
+
+    Returns:
+        Rows `"c-host"` (gcc x86-64) and `"c-cortex-m4"` (QEMU mps2-an386);
+        checks: `bit_exact`, `samples`, and for Cortex-M4 `flash_bytes`,
+        `ram_bytes` (the model's object: code, weights, state, buffers; no
+        stack) and `instructions_per_inference`.
+
+    Raises:
+        UnsupportedLayerError: a node the C runtime cannot express.
+        ConsumerError: a toolchain is missing, a build or run fails, or an
+            output differs from the integer reference.
+    """
+    qgraph = context.qgraph
+    files = generate(qgraph)  # refuses unsupported nodes first
+    rows = []
+    labels = None if context.labels is None else np.asarray(context.labels)
+    with tempfile.TemporaryDirectory(prefix="edge-c-") as directory:
+        for target, consumer, platform, limit in (
+            ("c-host", "gcc x86-64", "host", HOST_SAMPLES),
+            ("c-cortex-m4", "QEMU mps2-an386", "cortex-m4", QEMU_SAMPLES),
+        ):
+            x = context.x[:limit]
+            raw, _ = run_c(
+                qgraph, x, os.path.join(directory, platform), platform
+            )
+            expected = integer.run_integer(qgraph, x)[1]
+            if raw.shape != expected.shape or not np.array_equal(raw, expected):
+                wrong = (
+                    int(np.sum(raw != expected))
+                    if raw.shape == expected.shape
+                    else raw.shape
+                )
+                raise ConsumerError(
+                    f"The C runtime of '{qgraph.graph.name}' on {consumer} "
+                    "does not equal the integer reference bit for bit "
+                    f"({wrong} values differ)."
+                )
+            scores = _scores(qgraph, raw)
+            checks = {"bit_exact": True, "samples": len(x)}
+            if platform == "cortex-m4":
+                size = toolchain.model_size_cortex_m4(files, directory)
+                checks["flash_bytes"] = size["flash"]
+                checks["ram_bytes"] = size["ram"]
+                checks["instructions_per_inference"] = count_instructions(
+                    qgraph, x[:COUNT_SAMPLES], directory
+                )
+            rows.append(
+                _row(context, target, consumer, scores, labels, len(x), checks)
+            )
+    for file, text in files.items():
+        context.files[f"c/{file}"] = text.encode()
+    return rows
+
+
+def _row(context, target, consumer, scores, labels, n, checks):
+    from edge.exporter import ArtefactReport
+
+    ops = sorted({node.op for node in context.qgraph.graph.nodes[1:]})
+    return ArtefactReport(
+        target,
+        consumer,
+        path="c/model.c",
+        ops=ops,
+        accuracy=None
+        if labels is None
+        else float(np.mean(np.argmax(scores, -1) == labels[:n])),
+        agreement=_fraction_equal(scores, context.keras_out[:n]),
+        max_abs_diff=float(np.max(np.abs(scores - context.int_out[:n]))),
+        checks=checks,
+    )
