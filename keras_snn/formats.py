@@ -96,6 +96,21 @@ def describe(head, path=None):
     return None, False
 
 
+def looks_like(data, path=None):
+    """The clause a refusal appends to name what a file seems to be.
+
+    Args:
+        data: the file's bytes, or its first `HEAD_BYTES` of them.
+        path: optional, the file (see `describe`).
+
+    Returns:
+        `" (it looks like a PNG image)"` for a recognised format, else
+        `""`.
+    """
+    description, _ = describe(data[:HEAD_BYTES], path)
+    return f" (it looks like {description})" if description else ""
+
+
 def _zip_kind(path):
     try:
         with zipfile.ZipFile(path) as archive:

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from keras_snn.datasets import events as ev
+from keras_snn import datasets as ev
 from keras_snn.datasets import saccade
 
 # ----------------------------------------------------------------------------

@@ -3,24 +3,26 @@
 `static`: image data sets (digits, MNIST, Fashion-MNIST, CIFAR-10) as NumPy
 arrays or `tf.data` pipelines.
 
-`events`: event streams of neuromorphic sensors: N-MNIST, AEDAT 2.0
-(CIFAR10-DVS) and AEDAT 3.1 (DVS128 Gesture) readers and writers,
-`events_to_frames` and the `event_dataset` pipeline.
+Event streams of neuromorphic sensors: `events` (the event array,
+`make_events`), one module per file format with its reader and writer
+(`nmnist`: N-MNIST / N-Caltech101; `aedat2`: AEDAT 2.0, CIFAR10-DVS;
+`aedat31`: AEDAT 3.1, DVS128 Gesture), `frames` (`events_to_frames`) and
+`event_pipeline` (the `event_dataset` tf.data pipeline).
 
 `saccade`: static images to N-MNIST-like event streams (`image_to_events`,
 `convert_images`).
 """
 
+from keras_snn.datasets.aedat2 import read_aedat2
+from keras_snn.datasets.aedat2 import write_aedat2
+from keras_snn.datasets.aedat31 import read_aedat31
+from keras_snn.datasets.aedat31 import write_aedat31
+from keras_snn.datasets.event_pipeline import event_dataset
 from keras_snn.datasets.events import EVENT_DTYPE
-from keras_snn.datasets.events import event_dataset
-from keras_snn.datasets.events import events_to_frames
 from keras_snn.datasets.events import make_events
-from keras_snn.datasets.events import read_aedat2
-from keras_snn.datasets.events import read_aedat31
-from keras_snn.datasets.events import read_nmnist
-from keras_snn.datasets.events import write_aedat2
-from keras_snn.datasets.events import write_aedat31
-from keras_snn.datasets.events import write_nmnist
+from keras_snn.datasets.frames import events_to_frames
+from keras_snn.datasets.nmnist import read_nmnist
+from keras_snn.datasets.nmnist import write_nmnist
 from keras_snn.datasets.saccade import convert_images
 from keras_snn.datasets.saccade import image_to_events
 from keras_snn.datasets.saccade import read_converted

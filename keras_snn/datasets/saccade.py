@@ -52,10 +52,10 @@ import numpy as np
 
 from keras_snn import fileio
 from keras_snn import functional
+from keras_snn.datasets.aedat2 import write_aedat2
+from keras_snn.datasets.aedat31 import write_aedat31
 from keras_snn.datasets.events import EVENT_DTYPE
-from keras_snn.datasets.events import write_aedat2
-from keras_snn.datasets.events import write_aedat31
-from keras_snn.datasets.events import write_nmnist
+from keras_snn.datasets.nmnist import write_nmnist
 from keras_snn.functional import validate_number
 from keras_snn.functional import validate_positive
 
