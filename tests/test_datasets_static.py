@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from keras_snn import datasets
-from keras_snn.datasets import static
+from keras_snn.datasets import sources
+from keras_snn.datasets import tfds_fallback
 
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -29,7 +30,7 @@ IDX_NAMES = (
 
 @pytest.fixture(autouse=True)
 def _no_data_dir_env(monkeypatch):
-    monkeypatch.delenv(static.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
 
 
 def idx_bytes(array, code=0x08):
@@ -99,14 +100,14 @@ def fake_cifar(folder, per_batch=2, n_test=3, seed=0, archive=False):
 
 def offline(monkeypatch, installed=True):
     """tfds installed (or not), nothing prepared, the probe fails."""
-    monkeypatch.setattr(static, "_tfds_installed", lambda: installed)
-    monkeypatch.setattr(static, "_tfds_prepared", lambda name: False)
-    monkeypatch.setattr(static, "_network_available", lambda: False)
+    monkeypatch.setattr(tfds_fallback, "_tfds_installed", lambda: installed)
+    monkeypatch.setattr(tfds_fallback, "_tfds_prepared", lambda name: False)
+    monkeypatch.setattr(tfds_fallback, "_network_available", lambda: False)
 
     def no_tfds(name, download):
         raise AssertionError("tfds must not be called offline")
 
-    monkeypatch.setattr(static, "_tfds_load", no_tfds)
+    monkeypatch.setattr(tfds_fallback, "_tfds_load", no_tfds)
 
 
 # --------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def test_fashion_mnist_from_data_dir(tmp_path, gz):
 def test_environment_variable_and_subfolder(tmp_path, monkeypatch):
     x_tr, _, _, _ = fake_mnist(tmp_path / "fashion-mnist", seed=1)
     fake_mnist(tmp_path / "mnist", seed=2)
-    monkeypatch.setenv(static.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
     (a, _), _ = datasets.load_arrays("fashion_mnist")
     np.testing.assert_array_equal(a[..., 0] * 255, x_tr)
     (m, _), _ = datasets.load_arrays("mnist")
@@ -213,7 +214,7 @@ def test_environment_variable_and_subfolder(tmp_path, monkeypatch):
 def test_data_dir_wins_over_environment(tmp_path, monkeypatch):
     x_tr, _, _, _ = fake_mnist(tmp_path / "arg", seed=3)
     fake_mnist(tmp_path / "env", seed=4)
-    monkeypatch.setenv(static.DATA_DIR_ENV, str(tmp_path / "env"))
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "env"))
     (a, _), _ = datasets.load_arrays("mnist", data_dir=tmp_path / "arg")
     np.testing.assert_array_equal(a[..., 0] * 255, x_tr)
 
@@ -221,7 +222,7 @@ def test_data_dir_wins_over_environment(tmp_path, monkeypatch):
 def test_debian_folder_is_searched(tmp_path, monkeypatch):
     x_tr, _, _, _ = fake_mnist(tmp_path / "debian", seed=5)
     monkeypatch.setattr(
-        static,
+        sources,
         "_DEBIAN_DIRS",
         {"fashion_mnist": ((str(tmp_path / "debian"), "dataset-x"),)},
     )
@@ -240,7 +241,7 @@ def test_no_data_and_no_network_fails_at_once(tmp_path, monkeypatch, installed):
     message = str(err.value)
     assert str(tmp_path) in message
     assert "train-images-idx3-ubyte" in message
-    assert static.DATA_DIR_ENV in message and "data_dir" in message
+    assert datasets.DATA_DIR_ENV in message and "data_dir" in message
     assert "pip install tensorflow-datasets" in message
     if installed:
         assert "did not answer" in message
@@ -251,7 +252,7 @@ def test_no_data_and_no_network_fails_at_once(tmp_path, monkeypatch, installed):
 def test_fashion_mnist_message_names_the_debian_package(tmp_path, monkeypatch):
     offline(monkeypatch)
     monkeypatch.setattr(
-        static,
+        sources,
         "_DEBIAN_DIRS",
         {
             "fashion_mnist": (
@@ -308,7 +309,7 @@ def test_empty_split_from_tfds_is_refused(tmp_path, monkeypatch):
     fake_tfds(monkeypatch, prepared=True, network=False)
     empty = (np.zeros((0, 28, 28, 1), np.uint8), np.zeros(0, np.int64))
     monkeypatch.setattr(
-        static, "_tfds_load", lambda name, download: (empty, empty)
+        tfds_fallback, "_tfds_load", lambda name, download: (empty, empty)
     )
     with pytest.raises(
         ValueError, match="training split of 'mnist' .*tensorflow-datasets"
@@ -349,10 +350,10 @@ def fake_tfds(monkeypatch, prepared, network):
         calls.append("probe")
         return network
 
-    monkeypatch.setattr(static, "_tfds_installed", lambda: True)
-    monkeypatch.setattr(static, "_tfds_prepared", lambda name: prepared)
-    monkeypatch.setattr(static, "_network_available", probe)
-    monkeypatch.setattr(static, "_tfds_load", load)
+    monkeypatch.setattr(tfds_fallback, "_tfds_installed", lambda: True)
+    monkeypatch.setattr(tfds_fallback, "_tfds_prepared", lambda name: prepared)
+    monkeypatch.setattr(tfds_fallback, "_network_available", probe)
+    monkeypatch.setattr(tfds_fallback, "_tfds_load", load)
     return calls
 
 
@@ -380,22 +381,24 @@ def test_local_files_come_before_tfds(tmp_path, monkeypatch):
 
 def test_tfds_prepared_looks_in_tfds_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    assert not static._tfds_prepared("mnist")
+    assert not tfds_fallback._tfds_prepared("mnist")
     (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
-    assert static._tfds_prepared("mnist")
+    assert tfds_fallback._tfds_prepared("mnist")
 
 
 def test_network_probe_on_loopback():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
-        assert static._network_available(server.getsockname(), timeout=2.0)
+        assert tfds_fallback._network_available(
+            server.getsockname(), timeout=2.0
+        )
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         address = unused.getsockname()
     start = time.perf_counter()
-    assert not static._network_available(address, timeout=0.5)
+    assert not tfds_fallback._network_available(address, timeout=0.5)
     assert time.perf_counter() - start < 1.0
 
 
