@@ -8,6 +8,8 @@ the synaptic node, `W' = f W`, `B' = f (B - mean) + beta` with
 the one implementation of Eq. 9-10). A batch norm that cannot be folded
 (for example on a residual shortcut of spikes) becomes a per-channel
 `affine` node `y = scale * x + offset`, which every exporter can express.
+Both use `keras_snn.fixed_point.batch_norm_factor` and
+`batch_norm_affine`, the one definition of `f` and of the folded bias.
 
 `check_fusion(graph, fused, x)` proves the fused graph computes the same
 currents as the original: it runs the original graph, feeds each fused
@@ -20,6 +22,7 @@ import numpy as np
 
 from edge import reference
 from edge.errors import ExportError
+from keras_snn import fixed_point
 from keras_snn import functional
 
 __all__ = ["FUSION_TOLERANCE", "check_fusion", "fuse"]
@@ -83,16 +86,16 @@ def fuse(graph):
             target.params.setdefault("folded", []).append(node.name)
             renamed[node.name] = target.name
             continue
-        factor = (
-            p["scale"]
-            * (1.0 if p["gamma"] is None else p["gamma"])
-            / np.sqrt(p["variance"] + p["epsilon"])
+        factor = fixed_point.batch_norm_factor(
+            p["gamma"], p["variance"], p["epsilon"], p["scale"]
         )
-        beta = 0.0 if p["beta"] is None else p["beta"]
+        offset = fixed_point.batch_norm_affine(
+            0.0, np.asarray(p["mean"], "float64"), p["beta"], factor
+        )
         node.op = "affine"
         node.params = {
             "scale": np.asarray(factor, "float64"),
-            "offset": np.asarray(beta - p["mean"] * factor, "float64"),
+            "offset": np.asarray(offset, "float64"),
         }
         kept.append(node)
     fused = graph.replace(kept)

@@ -30,6 +30,8 @@ Arithmetic, per time step (all values integers):
   its output is `u`.
 
 Outputs are integers in the output scale `s_out`; `dequantize` gives floats.
+The rounding, shift and saturation functions are those of
+`keras_snn.fixed_point` (re-exported here), their one definition.
 """
 
 import numpy as np
@@ -37,6 +39,11 @@ import numpy as np
 from edge import kernels
 from edge import reference
 from keras_snn import functional
+from keras_snn.fixed_point import DECAY_BITS
+from keras_snn.fixed_point import requantize
+from keras_snn.fixed_point import round_half_away
+from keras_snn.fixed_point import rshift_round
+from keras_snn.fixed_point import saturate
 
 __all__ = [
     "DECAY_BITS",
@@ -47,38 +54,6 @@ __all__ = [
     "run_integer",
     "saturate",
 ]
-
-DECAY_BITS = 15
-
-
-def round_half_away(x):
-    """Rounds to the nearest integer, halves away from zero (int64)."""
-    x = np.asarray(x, np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
-
-
-def rshift_round(z, shift):
-    """`(z + 2^(shift-1)) >> shift`: divide by `2^shift`, halves rounding up.
-
-    `shift` may be an array (per channel); every value must be >= 1.
-    """
-    z = np.asarray(z, np.int64)
-    shift = np.asarray(shift, np.int64)
-    return (z + (np.int64(1) << (shift - 1))) >> shift
-
-
-def requantize(acc, multiplier, shift):
-    """`rshift_round(acc * multiplier, shift)` in int64 (per channel)."""
-    return rshift_round(
-        np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64), shift
-    )
-
-
-def saturate(x, bits):
-    """Clips to the signed `bits`-bit range."""
-    limit = (1 << (bits - 1)) - 1
-    return np.clip(x, -limit - 1, limit)
-
 
 class FixedPointDecay:
     """The decay factor in Q15, multiplying like a number in `neuron_step`.

@@ -103,6 +103,8 @@ from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from keras_snn import fileio
 from keras_snn import functional
+from keras_snn.fixed_point import quantize_threshold
+from keras_snn.fixed_point import round_half_away
 
 __all__ = [
     "LAVA_SAMPLES",
@@ -239,12 +241,6 @@ def _refuse(node, reason):
     )
 
 
-def _round(x):
-    """Rounds halves away from zero (as `edge.integer.round_half_away`)."""
-    x = np.asarray(x, np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
-
-
 def _symmetric_padding(node, padding, size, kernel, stride):
     """NetX's `(ph, pw)` for Keras padding, or a refusal."""
     if padding == "valid":
@@ -288,7 +284,7 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
         )
     if not threshold > 0:
         raise _refuse(neuron, f"threshold {threshold} is not > 0")
-    v_decay = int(_round((1.0 - decay) * DECAY_UNITY))
+    v_decay = int(round_half_away((1.0 - decay) * DECAY_UNITY))
     if not 0 <= v_decay <= V_DECAY_MAX:
         raise _refuse(
             neuron,
@@ -296,8 +292,8 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
             f"range [0, {V_DECAY_MAX}]",
         )
     scale, n = _layer_scale(node, weight, bias, threshold)
-    weight_q = 2 * _round(scale * np.asarray(weight) / 2)
-    bias_q = _round(scale * np.asarray(bias))
+    weight_q = 2 * round_half_away(scale * np.asarray(weight, np.float64) / 2)
+    bias_q = round_half_away(scale * np.asarray(bias, np.float64))
     largest = int(np.max(np.abs(weight_q)))
     if largest > WEIGHT_LIMIT:
         step = float(np.max(np.abs(weight))) / WEIGHT_LIMIT
@@ -310,8 +306,12 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
             f"{largest}, outside [{WEIGHT_MIN}, {WEIGHT_MAX}]; retrain with "
             "smaller weights or a larger threshold",
         )
-    # Integer potentials (vDecay = 0): u >= n  <=>  v > (n - 1) << 6.
-    threshold_q = n - 1 if v_decay == 0 else n
+    # `theta` in steps of `theta / n` is `n`. Loihi compares
+    # `v > vThMant << 6`; with integer potentials (vDecay = 0)
+    # u >= n  <=>  v > (n - 1) << 6.
+    threshold_q = quantize_threshold(
+        threshold, threshold / n, strict=v_decay == 0
+    )
     return LoihiLayer(
         name=node.name,
         kind="conv" if node.op == "conv2d" else "dense",

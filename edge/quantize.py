@@ -18,19 +18,26 @@ arithmetic of:
   with `m[c] / 2^n[c] = s_x s_w[c] / s_y` (`m` in [2^30, 2^31));
 - the output in its own scale `s_out = max|y| / (2^(B-1) - 1)`.
 
+`round` is `keras_snn.fixed_point.round_half_away` (ties away from zero)
+everywhere, and the multiplier is `fixed_point.quantize_multiplier_shift`
+(re-exported here as `quantize_multiplier`): the constants are rounded by
+the functions of `keras_snn.fixed_point`, their one definition.
+
 Spikes are the integers 0/1 (scale 1); an average pool outputs window sums,
 so the next layer's input scale is `1 / (kh kw)`.
 """
 
 import dataclasses
-import math
 
 import numpy as np
 
-from edge import integer
 from edge import reference
 from edge.errors import CalibrationError
 from edge.errors import UnsupportedLayerError
+from keras_snn import fixed_point
+from keras_snn.fixed_point import (
+    quantize_multiplier_shift as quantize_multiplier,
+)
 
 __all__ = [
     "QuantizedGraph",
@@ -74,29 +81,6 @@ class QuantizedGraph:
     def node(self, name):
         """The node called `name`."""
         return self.graph.node(name)
-
-
-def quantize_multiplier(real):
-    """`(m, n)` with `m / 2^n == real` to 31 bits, `2^30 <= m < 2^31`.
-
-    Raises:
-        ValueError: `real` is not positive, or needs a shift outside
-            [1, 62] (a scale ratio beyond what int64 products hold).
-    """
-    if not real > 0:
-        raise ValueError(f"A requantization scale must be > 0: got {real}")
-    mantissa, exponent = math.frexp(real)  # real = mantissa * 2**exponent
-    m = round(mantissa * (1 << 31))
-    shift = 31 - exponent
-    if m == 1 << 31:
-        m //= 2
-        shift -= 1
-    if not 1 <= shift <= 62:
-        raise ValueError(
-            f"The scale ratio {real:g} cannot be expressed with a shift in "
-            "[1, 62]."
-        )
-    return m, shift
 
 
 def check_numbers(data, name="calibration_data"):
@@ -159,7 +143,8 @@ def _weights_int8(kernel):
     flat = np.abs(kernel).reshape(-1, kernel.shape[-1])
     scale = flat.max(axis=0) / 127.0
     scale = np.where(scale > 0, scale, 1.0)
-    return np.clip(integer.round_half_away(kernel / scale), -127, 127), scale
+    kernel_q = fixed_point.round_half_away(kernel / scale)
+    return np.clip(kernel_q, -127, 127), scale
 
 
 def _max_abs(values):
@@ -267,10 +252,10 @@ def quantize(graph, calibration_data, state_bits=16):
         elif node.op == "add":
             scales[node.name] = domains[node.name]
         elif node.op in STATEFUL:
-            p["decay_q"] = int(round(p["decay"] * (1 << integer.DECAY_BITS)))
+            p["decay_q"] = fixed_point.quantize_decay(p["decay"])
             if node.op == "neuron":
-                p["threshold_q"] = int(
-                    integer.round_half_away(p["threshold"] / p["scale"])
+                p["threshold_q"] = fixed_point.quantize_threshold(
+                    p["threshold"], p["scale"]
                 )
                 scales[node.name] = 1.0
             else:
@@ -345,7 +330,7 @@ def _quantize_synaptic(node, input_scale, output_scale):
     p["weight_scale"] = weight_scale
     p["multiplier"] = np.array([m for m, _ in multipliers], np.int64)
     p["shift"] = np.array([n for _, n in multipliers], np.int64)
-    p["bias_q"] = integer.round_half_away(
+    p["bias_q"] = fixed_point.round_half_away(
         np.broadcast_to(bias, kernel_q.shape[-1:]) / output_scale
     )
     p["scale"] = output_scale

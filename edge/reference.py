@@ -17,6 +17,7 @@ import numpy as np
 
 from edge import kernels
 from edge.errors import CalibrationError
+from keras_snn import fixed_point
 from keras_snn import functional
 
 __all__ = ["aggregate", "input_steps", "run_float", "simulate"]
@@ -143,10 +144,10 @@ def apply_float(node, inputs, state):
 def batch_norm(x, p):
     """Inference batch norm `scale * gamma (x - mean)/sqrt(var+eps) + beta`
     (Zheng et al. 2021, Eq. 8 with the moving statistics)."""
-    gamma = 1.0 if p["gamma"] is None else p["gamma"]
-    beta = 0.0 if p["beta"] is None else p["beta"]
-    factor = p["scale"] * gamma / np.sqrt(p["variance"] + p["epsilon"])
-    return (x - p["mean"]) * factor + beta
+    factor = fixed_point.batch_norm_factor(
+        p["gamma"], p["variance"], p["epsilon"], p["scale"]
+    )
+    return fixed_point.batch_norm_affine(x, p["mean"], p["beta"], factor)
 
 
 def run_float(graph, x, timesteps=None, record=False):

@@ -3,10 +3,13 @@
 `TFLiteIntegerReference` reads a `.tflite` flatbuffer and runs its operators
 with the integer arithmetic of the TFLite-Micro (TFLM) reference kernels, so
 that an exported int8 model can be checked bit for bit without a device and
-without trusting any one runtime. It is the "integer reference" of `edge`.
+without trusting any one runtime. It is the "TFLM emulator" of `edge`'s
+reports, distinct from the integer reference `edge.integer` (the arithmetic
+of the C runtime and Loihi).
 
 Arithmetic reproduced (TFLM `tensorflow/lite/kernels/internal` and
-`tensorflow/lite/micro/kernels`, read at commit `90b983c2`):
+`tensorflow/lite/micro/kernels`, read at commit `90b983c2`), with the
+fixed-point functions of `keras_snn.fixed_point`:
 
 - `QuantizeMultiplier` (`quantization_util.cc`): a real multiplier becomes a
   Q31 significand and a power-of-two exponent, rounded with `std::round`.
@@ -71,13 +74,15 @@ outputs = ref.run([x_q, *states_q])
 ```
 """
 
-import math
+import functools
 import os
 
 import numpy as np
 
-_INT32_MIN = -(2**31)
-_INT32_MAX = 2**31 - 1
+from keras_snn.fixed_point import multiply_by_quantized_multiplier
+from keras_snn.fixed_point import quantize_multiplier
+from keras_snn.fixed_point import round_half_away
+from keras_snn.fixed_point import wrap_int32
 
 _TARGETS = ("tflm", "litert")
 
@@ -88,121 +93,9 @@ _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 
 
 # ---------------------------------------------------------------------------
-# Fixed-point primitives.
+# Fixed-point primitives: `keras_snn.fixed_point` (`quantize_multiplier`,
+# `multiply_by_quantized_multiplier`, `round_half_away`, `wrap_int32`).
 # ---------------------------------------------------------------------------
-
-
-def _round_half_away(x):
-    """Rounds half away from zero, as C's `round` / TFLite's `TfLiteRound`."""
-    x = np.asarray(x)
-    whole = np.trunc(x)
-    # `x - trunc(x)` is exact in binary floating point, so no tie is lost
-    # the way `floor(x + 0.5)` loses some.
-    away = np.abs(x - whole) >= 0.5
-    return whole + np.where(away, np.sign(x), 0).astype(x.dtype)
-
-
-def _quantize_multiplier(real_multiplier):
-    """Splits a real multiplier into a Q31 significand and an exponent.
-
-    Reproduces `tflite::QuantizeMultiplier` (quantization_util.cc, build
-    without `TFLITE_EMULATE_FLOAT` or `TFLITE_SINGLE_ROUNDING`):
-    `real = significand * 2**(shift - 31)`, significand in `[2**30, 2**31)`.
-
-    Args:
-        real_multiplier: float, the multiplier (a Python float is a C
-            double).
-
-    Returns:
-        Tuple `(significand, shift)` of Python ints.
-    """
-    real_multiplier = float(real_multiplier)
-    if real_multiplier == 0.0:
-        return 0, 0
-    fraction, shift = math.frexp(real_multiplier)
-    q_fixed = int(_round_half_away(np.float64(fraction * (1 << 31))))
-    if q_fixed == 1 << 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        shift, q_fixed = 0, 0
-    return q_fixed, shift
-
-
-def _wrap_int32(x):
-    """Two's-complement wrap of int64 values to int32, kept as int64."""
-    return np.asarray(x, np.int64).astype(np.int32).astype(np.int64)
-
-
-def _saturating_rounding_doubling_high_mul(a, b):
-    """Reproduces gemmlowp `SaturatingRoundingDoublingHighMul` on int32.
-
-    Returns the high 32 bits of `2 * a * b`, rounded to nearest with ties
-    toward +infinity (the nudge is `2**30` or `1 - 2**30` before a division
-    that truncates toward zero), saturating the single overflow case
-    `a == b == INT32_MIN`.
-    """
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    # C++ integer division truncates toward zero.
-    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
-    overflow = (a == b) & (a == _INT32_MIN)
-    return np.where(overflow, _INT32_MAX, high).astype(np.int64)
-
-
-def _rounding_divide_by_pot(x, exponent):
-    """Reproduces gemmlowp `RoundingDivideByPOT`: `x / 2**exponent`.
-
-    Rounds to nearest with ties away from zero; `exponent` in `[0, 31]`.
-    """
-    x = np.asarray(x, np.int64)
-    exponent = np.asarray(exponent, np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
-def _multiply_by_quantized_multiplier(x, multiplier, shift):
-    """Reproduces `tflite::MultiplyByQuantizedMultiplier(int32_t, ...)`.
-
-    Double-rounding version (common.cc): a left shift for positive `shift`,
-    `SaturatingRoundingDoublingHighMul` by the Q31 `multiplier`, then
-    `RoundingDivideByPOT` for negative `shift`. For `shift <= 0` this is also
-    `MultiplyByQuantizedMultiplierSmallerThanOneExp` (common.h).
-    `multiplier` and `shift` broadcast against `x` (per-channel use).
-
-    Args:
-        x: int array holding int32 values.
-        multiplier: int or int array, Q31 significands.
-        shift: int or int array, exponents.
-
-    Returns:
-        int64 array holding the int32 results.
-    """
-    shift = np.asarray(shift, np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = _wrap_int32(np.asarray(x, np.int64) << left)
-    high = _saturating_rounding_doubling_high_mul(shifted, multiplier)
-    return _rounding_divide_by_pot(high, right)
-
-
-def _multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift):
-    """`MultiplyByQuantizedMultiplier` as built with `TFLITE_SINGLE_ROUNDING`.
-
-    One rounding (common.cc, `#if TFLITE_SINGLE_ROUNDING` branch):
-    `(x * multiplier + 2**(30 - shift)) >> (31 - shift)`, i.e. ties round
-    up. LiteRT's reference FULLY_CONNECTED rounds this way (measured, see
-    the module docstring).
-    """
-    x = np.asarray(x, np.int64)
-    total_shift = 31 - np.asarray(shift, np.int64)
-    nudge = np.int64(1) << (total_shift - 1)
-    product = x * np.asarray(multiplier, np.int64) + nudge
-    return _wrap_int32(product >> total_shift)
 
 
 def _float_quantize(x, scale, zero_point, dtype):
@@ -213,7 +106,7 @@ def _float_quantize(x, scale, zero_point, dtype):
     """
     info = np.iinfo(dtype)
     x = np.asarray(x, np.float32)
-    scaled = _round_half_away(x / np.float32(scale))
+    scaled = round_half_away(x / np.float32(scale), None)
     # Clip before the integer cast: a C cast of an out-of-range float is
     # undefined; this keeps NaN-free inputs well defined.
     scaled = np.clip(scaled, -(2.0**31), 2.0**31 - 256)
@@ -384,7 +277,7 @@ def _activation_range_quantized(op, output):
     lo, hi = int(info.min), int(info.max)
 
     def q(value):
-        scaled = _round_half_away(np.float32(value) / output.s)
+        scaled = round_half_away(np.float32(value) / output.s, None)
         return output.zp + int(scaled)
 
     if code == 0:
@@ -479,10 +372,10 @@ def _prepare_add_sub(op):
     def eval_int8(a, b):
         x1 = (a.astype(np.int64) - zp1) << left_shift
         x2 = (b.astype(np.int64) - zp2) << left_shift
-        x1 = _multiply_by_quantized_multiplier(x1, m1, sh1)
-        x2 = _multiply_by_quantized_multiplier(x2, m2, sh2)
-        raw = _wrap_int32(x1 - x2 if is_sub else x1 + x2)
-        raw = _multiply_by_quantized_multiplier(raw, mo, sho) + zpo
+        x1 = multiply_by_quantized_multiplier(x1, m1, sh1)
+        x2 = multiply_by_quantized_multiplier(x2, m2, sh2)
+        raw = wrap_int32(x1 - x2 if is_sub else x1 + x2)
+        raw = multiply_by_quantized_multiplier(raw, mo, sho) + zpo
         return [_finish(raw, out, (lo, hi))]
 
     return eval_int8
@@ -498,20 +391,20 @@ def _prepare_mul(op):
         return lambda a, b: [_finish(a * b, out, clamp)]
     if out.dtype in (np.int32, np.int64) and not out.scale.size:
         return lambda a, b: [
-            _finish(_wrap_int32(a.astype(np.int64) * b.astype(np.int64)), out)
+            _finish(wrap_int32(a.astype(np.int64) * b.astype(np.int64)), out)
         ]
     if not (_is_int8(in1) and _is_int8(in2) and _is_int8(out)):
         raise _unsupported(
             op, f"dtypes {in1.dtype}, {in2.dtype} -> {out.dtype}"
         )
     real = float(in1.s) * float(in2.s) / float(out.s)
-    mult, shift = _quantize_multiplier(real)
+    mult, shift = quantize_multiplier(real)
     lo, hi = _activation_range_quantized(op, out)
     zp1, zp2, zpo = in1.zp, in2.zp, out.zp
 
     def eval_int8(a, b):
         prod = (a.astype(np.int64) - zp1) * (b.astype(np.int64) - zp2)
-        raw = _multiply_by_quantized_multiplier(prod, mult, shift) + zpo
+        raw = multiply_by_quantized_multiplier(prod, mult, shift) + zpo
         return [_finish(raw, out, (lo, hi))]
 
     return eval_int8
@@ -543,7 +436,7 @@ def _multiplier_below_one(op, real, what):
             f"{real:.6g}, and TFLite accepts only 0 < value < 1 there "
             "(QuantizeMultiplierSmallerThanOneExp; TFLite-Micro aborts)."
         )
-    return _quantize_multiplier(real)
+    return quantize_multiplier(real)
 
 
 def _comparison_multiplier(op, tensor):
@@ -593,8 +486,8 @@ def _prepare_comparison(op):
     def eval_int8(a, b):
         x1 = (a.astype(np.int64) - zp1) << left_shift
         x2 = (b.astype(np.int64) - zp2) << left_shift
-        x1 = _multiply_by_quantized_multiplier(x1, m1, sh1)
-        x2 = _multiply_by_quantized_multiplier(x2, m2, sh2)
+        x1 = multiply_by_quantized_multiplier(x1, m1, sh1)
+        x2 = multiply_by_quantized_multiplier(x2, m2, sh2)
         return [_finish(compare(x1, x2), out)]
 
     return eval_int8
@@ -604,14 +497,15 @@ def _rescaling_relu(op, upper):
     """Requantizes input to output, then clamps to `[q(0), q(upper)]`."""
     inp, out = op.inputs[0], op.outputs[0]
     # The scale ratio is taken in float32, then widened.
-    mult, shift = _quantize_multiplier(float(np.float32(inp.s / out.s)))
+    mult, shift = quantize_multiplier(float(np.float32(inp.s / out.s)))
     lo, hi = max(-128, out.zp), 127
     if upper is not None:
-        hi = min(hi, out.zp + int(_round_half_away(np.float32(upper) / out.s)))
+        upper_q = round_half_away(np.float32(upper) / out.s, None)
+        hi = min(hi, out.zp + int(upper_q))
     zpi, zpo = inp.zp, out.zp
 
     def eval_relu(x):
-        raw = _multiply_by_quantized_multiplier(
+        raw = multiply_by_quantized_multiplier(
             x.astype(np.int64) - zpi, mult, shift
         )
         return [_finish(raw + zpo, out, (lo, hi))]
@@ -646,7 +540,7 @@ def _prepare_relu6(op):
         raise _unsupported(op, f"dtypes {inp.dtype} -> {out.dtype}")
     if op.target == "litert":
         return _rescaling_relu(op, 6.0)
-    six = int(_round_half_away(np.float32(6.0) / inp.s)) + inp.zp
+    six = int(round_half_away(np.float32(6.0) / inp.s, None)) + inp.zp
     six = min(max(six, -128), 127)
     zero = inp.zp
     return lambda x: [_finish(np.clip(x, zero, six), out)]
@@ -671,12 +565,12 @@ def _prepare_quantize(op):
         return lambda x: [_float_quantize(x, out.s, out.zp, out.dtype)]
     integer = (np.int8, np.int16, np.int32, np.uint8)
     if inp.dtype in integer and out.dtype in integer:
-        mult, shift = _quantize_multiplier(float(inp.s) / float(out.s))
+        mult, shift = quantize_multiplier(float(inp.s) / float(out.s))
         info = np.iinfo(out.dtype)
         zpi, zpo = inp.zp, out.zp
 
         def eval_requantize(x):
-            raw = _multiply_by_quantized_multiplier(
+            raw = multiply_by_quantized_multiplier(
                 x.astype(np.int64) - zpi, mult, shift
             )
             return [_finish(raw + zpo, out, (info.min, info.max))]
@@ -803,7 +697,7 @@ def _conv_multipliers(op, inp, weights, out, num_channels):
         raise _unsupported(op, f"{scales.size} weight scales")
     scales = np.broadcast_to(scales, (num_channels,))
     pairs = [
-        _quantize_multiplier(float(inp.s) * float(s) / float(out.s))
+        quantize_multiplier(float(inp.s) * float(s) / float(out.s))
         for s in scales
     ]
     mult = np.array([p[0] for p in pairs], np.int64)
@@ -818,11 +712,11 @@ def _requantize_accumulator(
     shift,
     out,
     clamp,
-    rescale=_multiply_by_quantized_multiplier,
+    rescale=multiply_by_quantized_multiplier,
 ):
-    acc = _wrap_int32(acc)
+    acc = wrap_int32(acc)
     if bias is not None:
-        acc = _wrap_int32(acc + bias.astype(np.int64))
+        acc = wrap_int32(acc + bias.astype(np.int64))
     raw = rescale(acc, mult, shift) + out.zp
     return _finish(raw, out, clamp)
 
@@ -960,16 +854,18 @@ def _prepare_fully_connected(op):
         raise _unsupported(op, "shuffled weights")
     quantized = _check_conv_types(op, inp, weights, bias, out)
     units, depth = weights.shape
-    rescale = _multiply_by_quantized_multiplier
+    rescale = multiply_by_quantized_multiplier
     if op.target == "litert":
-        rescale = _multiply_by_quantized_multiplier_single_rounding
+        rescale = functools.partial(
+            multiply_by_quantized_multiplier, single=True
+        )
     if quantized:
         if weights.scale.size > 1:
             mult, shift = _conv_multipliers(op, inp, weights, out, units)
             w_offset = 0
         else:
             product = float(np.float32(inp.s * weights.s))
-            mult, shift = _quantize_multiplier(product / float(out.s))
+            mult, shift = quantize_multiplier(product / float(out.s))
             w_offset = -weights.zp
         clamp = _activation_range_quantized(op, out)
     else:
@@ -1093,7 +989,7 @@ def _prepare_mean(op):
         quantized = False
     elif _is_int8(inp) and _is_int8(out):
         quantized = True
-        base_mult, base_shift = _quantize_multiplier(
+        base_mult, base_shift = quantize_multiplier(
             float(inp.s) / float(out.s)
         )
     else:
@@ -1104,12 +1000,12 @@ def _prepare_mean(op):
         if not quantized:
             return [_finish(np.mean(x, axis=axes, dtype=np.float32), out)]
         count = int(np.prod([x.shape[a] for a in axes]))
-        total = _wrap_int32(np.sum(x.astype(np.int64), axis=axes))
+        total = wrap_int32(np.sum(x.astype(np.int64), axis=axes))
         shift = min(count.bit_length() - 1, 32, 31 + base_shift)
         mult = ((base_mult << shift) // count) & 0xFFFFFFFF
         mult = mult - (1 << 32) if mult >= 1 << 31 else mult
-        shifted = _wrap_int32(total - inp.zp * count)
-        raw = _multiply_by_quantized_multiplier(
+        shifted = wrap_int32(total - inp.zp * count)
+        raw = multiply_by_quantized_multiplier(
             shifted, mult, base_shift - shift
         )
         return [_finish(raw + out.zp, out, (-128, 127))]

@@ -29,6 +29,8 @@ everywhere in keras_snn. The integrate-and-fire neuron is the case `k = 1`.
 import numpy as np
 from keras import ops
 
+from keras_snn import fixed_point
+
 RESET_MODES = ("hard", "soft", "none")
 
 __all__ = [
@@ -377,9 +379,11 @@ def fold_batch_norm(
     beta = vector(beta, "beta", 0.0)
     mean = vector(moving_mean, "moving_mean", None)
     variance = vector(moving_variance, "moving_variance", None)
-    factor = gamma * float(scale) / np.sqrt(variance + float(epsilon))
+    factor = fixed_point.batch_norm_factor(
+        gamma, variance, float(epsilon), float(scale)
+    )
     folded_kernel = kernel.astype("float64") * factor
-    folded_bias = (bias - mean) * factor + beta
+    folded_bias = fixed_point.batch_norm_affine(bias, mean, beta, factor)
     return folded_kernel.astype(dtype), folded_bias.astype(dtype)
 
 

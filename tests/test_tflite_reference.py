@@ -26,6 +26,7 @@ from edge import tflite_reference as tr
 from edge.tflite_reference import TFLiteIntegerReference
 from edge.tflite_reference import dequantize
 from edge.tflite_reference import quantize
+from keras_snn import fixed_point
 
 TRIALS = 6
 
@@ -785,20 +786,20 @@ def test_wrong_inputs_raise():
 
 
 def test_quantize_multiplier():
-    assert tr._quantize_multiplier(0.5) == (1 << 30, 0)
-    assert tr._quantize_multiplier(1.0) == (1 << 30, 1)
-    assert tr._quantize_multiplier(0.75) == (3 << 29, 0)
-    assert tr._quantize_multiplier(0.0) == (0, 0)
+    assert fixed_point.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert fixed_point.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert fixed_point.quantize_multiplier(0.75) == (3 << 29, 0)
+    assert fixed_point.quantize_multiplier(0.0) == (0, 0)
     # Rounds up to 2**31, which renormalizes.
-    assert tr._quantize_multiplier(1.0 - 2.0**-40) == (1 << 30, 1)
+    assert fixed_point.quantize_multiplier(1.0 - 2.0**-40) == (1 << 30, 1)
     # Too small: flushed to zero.
-    assert tr._quantize_multiplier(2.0**-40) == (0, 0)
-    m, s = tr._quantize_multiplier(0.1)
+    assert fixed_point.quantize_multiplier(2.0**-40) == (0, 0)
+    m, s = fixed_point.quantize_multiplier(0.1)
     assert m * 2.0 ** (s - 31) == pytest.approx(0.1, rel=1e-9)
 
 
 def test_gemmlowp_primitives():
-    srdhm = tr._saturating_rounding_doubling_high_mul
+    srdhm = fixed_point.saturating_rounding_doubling_high_mul
     int32_min = -(2**31)
     assert srdhm(int32_min, int32_min) == 2**31 - 1
     assert srdhm(1 << 30, 1 << 30) == 1 << 29
@@ -806,7 +807,7 @@ def test_gemmlowp_primitives():
     # toward +infinity (RoundingDivideByPOT rounds them away from zero).
     assert srdhm(3, 1 << 30) == 2
     assert srdhm(-3, 1 << 30) == -1
-    rdbpot = tr._rounding_divide_by_pot
+    rdbpot = fixed_point.rounding_divide_by_pot
     np.testing.assert_array_equal(
         rdbpot(np.array([3, -3, 5, -5, 6, -6, 7, -7]), 1),
         [2, -2, 3, -3, 3, -3, 4, -4],
@@ -814,14 +815,14 @@ def test_gemmlowp_primitives():
     np.testing.assert_array_equal(
         rdbpot(np.array([5, -5, 6, -6]), 2), [1, -1, 2, -2]
     )
-    mbqm = tr._multiply_by_quantized_multiplier
+    mbqm = fixed_point.multiply_by_quantized_multiplier
     np.testing.assert_array_equal(
         mbqm(np.array([10, -10, 3]), 1 << 30, -1), [3, -3, 1]
     )
     assert mbqm(7, 1 << 30, 2) == 14
     # 5 * 0.25 = 1.25: double rounding (1.25 -> 2.5 -> 3 -> 1.5 -> 2) vs
     # single rounding (1); and -1.5: away from zero vs half up.
-    single = tr._multiply_by_quantized_multiplier_single_rounding
+    single = functools.partial(mbqm, single=True)
     np.testing.assert_array_equal(mbqm(np.array([5, -6]), 1 << 30, -1), [2, -2])
     np.testing.assert_array_equal(
         single(np.array([5, -6]), 1 << 30, -1), [1, -1]

@@ -1,0 +1,411 @@
+"""Fixed-point arithmetic: the one definition of every rounding rule.
+
+Every integer target of `edge` (the integer reference `edge.integer`, the
+generated C, Loihi, the TFLite-Micro emulator `edge.tflite_reference`) and
+the float code that prepares their constants (batch-norm folding) use the
+functions of this module, so that one convention has one definition. They
+work on NumPy arrays (int64 for integers, float64 for reals) and Python
+numbers; `keras_snn` code may use them for quantization-aware training.
+
+Conventions:
+
+- Constants (weights, biases, thresholds, decays, multipliers) are rounded
+  from reals with `round_half_away`: to the nearest integer, ties away from
+  zero, exactly (C's `round`, TFLite's `TfLiteRound`). It is exact at every
+  tie: `floor(|x| + 0.5)` is not (it rounds `0.49999999999999994` to 1 and
+  odd integers above `2^52` up), and `floor(x + 0.5)` also rounds negative
+  ties up (`-2.5 -> -2`).
+- Run-time rescaling has two conventions, one per family of targets:
+  - the integer reference and the C runtime: an int64 product and a
+    rounding right shift, `rshift_round(z, n) = (z + 2^(n-1)) >> n`
+    (arithmetic shift: ties round toward +infinity), with a multiplier
+    `m` in `[2^30, 2^31)` and a shift `n` in `[1, 62]` from
+    `quantize_multiplier_shift` (`requantize`);
+  - TFLite / TFLite-Micro: a Q31 multiplier and an exponent from
+    `quantize_multiplier` (TFLM's `QuantizeMultiplier`), applied with
+    gemmlowp's `SaturatingRoundingDoublingHighMul` then
+    `RoundingDivideByPOT` (`multiply_by_quantized_multiplier`).
+- Saturation clips to the signed `bits`-bit range (`saturate`); int32
+  overflow in TFLite kernels wraps (`wrap_int32`).
+- A neuron's decay is a Q15 number (`quantize_decay`), its threshold an
+  integer in the state's scale (`quantize_threshold`).
+- Batch norm at inference is the affine map `(x - mean) f + beta` with
+  `f = scale * gamma / sqrt(var + eps)` (`batch_norm_factor`,
+  `batch_norm_affine`); folding it into the previous layer applies the
+  same map to that layer's bias.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "DECAY_BITS",
+    "INT32_MAX",
+    "INT32_MIN",
+    "batch_norm_affine",
+    "batch_norm_factor",
+    "multiply_by_quantized_multiplier",
+    "quantize_decay",
+    "quantize_multiplier",
+    "quantize_multiplier_shift",
+    "quantize_threshold",
+    "requantize",
+    "round_half_away",
+    "rounding_divide_by_pot",
+    "rshift_round",
+    "saturate",
+    "saturating_rounding_doubling_high_mul",
+    "wrap_int32",
+]
+
+DECAY_BITS = 15
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+# ---------------------------------------------------------------------------
+# Rounding and saturation.
+# ---------------------------------------------------------------------------
+
+
+def round_half_away(x, dtype="int64"):
+    """Rounds to the nearest integer, ties away from zero, exactly.
+
+    The convention of C's `round` and TFLite's `TfLiteRound`: `0.5 -> 1`,
+    `-0.5 -> -1`, `2.5 -> 3`, `-2.5 -> -3` (NumPy's `np.round` and Python's
+    `round` round ties to even instead). `x - trunc(x)` is exact in binary
+    floating point, so every tie is found, unlike `floor(|x| + 0.5)`.
+
+    Args:
+        x: array-like or number of reals.
+        dtype: NumPy dtype of the result, or `None` to keep the floating
+            type of `x` (float64 for integer input); use `None` when the
+            result may not fit the integer type and is clipped afterwards.
+            Defaults to `"int64"`.
+
+    Returns:
+        NumPy array (0-d for a scalar input) of `dtype`.
+
+    Example:
+
+    >>> keras_snn.fixed_point.round_half_away([0.5, -0.5, 2.5, -2.4])
+    array([ 1, -1,  3, -2])
+    """
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    whole = np.trunc(x)
+    away = np.abs(x - whole) >= 0.5
+    rounded = whole + np.where(away, np.sign(x), 0).astype(x.dtype)
+    return rounded if dtype is None else rounded.astype(dtype)
+
+
+def saturate(x, bits):
+    """Clips integers to the signed `bits`-bit range.
+
+    Args:
+        x: array-like of integers.
+        bits: int, the width (8 gives `[-128, 127]`).
+
+    Returns:
+        NumPy array, `x` clipped to `[-2^(bits-1), 2^(bits-1) - 1]`.
+    """
+    limit = (1 << (bits - 1)) - 1
+    return np.clip(x, -limit - 1, limit)
+
+
+def wrap_int32(x):
+    """Two's-complement wrap of int64 values to int32, kept as int64.
+
+    What an int32 C variable holds after an overflowing operation.
+    """
+    return np.asarray(x, np.int64).astype(np.int32).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# The integer reference's convention: multiplier and rounding right shift.
+# ---------------------------------------------------------------------------
+
+
+def rshift_round(z, shift):
+    """`(z + 2^(shift-1)) >> shift`: divides by `2^shift`, ties up.
+
+    The run-time rounding of the integer reference and the C runtime: an
+    arithmetic right shift of int64 values after adding half, so ties round
+    toward +infinity (`5 >> 1 -> 3`, `-5 >> 1 -> -2`).
+
+    Args:
+        z: array-like of integers (int64).
+        shift: int or int array (per channel), every value >= 1.
+
+    Returns:
+        int64 NumPy array.
+    """
+    z = np.asarray(z, np.int64)
+    shift = np.asarray(shift, np.int64)
+    return (z + (np.int64(1) << (shift - 1))) >> shift
+
+
+def requantize(acc, multiplier, shift):
+    """`rshift_round(acc * multiplier, shift)` in int64 (per channel).
+
+    Rescales an accumulator by `multiplier / 2^shift` (from
+    `quantize_multiplier_shift`), the integer reference's convention.
+
+    Args:
+        acc: array-like of integers (int32 accumulators).
+        multiplier: int or int array, in `[2^30, 2^31)`.
+        shift: int or int array, in `[1, 62]`.
+
+    Returns:
+        int64 NumPy array.
+    """
+    product = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
+    return rshift_round(product, shift)
+
+
+def quantize_multiplier_shift(real):
+    """`(m, n)` with `m / 2^n == real` to 31 bits, `2^30 <= m < 2^31`.
+
+    The integer reference's multiplier (`requantize`): the significand of
+    `quantize_multiplier` (so ties round away from zero, as in TFLM) with
+    the exponent as a right shift `n = 31 - exponent`.
+
+    Args:
+        real: float > 0, the scale ratio.
+
+    Returns:
+        Tuple `(m, n)` of Python ints.
+
+    Raises:
+        ValueError: `real` is not positive, or needs a shift outside
+            [1, 62] (a scale ratio beyond what int64 products hold).
+
+    Example:
+
+    >>> keras_snn.fixed_point.quantize_multiplier_shift(0.75)
+    (1610612736, 31)
+    """
+    if not real > 0:
+        raise ValueError(f"A requantization scale must be > 0: got {real}")
+    m, exponent = quantize_multiplier(real)
+    if m == 0 or not 1 <= 31 - exponent <= 62:
+        raise ValueError(
+            f"The scale ratio {real:g} cannot be expressed with a shift in "
+            "[1, 62]."
+        )
+    return m, 31 - exponent
+
+
+# ---------------------------------------------------------------------------
+# The TFLite / TFLite-Micro convention.
+# ---------------------------------------------------------------------------
+
+
+def quantize_multiplier(real):
+    """A real multiplier as a Q31 significand and an exponent (TFLM).
+
+    Reproduces `tflite::QuantizeMultiplier` (`quantization_util.cc`, built
+    without `TFLITE_EMULATE_FLOAT` or `TFLITE_SINGLE_ROUNDING`):
+    `real ~= q * 2^(exponent - 31)`, `q = round(frexp(real).mantissa *
+    2^31)` with ties away from zero (`TfLiteRound`); a `q` of `2^31` is
+    halved and the exponent incremented; an exponent below -31 flushes to
+    `(0, 0)`; zero gives `(0, 0)`. Values >= 1 give a positive exponent
+    (TFLM's `QuantizeMultiplierGreaterThanOne` path), values below one a
+    zero or negative one (`QuantizeMultiplierSmallerThanOneExp`).
+
+    Args:
+        real: float (a Python float is a C double).
+
+    Returns:
+        Tuple `(q, exponent)` of Python ints, `2^30 <= |q| < 2^31` unless 0.
+
+    Example:
+
+    >>> keras_snn.fixed_point.quantize_multiplier(0.5)
+    (1073741824, 0)
+    >>> keras_snn.fixed_point.quantize_multiplier(3.0)
+    (1610612736, 2)
+    """
+    real = float(real)
+    if real == 0.0:
+        return 0, 0
+    mantissa, exponent = math.frexp(real)
+    q = int(round_half_away(mantissa * (1 << 31)))
+    if q == 1 << 31:
+        q //= 2
+        exponent += 1
+    if exponent < -31:
+        return 0, 0
+    return q, exponent
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    """Reproduces gemmlowp `SaturatingRoundingDoublingHighMul` on int32.
+
+    The high 32 bits of `2 a b`, rounded to nearest with ties away from
+    zero (the nudge `2^30` or `1 - 2^30` before a division that truncates
+    toward zero), saturating the single overflow case
+    `a == b == INT32_MIN` to `INT32_MAX`.
+
+    Args:
+        a: int array holding int32 values.
+        b: int or int array holding int32 values.
+
+    Returns:
+        int64 NumPy array holding int32 values.
+    """
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    # C++ integer division truncates toward zero.
+    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
+    overflow = (a == b) & (a == INT32_MIN)
+    return np.where(overflow, INT32_MAX, high).astype(np.int64)
+
+
+def rounding_divide_by_pot(x, exponent):
+    """Reproduces gemmlowp `RoundingDivideByPOT`: `x / 2^exponent`.
+
+    Rounds to nearest with ties away from zero (`5 / 2 -> 3`,
+    `-5 / 2 -> -3`), unlike `rshift_round`.
+
+    Args:
+        x: int array.
+        exponent: int or int array in `[0, 31]`.
+
+    Returns:
+        int64 NumPy array.
+    """
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift, single=False):
+    """Reproduces `tflite::MultiplyByQuantizedMultiplier(int32_t, ...)`.
+
+    With `single=False` the double-rounding build (TFLM's default,
+    `common.cc`): a left shift by `max(shift, 0)` (wrapping to int32),
+    `saturating_rounding_doubling_high_mul` by the Q31 `multiplier`, then
+    `rounding_divide_by_pot` by `max(-shift, 0)`. For `shift <= 0` this is
+    also `MultiplyByQuantizedMultiplierSmallerThanOneExp`.
+
+    With `single=True` the `TFLITE_SINGLE_ROUNDING` build:
+    `(x * multiplier + 2^(30 - shift)) >> (31 - shift)`, ties up, wrapped
+    to int32 (LiteRT's reference FULLY_CONNECTED rounds this way).
+
+    Args:
+        x: int array holding int32 values.
+        multiplier: int or int array, Q31 significands from
+            `quantize_multiplier`.
+        shift: int or int array, the exponents.
+        single: bool, the single-rounding build. Defaults to `False`.
+
+    Returns:
+        int64 NumPy array holding int32 values.
+    """
+    shift = np.asarray(shift, np.int64)
+    if single:
+        total_shift = 31 - shift
+        nudge = np.int64(1) << (total_shift - 1)
+        product = np.asarray(x, np.int64) * np.asarray(multiplier, np.int64)
+        return wrap_int32((product + nudge) >> total_shift)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = wrap_int32(np.asarray(x, np.int64) << left)
+    high = saturating_rounding_doubling_high_mul(shifted, multiplier)
+    return rounding_divide_by_pot(high, right)
+
+
+# ---------------------------------------------------------------------------
+# Neuron constants.
+# ---------------------------------------------------------------------------
+
+
+def quantize_decay(decay, bits=DECAY_BITS):
+    """The decay factor as a fixed-point integer, `round(decay * 2^bits)`.
+
+    Ties away from zero (`round_half_away`); `decay = 1` is exact.
+
+    Args:
+        decay: float, the membrane decay `k`.
+        bits: int, the fraction bits. Defaults to `DECAY_BITS` (Q15).
+
+    Returns:
+        Python int.
+    """
+    return int(round_half_away(float(decay) * (1 << bits)))
+
+
+def quantize_threshold(threshold, scale, strict=False):
+    """The firing threshold as an integer in the potential's scale.
+
+    `th_q = round_half_away(threshold / scale)` is the integer threshold of
+    the comparison `u >= th_q` on integer potentials `u = v / scale`. With
+    `strict=True` it returns `th_q - 1` for hardware that fires at
+    `u > th` instead (exact when potentials are integers: `u >= th_q` iff
+    `u > th_q - 1`).
+
+    Args:
+        threshold: float, the threshold `theta` of the float model.
+        scale: float > 0, the real value of one integer step of the
+            potential.
+        strict: bool, return the threshold of a `>` comparison. Defaults
+            to `False`.
+
+    Returns:
+        Python int.
+    """
+    th_q = int(round_half_away(float(threshold) / float(scale)))
+    return th_q - 1 if strict else th_q
+
+
+# ---------------------------------------------------------------------------
+# Batch norm at inference.
+# ---------------------------------------------------------------------------
+
+
+def batch_norm_factor(gamma, variance, epsilon, scale=1.0):
+    """The inference batch-norm factor `f = scale * gamma / sqrt(var + eps)`.
+
+    `scale` is tdBN's constant `alpha * V_th` (1 for a plain batch norm);
+    Zheng et al. 2021, Eq. 8-10.
+
+    Args:
+        gamma: array of per-channel scales, or `None` (`scale=False`: 1).
+        variance: array of moving variances.
+        epsilon: float, the normalization's epsilon.
+        scale: float or array. Defaults to `1.0`.
+
+    Returns:
+        float64 NumPy array, one factor per channel.
+    """
+    gamma = 1.0 if gamma is None else np.asarray(gamma, np.float64)
+    variance = np.asarray(variance, np.float64)
+    return scale * gamma / np.sqrt(variance + epsilon)
+
+
+def batch_norm_affine(x, mean, beta, factor):
+    """Inference batch norm with a factor: `(x - mean) * factor + beta`.
+
+    Applied to activations it is the batch norm; applied to a layer's bias
+    it is the folded bias (Zheng et al. 2021, Eq. 10); applied to 0 it is
+    the offset of the equivalent per-channel affine map.
+
+    Args:
+        x: array (activations, a bias, or 0).
+        mean: array of moving means.
+        beta: array of offsets, or `None` (`center=False`: 0).
+        factor: `batch_norm_factor(...)`.
+
+    Returns:
+        NumPy array, float64 for float64 inputs.
+    """
+    beta = 0.0 if beta is None else beta
+    return (x - mean) * factor + beta
