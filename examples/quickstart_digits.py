@@ -109,6 +109,10 @@ def main(argv=None):
         epochs=args.epochs,
         validation_split=0.1,
         verbose=2,
+        # XLA steps cannot warn about silent layers themselves; this does.
+        callbacks=[
+            keras_snn.analysis.SilentLayerWarning(x_train[: args.batch_size])
+        ],
     )
     train_s = time.perf_counter() - start
 

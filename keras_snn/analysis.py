@@ -5,11 +5,13 @@ Also the synaptic operation counts (AC/MAC) and energy estimate of
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
 
 from keras_snn import functional
+from keras_snn.layers.checks import silence_warning
 from keras_snn.layers.neurons import LIF
 
 __all__ = ["firing_rates", "spike_trains", "spiking_layers"]
@@ -83,6 +85,81 @@ def firing_rates(model, x, batch_size=256):
         for name, spikes in spike_trains(model, x, batch_size).items()
     }
 
+
+def silent_layers(model, x):
+    """Names of the spiking layers that do not fire at all on `x`.
+
+    The model runs once in training mode (batch statistics in the batch
+    norms, as on the first training step); its non-trainable variables
+    (moving statistics, stateful neurons' states) are restored afterwards.
+
+    Args:
+        model: a Keras model with keras_snn neuron layers.
+        x: a batch of model inputs (one training batch is enough).
+
+    Returns:
+        A list of layer names, in model order; empty if every layer fires.
+    """
+    recorder, found = _spike_model(model)
+    saved = [variable.numpy() for variable in model.non_trainable_variables]
+    # The layers' own first-batch check stays for the real first batch.
+    checked = [layer._silence_checked for layer in found]
+    for layer in found:
+        layer._silence_checked = True
+    try:
+        # The recorder is built on `model.inputs`, a list.
+        inputs = x if isinstance(x, (list, tuple, dict)) else [x]
+        outputs = recorder(inputs, training=True)
+    finally:
+        for variable, value in zip(
+            model.non_trainable_variables, saved, strict=True
+        ):
+            variable.assign(value)
+        for layer, flag in zip(found, checked, strict=True):
+            layer._silence_checked = flag
+    if len(found) == 1:
+        outputs = [outputs]
+    return [
+        layer.name
+        for layer, spikes in zip(found, outputs, strict=True)
+        if float(keras.ops.max(spikes)) <= 0.0
+    ]
+
+
+class SilentLayerWarning(keras.callbacks.Callback):
+    """Warns at the start of `fit` about spiking layers that never fire.
+
+    Layers of `keras_snn` check their first training batch themselves when
+    `fit` runs eagerly or in a `tf.function` (Keras' default on CPU). XLA
+    (`jit_compile=True`) cannot call back into Python from the compiled
+    step, so a model compiled with XLA needs this callback, given a batch
+    of training inputs: it runs the model on it once in training mode
+    before the first step and warns (`UserWarning`) for each silent layer.
+
+    Args:
+        x: a batch of training inputs (e.g. `x_train[:64]`).
+
+    Example:
+
+    ```python
+    model.fit(x, y, callbacks=[keras_snn.analysis.SilentLayerWarning(x[:64])])
+    ```
+    """
+
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
+
+    def on_train_begin(self, logs=None):
+        silent = silent_layers(self.model, self.x)
+        for layer in spiking_layers(self.model):
+            # The layer's own first-batch check would repeat the warning.
+            layer._silence_checked = True
+            if layer.name in silent:
+                warnings.warn(silence_warning(layer), UserWarning, stacklevel=2)
+
+
+__all__ += ["SilentLayerWarning", "silent_layers"]
 
 # ---------------------------------------------------------------------------
 # Activity and synaptic operations (Zheng et al. 2021, App. D, Fig. 6 and

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_snn
 from keras_snn import layers
 from keras_snn import surrogates
 
@@ -247,3 +248,63 @@ def test_quickstart_validation_accuracy_tracks_training_from_epoch_1():
     ).history
     assert history["val_accuracy"][0] > 0.5
     assert history["val_accuracy"][0] > history["accuracy"][0] - 0.25
+
+
+def _sequential(normalise):
+    stack = [
+        keras.Input((8, 8, 1)),
+        layers.DirectEncoding(3),
+        layers.TimeFolded(keras.layers.Conv2D(4, 3, padding="same")),
+    ]
+    if normalise:
+        stack.append(layers.TDBatchNormalization())
+    stack += [
+        layers.LIF(name="quiet"),
+        layers.TimeFolded(keras.layers.Flatten()),
+        layers.Decoding(3),
+    ]
+    return keras.Sequential(stack)
+
+
+def _faint_data():
+    rng = np.random.default_rng(1)
+    x = 0.05 * rng.uniform(size=(32, 8, 8, 1)).astype("float32")
+    return x, rng.integers(0, 3, 32)
+
+
+def _fit(model, x, y, jit_compile, callbacks=()):
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    model.fit(
+        x, y, batch_size=16, epochs=1, verbose=0, callbacks=list(callbacks)
+    )
+
+
+def test_plain_fit_warns_when_a_layer_is_silent_on_the_first_batch():
+    x, y = _faint_data()
+    with pytest.warns(UserWarning, match=r"'quiet' \(LIF\) did not fire.*"):
+        _fit(_sequential(normalise=False), x, y, jit_compile=False)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_normalised_network_does_not_warn(jit_compile, recwarn):
+    x, y = _faint_data()
+    model = _sequential(normalise=True)
+    callback = keras_snn.analysis.SilentLayerWarning(x[:16])
+    _fit(model, x, y, jit_compile, [callback])
+    assert not [w for w in recwarn if "did not fire" in str(w.message)]
+
+
+def test_xla_fit_warns_through_the_callback_and_keeps_the_statistics():
+    x, y = _faint_data()
+    model = _sequential(normalise=False)
+    before = [v.numpy() for v in model.non_trainable_variables]
+    assert keras_snn.analysis.silent_layers(model, x[:16]) == ["quiet"]
+    for old, new in zip(before, model.non_trainable_variables, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    callback = keras_snn.analysis.SilentLayerWarning(x[:16])
+    with pytest.warns(UserWarning, match=r"'quiet'.*threshold=1\b"):
+        _fit(model, x, y, jit_compile=True, callbacks=[callback])

@@ -13,6 +13,7 @@ __all__ = [
     "check_number",
     "in_xla_context",
     "propagate_non_finite",
+    "silence_warning",
     "layer_label",
     "serialize_options",
 ]
@@ -193,6 +194,28 @@ def propagate_non_finite(outputs, inputs):
         The outputs, NaN where the inputs were not finite.
     """
     return outputs + ops.cast(inputs, outputs.dtype) * 0
+
+
+def silence_warning(layer):
+    """The warning text for a spiking `layer` silent on a whole batch.
+
+    Args:
+        layer: a `keras_snn.layers.LIF` or `IF` layer.
+
+    Returns:
+        A one-paragraph message naming the layer, its threshold and what to
+        try.
+    """
+    return (
+        f"Layer '{layer.name}' ({type(layer).__name__}) did not fire at all "
+        f"on the first training batch (threshold={layer.threshold:g}): its "
+        "spikes are all 0, so the layers after it see no input and no "
+        "gradient reaches the layers before it through the spikes, and "
+        "training stalls (e.g. at chance accuracy). Normalise its input "
+        "currents (keras_snn.layers.TDBatchNormalization, or "
+        "TimeFolded(BatchNormalization()) before it), lower its threshold, "
+        "or scale the inputs up."
+    )
 
 
 _SERIALIZERS = {

@@ -5,6 +5,8 @@ the sequence layers subclass `keras.layers.RNN` and run the cell over the
 time axis of a batch-major `(batch, time, ...)` tensor of input currents.
 """
 
+import warnings
+
 import keras
 from keras import ops
 from keras.src.backend import rnn as backend_rnn
@@ -20,6 +22,7 @@ from keras_snn.layers.checks import check_float_input
 from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import in_xla_context
 from keras_snn.layers.checks import propagate_non_finite
+from keras_snn.layers.checks import silence_warning
 
 __all__ = ["IF", "IFCell", "LIF", "LIFCell"]
 
@@ -483,6 +486,11 @@ class LIF(keras.layers.RNN):
         )
         if propagate:
             result = self._propagate_non_finite(result, sequences)
+        if training and self.warn_if_silent and not self._silence_checked:
+            spikes = result[0] if self.return_state else result
+            if self.return_potentials:
+                spikes = spikes[..., 0]
+            self._watch_first_batch(spikes)
         if not self.return_potentials:
             return result
         if self.return_state:
@@ -498,6 +506,39 @@ class LIF(keras.layers.RNN):
                 potentials,
             )
         )
+
+    # Whether a layer silent on its first training batch warns (see
+    # `_watch_first_batch`). Set `keras_snn.layers.LIF.warn_if_silent =
+    # False` to turn the check off for all layers.
+    warn_if_silent = True
+    _silence_checked = False
+
+    def _watch_first_batch(self, spikes):
+        """Warns (`UserWarning`) if no neuron fires on the first batch.
+
+        Runs once per layer, in a plain `model.fit`: eagerly the spikes are
+        looked at directly; in a `tf.function` (Keras' default on CPU,
+        `jit_compile="auto"`), a `tf.py_function` looks at their maximum
+        once, then returns at once on later steps. XLA (`jit_compile=True`)
+        cannot call Python, so there nothing is added to the compiled step;
+        `keras_snn.analysis.SilentLayerWarning` does the same check from a
+        callback with a sample of the data.
+        """
+        if keras.backend.backend() != "tensorflow" or in_xla_context():
+            return
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            self._report_first_batch(ops.max(spikes))
+            return
+        tf.py_function(self._report_first_batch, [ops.max(spikes)], [])
+
+    def _report_first_batch(self, max_spike):
+        if self._silence_checked:
+            return
+        self._silence_checked = True
+        if float(max_spike) <= 0.0:
+            warnings.warn(silence_warning(self), UserWarning, stacklevel=2)
 
     def _propagate_non_finite(self, result, sequences):
         """NaN spikes where the currents are NaN/inf (see `check_finite`)."""
