@@ -94,9 +94,7 @@ def test_sanitizer_build_runs_clean(networks, tmp_path):
     for network in ("conv_soft_membrane", "residual"):
         _, qgraph = networks[network]
         x = _inputs(qgraph, 4)
-        files = c_target.generate(qgraph) | c_target.generate_harness(
-            qgraph, x
-        )
+        files = c_target.generate(qgraph) | c_target.generate_harness(qgraph, x)
         exe = c_target.build_host(files, tmp_path / network, sanitize=True)
         result = subprocess.run(
             [exe], capture_output=True, text=True, timeout=60, check=False
@@ -146,18 +144,38 @@ def test_generated_sources_api_and_no_dynamic_allocation(networks):
         "kws.c",
         "kws_main_example.c",
         "Makefile",
+        "ksnn_runtime.h",
+        "ksnn_runtime.c",
+        "ksnn_io.h",
+        "ksnn_io.c",
         "startup_cm4.c",
         "cm4.ld",
     }
     header, source = files["kws.h"], files["kws.c"]
-    assert "kws_status kws_step(const int8_t *input, int32_t *output);" in (
-        header
+    # Reentrant (issue 14, item 5): caller-owned state, optional scratch
+    # context, a status from every function.
+    assert (
+        "ksnn_status_t kws_step(kws_state_t *state, const ksnn_context_t "
+        "*ctx," in header
     )
-    assert "void kws_init(void);" in header
-    assert "void kws_reset(void);" in header
+    assert "ksnn_status_t kws_init(kws_state_t *state);" in header
+    assert "ksnn_status_t kws_reset(kws_state_t *state);" in header
+    assert "} kws_state_t;" in header
     assert "#define KWS_TIMESTEPS 3" in header
     assert "static const int8_t g_kws_" in source
-    assert "ksnn_arithmetic_shift_check" in source
+    assert "ksnn_arithmetic_shift_check" in files["ksnn_runtime.h"]
+    # No file-static state; parameters in static const structs, not
+    # literals in the node functions.
+    assert "static kws_state_t" not in source
+    neurons = [n for n in qgraph.nodes if n.op == "neuron"]
+    assert source.count("static const ksnn_neuron_params_t") == len(neurons)
+    synaptic = [n for n in qgraph.nodes if "kernel_q" in n.params]
+    assert source.count("static const ksnn_requant_params_t") == len(synaptic)
+    functions = source[source.index("static ksnn_status_t node_") :]
+    for node in neurons:
+        assert f"u >= {node.params['threshold_q']}" not in functions
+        assert "p->threshold" in functions
+    assert "static void" not in source
     for text in files.values():
         for word in ("malloc", "calloc", "realloc", "free(", "float"):
             assert word not in text
@@ -260,3 +278,109 @@ def test_export_target_rows_and_files(networks):
         assert isinstance(checks[key], int) and checks[key] > 0
     assert {"c/model.c", "c/model.h", "c/Makefile"} <= set(context.files)
     assert all(isinstance(v, bytes) for v in context.files.values())
+
+
+# -- reentrant API (issue 14, item 5) --------------------------------------
+@pytest.mark.parametrize("platform", ["host", "host-sanitize", "cortex-m4"])
+@pytest.mark.parametrize("network", ["dense", "conv_soft_membrane"])
+def test_two_instances_interleaved_equal_the_reference(
+    networks, network, platform, tmp_path
+):
+    # Two instances of one model, each with its own state, step in turn
+    # on different samples; each must equal the integer reference.
+    _, qgraph = networks[network]
+    x = _inputs(qgraph, 6)
+    expected = integer.run_integer(qgraph, x)[1]
+    # The samples differ, so a state shared between instances would show.
+    assert not np.array_equal(expected[0], expected[1])
+    raw, _ = c_target.run_c(qgraph, x, tmp_path, platform, instances=2)
+    np.testing.assert_array_equal(raw, expected)
+    source = c_target.generate_harness(qgraph, x, instances=2)
+    assert "#define KSNN_TEST_INSTANCES 2" in source["model_test_data.h"]
+
+
+_STATUS_MAIN = """
+#include <stdint.h>
+#include "model.h"
+
+int main(void)
+{
+    static model_state_t a, b;
+    static int32_t scratch[MODEL_SCRATCH_BYTES / 4 + 1];
+    static int8_t input[MODEL_INPUT_SIZE];
+    static int32_t output[MODEL_OUTPUT_SIZE];
+    const ksnn_context_t ok = {scratch, (int32_t)sizeof(scratch)};
+    const ksnn_context_t small = {scratch, MODEL_SCRATCH_BYTES - 1};
+    const ksnn_context_t odd = {(char *)scratch + 1, MODEL_SCRATCH_BYTES};
+    const ksnn_context_t none = {NULL, MODEL_SCRATCH_BYTES};
+    if (model_init(NULL) != KSNN_ERROR_ARGUMENT) return 10;
+    if (model_reset(NULL) != KSNN_ERROR_ARGUMENT) return 11;
+    if (model_init(&a) != KSNN_OK || model_init(&b) != KSNN_OK) return 12;
+    if (model_step(NULL, &ok, input, output) != KSNN_ERROR_ARGUMENT)
+        return 13;
+    if (model_step(&a, &ok, NULL, output) != KSNN_ERROR_ARGUMENT) return 14;
+    if (model_step(&a, &ok, input, NULL) != KSNN_ERROR_ARGUMENT) return 15;
+    if (model_step(&a, &none, input, output) != KSNN_ERROR_ARGUMENT)
+        return 16;
+    if (model_step(&a, &small, input, output) != KSNN_ERROR_SIZE) return 17;
+    if (model_step(&a, &odd, input, output) != KSNN_ERROR_SIZE) return 18;
+    if (model_step(&a, &ok, input, output) != KSNN_OK) return 19;
+    if (model_step(&b, NULL, input, output) != KSNN_OK) return 20;
+    if (sizeof(model_state_t) != MODEL_STATE_BYTES) return 21;
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])
+def test_every_function_returns_a_status(networks, platform, tmp_path):
+    _, qgraph = networks["conv_hard"]
+    files = c_target.generate(qgraph)
+    files["model_main_example.c"] = _STATUS_MAIN
+    if platform == "cortex-m4":
+        elf = c_target.build_cortex_m4(files, tmp_path)
+        c_target.run_qemu(elf)  # a non-zero exit is a ConsumerError
+    else:
+        exe = c_target.build_host(files, tmp_path, sanitize=True)
+        c_target.run_host(exe)
+
+
+def test_make_host_builds_with_warnings_as_errors(networks, tmp_path):
+    _, qgraph = networks["residual"]
+    files = c_target.generate(qgraph)
+    flags = next(
+        line for line in files["Makefile"].splitlines() if "CFLAGS ?=" in line
+    )
+    for flag in ("-Wall", "-Wextra", "-Wpedantic", "-Werror"):
+        assert flag in flags.split()
+    for file, text in files.items():
+        (tmp_path / file).write_text(text)
+    make = ["make", "-s", "host"]
+    subprocess.run(make, cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "model_example").exists()
+    # A warning fails the build: -Werror is in effect.
+    (tmp_path / "model_example").unlink()
+    (tmp_path / "model.c").write_text(
+        files["model.c"] + "static int unused_function(void) { return 0; }\n"
+    )
+    result = subprocess.run(make, cwd=tmp_path, capture_output=True)
+    assert result.returncode != 0
+    assert not (tmp_path / "model_example").exists()
+
+
+def test_support_files_are_package_data():
+    # The fixed C files ship in the wheel (setup.cfg package_data).
+    import configparser
+    import fnmatch
+
+    from edge.targets.c import codegen
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    config = configparser.ConfigParser()
+    config.read(os.path.join(root, "setup.cfg"))
+    patterns = config["options.package_data"]["edge"].split(",")
+    for file in (*codegen.SUPPORT_FILES, "Makefile.in"):
+        path = os.path.join(codegen.TEMPLATE_DIR, file)
+        assert os.path.isfile(path), path
+        relative = os.path.relpath(path, os.path.join(root, "edge"))
+        assert any(fnmatch.fnmatch(relative, p.strip()) for p in patterns)

@@ -1,23 +1,37 @@
 """C runtime generator (`--targets c`): portable C99 for microcontrollers.
 
 `generate(qgraph)` turns a `QuantizedGraph` into C sources that compute,
-bit for bit, what the integer reference `edge.integer` defines:
+bit for bit, what the integer reference `edge.integer` defines. The API is
+reentrant, in the style of CMSIS-NN: the caller owns the state and may
+provide the scratch memory, and every function returns a `ksnn_status_t`.
 
-- `<name>.h`: the API and the sizes. `<name>_init()`, `<name>_reset()`
-  (zero every membrane potential: call it before each new sample) and
-  `<name>_step(const int8_t *input, int32_t *output)` (one time step: the
-  int8 input of the step in, NHWC order, the graph's integer per-step
-  output out; the caller combines the steps as `<NAME>_AGGREGATE` says);
-  `<NAME>_INPUT_SCALE`/`<NAME>_OUTPUT_SCALE` (de)quantize.
+- `<name>.h`: the API and the sizes. `<name>_state_t` (the membrane
+  potentials of one instance, owned by the caller), `<name>_init(state)`
+  and `<name>_reset(state)` (zero every membrane potential: call it before
+  each new sample) and `<name>_step(state, ctx, input, output)` (one time
+  step: the int8 input of the step in, NHWC order, the graph's integer
+  per-step output out; the caller combines the steps as
+  `<NAME>_AGGREGATE` says). `ctx` is a `ksnn_context_t` holding at least
+  `<NAME>_SCRATCH_BYTES` of 4-byte aligned scratch, or NULL for a static
+  default buffer inside `<name>.c` (define `<NAME>_NO_DEFAULT_SCRATCH` to
+  leave it out). Each instance needs its own state; instances that do not
+  step at the same moment may share the scratch. Errors:
+  `KSNN_ERROR_ARGUMENT` (a NULL pointer), `KSNN_ERROR_SIZE` (scratch too
+  small or misaligned). `<NAME>_INPUT_SCALE`/`<NAME>_OUTPUT_SCALE`
+  (de)quantize.
 - `<name>.c`: the weights, multipliers, shifts and biases as `static const`
-  arrays (they stay in flash), a static state struct (the membrane
-  potentials, `int16_t` for `state_bits <= 16`), static activation
-  buffers sized at generation time, and one function per graph node. No
-  dynamic allocation, no library calls, no floating point.
-- `<name>_main_example.c`, `Makefile` (host build and an `arm-none-eabi`
-  Cortex-M4 build run under `qemu-system-arm -M mps2-an386`),
+  arrays (they stay in flash), the requantization and neuron parameters as
+  `static const` parameter structs (`ksnn_requant_params_t`,
+  `ksnn_neuron_params_t`), and one function per graph node. No dynamic
+  allocation, no library calls, no floating point.
+- Fixed files copied from `files/`: `ksnn_runtime.h`/`ksnn_runtime.c`
+  (status codes, parameter structs, rounding shift, saturation,
+  requantization), `ksnn_io.h`/`ksnn_io.c` (text output of the example),
   `startup_cm4.c` (vector table, semihosting `SYS_WRITE0` output and
-  `SYS_EXIT_EXTENDED` exit) and `cm4.ld` (linker script).
+  `SYS_EXIT_EXTENDED` exit) and `cm4.ld` (linker script); the `Makefile`
+  is filled from `files/Makefile.in` (`make host` builds with `-Wall
+  -Wextra -Wpedantic -Werror`; `make arm` for Cortex-M4 under
+  `qemu-system-arm -M mps2-an386`). `<name>_main_example.c` runs a sample.
 
 The arithmetic is `edge.integer`'s: int8 weights and inputs, int32
 accumulators, requantization `(acc * m + (1 << (n - 1))) >> n` with a
@@ -33,13 +47,6 @@ add the weight row of each input that fired to the accumulators of the
 outputs it reaches (scatter), so silent inputs cost no work, as on
 neuromorphic hardware. The int8 input layer is an ordinary
 multiply-accumulate (gather).
-
-Build and run helpers prove the code on real toolchains: `build_host`
-(gcc, optionally with `-fsanitize=address,undefined`), `build_cortex_m4`
-(`arm-none-eabi-gcc`), `run_host`, `run_qemu`, `size_cortex_m4` and
-`count_instructions`; `generate_harness` writes a test program that embeds
-quantized inputs and prints every per-step output. `export_target` is the
-`"c"` target of `edge.export`. The tools come from `.ci/install_arm.sh`.
 """
 
 import os
@@ -51,41 +58,20 @@ from edge.targets.c.nodes import array
 from edge.targets.c.nodes import banner
 from edge.targets.c.plan import Plan
 
-__all__ = ["OUTPUT_C", "array", "generate"]
+__all__ = ["array", "generate"]
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
-SUPPORT_FILES = ("startup_cm4.c", "cm4.ld")
-
-OUTPUT_C = (
-    "#ifdef KSNN_SEMIHOSTING",
-    "void ksnn_write(const char *text); /* startup_cm4.c */",
-    "#else",
-    "#include <stdio.h>",
-    "static void ksnn_write(const char *text)",
-    "{",
-    "    fputs(text, stdout);",
-    "}",
-    "#endif",
-    "",
-    "static inline char *format_int(char *p, int64_t value)",
-    "{",
-    "    char digits[24];",
-    "    int count = 0;",
-    "    uint64_t magnitude = value < 0 ? 0u - (uint64_t)value "
-    ": (uint64_t)value;",
-    "    do {",
-    "        digits[count++] = (char)('0' + magnitude % 10u);",
-    "        magnitude /= 10u;",
-    "    } while (magnitude != 0u);",
-    "    if (value < 0) {",
-    "        *p++ = '-';",
-    "    }",
-    "    while (count > 0) {",
-    "        *p++ = digits[--count];",
-    "    }",
-    "    return p;",
-    "}",
+# Fixed files copied as they are; the Makefile is filled from Makefile.in.
+SUPPORT_FILES = (
+    "ksnn_runtime.h",
+    "ksnn_runtime.c",
+    "ksnn_io.h",
+    "ksnn_io.c",
+    "startup_cm4.c",
+    "cm4.ld",
 )
+# Sources compiled with every build of a model, besides <name>.c.
+RUNTIME_SOURCES = ("ksnn_runtime.c",)
 
 
 class _Writer(NodeWriter):
@@ -116,26 +102,48 @@ class _Writer(NodeWriter):
         state = sum(plan.buffers[n.name].size for n, _ in plan.states) * (
             2 if plan.state_ctype == "int16_t" else 4
         )
-        scratch = sum(
-            b.size * int(re.sub(r"\D", "", b.ctype)) // 8
-            for b in self.scratch_buffers()
-        )
-        return state, scratch
+        scratch = sum(b.size * _bytes(b.ctype) for b in self.scratch_buffers())
+        return state, _round_up(state, 4), _round_up(scratch, 4)
 
     def scratch_buffers(self):
-        return [b for b in self.plan.buffers.values() if b.owned]
+        """Owned buffers, widest type first (no padding between them)."""
+        owned = [b for b in self.plan.buffers.values() if b.owned]
+        return sorted(owned, key=lambda b: -_bytes(b.ctype))
 
     def header(self):
         plan, up, name = self.plan, self.upper, self.name
         graph = plan.graph
-        state, scratch = self.sizes()
+        _, state, scratch = self.sizes()
         timesteps = graph.timesteps or 0
         agg = graph.aggregate
+        state_fields = [
+            f"    {plan.state_ctype} {c}[{plan.buffers[n.name].size}]; "
+            f"/* {n.name} {tuple(n.shape)} */"
+            for n, c in plan.states
+        ]
+        step_doc = [
+            "/**",
+            " * @brief Runs one time step of one instance.",
+            " * @param[in,out] state   The instance's membrane potentials.",
+            " * @param[in]     ctx     Scratch of at least "
+            f"{up}_SCRATCH_BYTES bytes,",
+            " *                        4-byte aligned; NULL: the static "
+            "default.",
+            f" * @param[in]     input   {up}_INPUT_SIZE int8 values in "
+            "[-127, 127], NHWC.",
+            f" * @param[out]    output  {up}_OUTPUT_SIZE integer outputs of "
+            f"the step (scale {up}_OUTPUT_SCALE).",
+            " * @return KSNN_OK, KSNN_ERROR_ARGUMENT for a NULL pointer, or",
+            " *         KSNN_ERROR_SIZE for a scratch too small or misaligned.",
+            " */",
+        ]
         lines = banner(plan, "C API") + [
             f"#ifndef {up}_H_",
             f"#define {up}_H_",
             "",
             "#include <stdint.h>",
+            "",
+            '#include "ksnn_runtime.h"',
             "",
             "#ifdef __cplusplus",
             'extern "C" {',
@@ -161,37 +169,34 @@ class _Writer(NodeWriter):
             f"#define {up}_AGGREGATE_{agg.upper()} 1",
             "/** Width of currents and membrane potentials. */",
             f"#define {up}_STATE_BITS {plan.bits}",
-            f"/** Bytes of membrane state (static, inside {name}.c). */",
+            f"/** Bytes of one instance's state (sizeof({name}_state_t)). */",
             f"#define {up}_STATE_BYTES {state}",
-            f"/** Bytes of activation buffers (static, inside {name}.c). */",
+            "/** Bytes of scratch (activation buffers) one step needs. */",
             f"#define {up}_SCRATCH_BYTES {scratch}",
             "",
-            "/** Status codes. */",
-            "typedef enum {",
-            f"    {up}_OK = 0,",
-            f"    {up}_ERROR_ARGUMENT = -1",
-            f"}} {name}_status;",
+            "/** Membrane potentials of one instance: the only state kept "
+            "between steps. */",
+            "typedef struct {",
+            *(state_fields or ["    int32_t unused;"]),
+            f"}} {name}_state_t;",
             "",
             "/**",
-            " * @brief Initializes the model (zeroes every state).",
+            " * @brief Initializes an instance (zeroes its state).",
+            " * @return KSNN_OK, or KSNN_ERROR_ARGUMENT for a NULL state.",
             " */",
-            f"void {name}_init(void);",
+            f"ksnn_status_t {name}_init({name}_state_t *state);",
             "",
             "/**",
             " * @brief Zeroes every membrane potential: call before each new "
             "sample.",
+            " * @return KSNN_OK, or KSNN_ERROR_ARGUMENT for a NULL state.",
             " */",
-            f"void {name}_reset(void);",
+            f"ksnn_status_t {name}_reset({name}_state_t *state);",
             "",
-            "/**",
-            " * @brief Runs one time step.",
-            f" * @param[in]  input   {up}_INPUT_SIZE int8 values in "
-            "[-127, 127], NHWC.",
-            f" * @param[out] output  {up}_OUTPUT_SIZE integer outputs of the "
-            f"step (scale {up}_OUTPUT_SCALE).",
-            f" * @return {up}_OK, or {up}_ERROR_ARGUMENT for a NULL pointer.",
-            " */",
-            f"{name}_status {name}_step(const int8_t *input, int32_t *output);",
+            *step_doc,
+            f"ksnn_status_t {name}_step({name}_state_t *state, "
+            "const ksnn_context_t *ctx,",
+            f"{' ' * (len(name) + 20)}const int8_t *input, int32_t *output);",
             "",
             "#ifdef __cplusplus",
             "}",
@@ -204,11 +209,6 @@ class _Writer(NodeWriter):
 
     def source(self):
         plan, name, up = self.plan, self.name, self.upper
-        state_fields = [
-            f"    {plan.state_ctype} {c}[{plan.buffers[n.name].size}]; "
-            f"/* {n.name} {tuple(n.shape)} */"
-            for n, c in plan.states
-        ]
         scratch_fields = [
             f"    {b.ctype} {b.cname}[{b.size}]; /* {b.node.name} "
             f"{tuple(b.node.shape)} */"
@@ -221,90 +221,77 @@ class _Writer(NodeWriter):
             "#include <stddef.h>",
             "#include <stdint.h>",
             "",
-            "#if defined(__GNUC__)",
-            "#define KSNN_ALIGN __attribute__((aligned(16)))",
-            "#else",
-            "#define KSNN_ALIGN",
-            "#endif",
-            "",
-            "/* The rounding shifts need an arithmetic >> on negative signed "
-            "values",
-            "   (implementation-defined in C99): refuse to compile "
-            "otherwise. */",
-            "typedef char ksnn_arithmetic_shift_check"
-            "[((-5 >> 1) == -3 && (INT64_C(-5) >> 1) == INT64_C(-3)) "
-            "? 1 : -1];",
+            '#include "ksnn_runtime.h"',
             "",
             f"#define KSNN_STATE_MIN ({plan.sat_min + 1} - 1)",
             f"#define KSNN_STATE_MAX {plan.sat_max}",
             "",
-            "/* (z + 2^(n-1)) >> n: divide by 2^n, halves round up "
-            "(1 <= n <= 62). */",
-            "static inline int64_t ksnn_rshift_round(int64_t z, int n)",
-            "{",
-            "    return (z + ((int64_t)1 << (n - 1))) >> n;",
-            "}",
+            "/* Activation buffers of one step (spikes as uint8_t), widest "
+            "first. */",
+            "typedef struct {",
+            *(scratch_fields or ["    int32_t unused;"]),
+            f"}} {name}_scratch_t;",
             "",
-            f"/* Clamp to the signed {plan.bits}-bit range of currents and "
-            "states. */",
-            "static inline int32_t ksnn_saturate(int64_t z)",
-            "{",
-            "    return (int32_t)(z < KSNN_STATE_MIN ? KSNN_STATE_MIN",
-            "                     : z > KSNN_STATE_MAX ? KSNN_STATE_MAX : z);",
-            "}",
+            "typedef char ksnn_sizes_check[(sizeof("
+            f"{name}_scratch_t) <= {up}_SCRATCH_BYTES && sizeof("
+            f"{name}_state_t) <= {up}_STATE_BYTES) ? 1 : -1];",
             "",
-            "/* In place: y = saturate(rshift_round(acc * m[c], n[c]) + b[c]),",
-            "   with a 64-bit product (|acc| < 2^31, m < 2^31). */",
-            "static inline void ksnn_requantize(int32_t *y, int32_t pixels, "
-            "int32_t channels,",
-            "                                   const int32_t *m, const int8_t "
-            "*n, const int32_t *b)",
-            "{",
-            "    for (int32_t i = 0; i < pixels; ++i) {",
-            "        for (int32_t c = 0; c < channels; ++c, ++y) {",
-            "            *y = ksnn_saturate(ksnn_rshift_round((int64_t)*y * "
-            "m[c], n[c]) + b[c]);",
-            "        }",
-            "    }",
-            "}",
+            f"#ifndef {up}_NO_DEFAULT_SCRATCH",
+            "/* Static default scratch, used when ctx is NULL: shared by every "
+            "instance,",
+            "   so steps that use it must not run at the same moment. */",
+            f"static {name}_scratch_t s_default_scratch;",
+            "#endif",
             "",
             *self.constants,
             "",
-            "/* Membrane potentials: the only state kept between steps. */",
-            "typedef struct {",
-            *(state_fields or ["    int32_t unused;"]),
-            f"}} {name}_state_t;",
-            f"static {name}_state_t s_state;",
-            "",
-            "/* Activation buffers of one step (spikes as uint8_t). */",
-            "static struct {",
-            *(scratch_fields or ["    int32_t unused;"]),
-            "} s_buffers;",
-            "",
             *self.functions,
-            f"void {name}_init(void)",
+            f"ksnn_status_t {name}_init({name}_state_t *state)",
             "{",
-            f"    {name}_reset();",
+            f"    return {name}_reset(state);",
             "}",
             "",
-            f"void {name}_reset(void)",
+            f"ksnn_status_t {name}_reset({name}_state_t *state)",
             "{",
-            "    unsigned char *p = (unsigned char *)&s_state;",
-            "    for (size_t i = 0; i < sizeof(s_state); ++i) {",
+            "    if (state == NULL) {",
+            "        return KSNN_ERROR_ARGUMENT;",
+            "    }",
+            "    unsigned char *p = (unsigned char *)state;",
+            "    for (size_t i = 0; i < sizeof(*state); ++i) {",
             "        p[i] = 0;",
             "    }",
+            "    return KSNN_OK;",
             "}",
             "",
-            f"{name}_status {name}_step(const int8_t *input, int32_t *output)",
+            f"ksnn_status_t {name}_step({name}_state_t *state, "
+            "const ksnn_context_t *ctx,",
+            f"{' ' * (len(name) + 20)}const int8_t *input, int32_t *output)",
             "{",
-            "    if (input == NULL || output == NULL) {",
-            f"        return {up}_ERROR_ARGUMENT;",
+            "    if (state == NULL || input == NULL || output == NULL) {",
+            "        return KSNN_ERROR_ARGUMENT;",
             "    }",
+            f"    {name}_scratch_t *s;",
+            "    if (ctx == NULL) {",
+            f"#ifndef {up}_NO_DEFAULT_SCRATCH",
+            "        s = &s_default_scratch;",
+            "#else",
+            "        return KSNN_ERROR_ARGUMENT;",
+            "#endif",
+            "    } else if (ctx->buf == NULL) {",
+            "        return KSNN_ERROR_ARGUMENT;",
+            f"    }} else if (ctx->size < {up}_SCRATCH_BYTES ||",
+            "               ((uintptr_t)ctx->buf & 3u) != 0u) {",
+            "        return KSNN_ERROR_SIZE;",
+            "    } else {",
+            f"        s = ({name}_scratch_t *)ctx->buf;",
+            "    }",
+            "    ksnn_status_t status;",
             *self.calls,
             f"    for (int32_t i = 0; i < {up}_OUTPUT_SIZE; ++i) {{",
             f"        output[i] = (int32_t){out.expr}[i];",
             "    }",
-            f"    return {up}_OK;",
+            "    (void)s;",
+            "    return KSNN_OK;",
             "}",
             "",
         ]
@@ -333,21 +320,28 @@ class _Writer(NodeWriter):
                 "Makefile). */",
                 "#include <stdint.h>",
                 "",
+                '#include "ksnn_io.h"',
                 f'#include "{name}.h"',
-                "",
-                *OUTPUT_C,
                 "",
                 "int main(void)",
                 "{",
+                f"    static {name}_state_t state; /* one instance */",
+                "    /* Caller-provided scratch (NULL would use the static "
+                "default). */",
+                f"    static int32_t scratch[({up}_SCRATCH_BYTES + 3) / 4];",
+                "    const ksnn_context_t ctx = {scratch, "
+                "(int32_t)sizeof(scratch)};",
                 f"    static int8_t input[{up}_INPUT_SIZE]; "
                 "/* all zero here */",
                 f"    static int32_t output[{up}_OUTPUT_SIZE];",
                 f"    static int64_t score[{up}_OUTPUT_SIZE];",
                 f"    static char line[{up}_OUTPUT_SIZE * 24 + 32];",
-                f"    {name}_init();",
-                f"    {name}_reset();",
+                f"    if ({name}_init(&state) != KSNN_OK) {{",
+                "        return 1;",
+                "    }",
                 f"    for (int32_t t = 0; t < {steps}; ++t) {{",
-                f"        if ({name}_step(input, output) != {up}_OK) {{",
+                f"        if ({name}_step(&state, &ctx, input, output) != "
+                "KSNN_OK) {",
                 "            return 1;",
                 "        }",
                 f"        for (int32_t i = 0; i < {up}_OUTPUT_SIZE; ++i) {{",
@@ -361,13 +355,13 @@ class _Writer(NodeWriter):
                 "    }",
                 f"    for (int32_t i = 0; i < {up}_OUTPUT_SIZE; ++i) {{",
                 "        *p++ = ' ';",
-                "        p = format_int(p, score[i]);",
+                "        p = ksnn_format_int(p, score[i]);",
                 "        best = score[i] > score[best] ? i : best;",
                 "    }",
                 '    for (const char *s = "\\nclass: "; *s; ++s) {',
                 "        *p++ = *s;",
                 "    }",
-                "    p = format_int(p, best);",
+                "    p = ksnn_format_int(p, best);",
                 "    *p++ = '\\n';",
                 "    *p = '\\0';",
                 "    ksnn_write(line);",
@@ -378,53 +372,45 @@ class _Writer(NodeWriter):
         )
 
     def makefile(self):
-        name = self.name
-        sources = f"{name}.c {name}_main_example.c"
-        qemu = " ".join([toolchain.QEMU, *toolchain.QEMU_ARGS])
-        return "\n".join(
-            [
-                f"# Builds the C runtime of '{self.plan.graph.name}' "
-                "(generated by edge; do not edit).",
-                "#   make host      host executable (gcc or clang)",
-                "#   make arm       Cortex-M4 ELF (arm-none-eabi-gcc)",
-                "#   make run-arm   run it under QEMU (mps2-an386)",
-                "# In your own project, add "
-                f"{name}.c to the sources and include {name}.h.",
-                f"NAME = {name}",
-                "CC ?= cc",
-                f"CFLAGS ?= {' '.join(toolchain.HOST_CFLAGS[:-1])}",
-                f"ARM_CC = {toolchain.ARM_CC}",
-                f"ARM_CFLAGS = {' '.join(toolchain.ARM_CFLAGS)}",
-                f"ARM_LDFLAGS = {' '.join(toolchain.ARM_LDFLAGS)}",
-                f"QEMU = {qemu}",
-                "",
-                ".PHONY: all host arm run-host run-arm size clean",
-                "all: host arm",
-                "host: $(NAME)_example",
-                "arm: $(NAME)_example.elf",
-                "",
-                f"$(NAME)_example: {sources} $(NAME).h",
-                f"\t$(CC) $(CFLAGS) -o $@ {sources}",
-                "",
-                f"$(NAME)_example.elf: {sources} $(NAME).h startup_cm4.c "
-                "cm4.ld",
-                "\t$(ARM_CC) $(ARM_CFLAGS) $(ARM_LDFLAGS) -o $@ startup_cm4.c "
-                f"{sources} -lgcc",
-                "",
-                "run-host: host",
-                "\t./$(NAME)_example",
-                "",
-                "run-arm: arm",
-                "\ttimeout 10 $(QEMU) -kernel $(NAME)_example.elf",
-                "",
-                "size: arm",
-                "\tarm-none-eabi-size $(NAME)_example.elf",
-                "",
-                "clean:",
-                "\trm -f $(NAME)_example $(NAME)_example.elf",
-                "",
-            ]
-        )
+        values = {
+            "NAME": self.name,
+            "GRAPH": self.plan.graph.name,
+            "HOST_CFLAGS": " ".join(toolchain.HOST_CFLAGS),
+            "ARM_CC": toolchain.ARM_CC,
+            "ARM_SIZE": toolchain.ARM_SIZE,
+            "ARM_CFLAGS": " ".join(toolchain.ARM_CFLAGS),
+            "ARM_LDFLAGS": " ".join(toolchain.ARM_LDFLAGS),
+            "QEMU": " ".join([toolchain.QEMU, *toolchain.QEMU_ARGS]),
+        }
+        return fill(_read("Makefile.in"), values)
+
+
+def _bytes(ctype):
+    return int(re.sub(r"\D", "", ctype)) // 8
+
+
+def _round_up(n, to):
+    return -(-n // to) * to
+
+
+def _read(file):
+    with open(os.path.join(TEMPLATE_DIR, file), encoding="utf-8") as f:
+        return f.read()
+
+
+def fill(template, values):
+    """Replaces every `@NAME@` of `template` with `values["NAME"]`.
+
+    Raises:
+        ValueError: a placeholder without a value.
+    """
+
+    def value(match):
+        if match.group(1) not in values:
+            raise ValueError(f"No value for @{match.group(1)}@")
+        return str(values[match.group(1)])
+
+    return re.sub(r"@([A-Z_]+)@", value, template)
 
 
 def generate(qgraph, name="model"):
@@ -441,7 +427,9 @@ def generate(qgraph, name="model"):
 
     Returns:
         A dict file name -> C text: `<name>.h`, `<name>.c`,
-        `<name>_main_example.c`, `Makefile`, `startup_cm4.c`, `cm4.ld`.
+        `<name>_main_example.c`, `Makefile`, and the fixed files
+        `ksnn_runtime.h`, `ksnn_runtime.c`, `ksnn_io.h`, `ksnn_io.c`,
+        `startup_cm4.c`, `cm4.ld`.
 
     Raises:
         UnsupportedLayerError: a node the C runtime cannot express (an op
@@ -458,6 +446,5 @@ def generate(qgraph, name="model"):
     plan = Plan(qgraph, name)
     files = _Writer(plan).build()
     for support in SUPPORT_FILES:
-        with open(os.path.join(TEMPLATE_DIR, support), encoding="utf-8") as f:
-            files[support] = f.read()
+        files[support] = _read(support)
     return files

@@ -79,24 +79,40 @@ class NodeWriter:
             p["bias_q"],
             f"{node.name}: biases (in the output scale)",
         )
+        channels = int(node.shape[-1])
+        requant = self.const(c, "requant")
+        self.constants += [
+            f"/* {node.name}: requantization parameters */",
+            f"static const ksnn_requant_params_t {requant} = {{",
+            f"    {self.const(c, 'multiplier')},",
+            f"    {self.const(c, 'shift')},",
+            f"    {self.const(c, 'bias')},",
+            f"    {channels},",
+            f"    {plan.sat_min},",
+            f"    {plan.sat_max},",
+            "};",
+        ]
         body = getattr(self, f"_{node.op}_{'events' if event else 'mac'}")(
             node, src, buf
         )
-        channels = int(node.shape[-1])
         kind = (
             "event-driven (spiking input)" if event else "multiply-accumulate"
         )
         self.function(
             node,
             f"{node.op} {tuple(src.node.shape)} -> {tuple(node.shape)}, {kind}",
-            [f"const {src.ctype} *x", "int32_t *y"],
+            [
+                f"const {src.ctype} *x",
+                "int32_t *y",
+                "const ksnn_requant_params_t *params",
+            ],
             body
             + [
-                f"    ksnn_requantize(y, {buf.size // channels}, {channels}, "
-                f"{self.const(c, 'multiplier')}, {self.const(c, 'shift')}, "
-                f"{self.const(c, 'bias')});",
+                f"    return ksnn_requantize(y, {buf.size // channels}, "
+                "params);",
             ],
-            [src.expr, buf.expr],
+            [src.expr, buf.expr, f"&{requant}"],
+            returns=True,
         )
 
     def _dense_mac(self, node, src, buf):
@@ -306,7 +322,8 @@ class NodeWriter:
             params + ["int32_t *y"],
             [
                 f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
-                f"        y[i] = ksnn_saturate({total});",
+                f"        y[i] = ksnn_saturate({total}, KSNN_STATE_MIN, "
+                "KSNN_STATE_MAX);",
                 "    }",
             ],
             [s.expr for s in sources] + [buf.expr],
@@ -316,39 +333,47 @@ class NodeWriter:
         plan, p = self.plan, node.params
         src = plan.source(node)
         decay_q = int(p["decay_q"])
-        if decay_q == 1 << integer.DECAY_BITS:  # exact: rshift_round(v<<15)
-            leak = "(int64_t)v[i]"
-        elif decay_q == 0:
-            leak = "0"
-        else:
-            leak = (
-                f"ksnn_rshift_round((int64_t)v[i] * {decay_q}, "
-                f"{integer.DECAY_BITS})"
-            )
         decay = f"decay {decay_q}/2^{integer.DECAY_BITS}"
         st = plan.state_ctype
+        params = self.const(buf.cname, "neuron")
+        if node.op == "neuron":
+            threshold, reset = int(p["threshold_q"]), p["reset"]
+        else:
+            threshold, reset = 0, "none"
+        self.constants += [
+            f"/* {node.name}: {node.op} parameters */",
+            f"static const ksnn_neuron_params_t {params} = {{",
+            f"    {decay_q},",
+            f"    {threshold},",
+            f"    KSNN_RESET_{reset.upper()},",
+            "    KSNN_STATE_MIN,",
+            "    KSNN_STATE_MAX,",
+            "};",
+        ]
         lines = [
             f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
-            f"        const int64_t u = {leak} + x[i];",
+            "        /* decay_q = 2^15 (no leak) gives v exactly. */",
+            "        const int64_t u = ksnn_rshift_round((int64_t)v[i] * "
+            "p->decay_q, KSNN_DECAY_BITS) + x[i];",
         ]
         if node.op == "integrator":
             lines += [
-                f"        v[i] = ({st})ksnn_saturate(u);",
+                f"        v[i] = ({st})ksnn_saturate(u, p->state_min, "
+                "p->state_max);",
                 "        y[i] = v[i];",
                 "    }",
             ]
             what = f"leaky integrator (membrane readout), {decay}"
         else:
-            threshold, reset = int(p["threshold_q"]), p["reset"]
-            new_v = {
-                "hard": "fire ? 0 : u",
-                "soft": f"fire ? u - {threshold} : u",
-                "none": "u",
-            }[reset]
             lines += [
-                f"        const int fire = u >= {threshold};",
+                "        const int fire = u >= p->threshold;",
                 "        y[i] = (uint8_t)fire;",
-                f"        v[i] = ({st})ksnn_saturate({new_v});",
+                "        const int64_t r = !fire ? u",
+                "            : p->reset == KSNN_RESET_HARD ? 0",
+                "            : p->reset == KSNN_RESET_SOFT ? u - p->threshold",
+                "            : u;",
+                f"        v[i] = ({st})ksnn_saturate(r, p->state_min, "
+                "p->state_max);",
                 "    }",
             ]
             what = f"spiking neuron, {decay}, threshold {threshold}, "
@@ -356,19 +381,31 @@ class NodeWriter:
         self.function(
             node,
             what,
-            [f"const {src.ctype} *x", f"{st} *v", f"{buf.ctype} *y"],
+            [
+                f"const {src.ctype} *x",
+                f"{st} *v",
+                f"{buf.ctype} *y",
+                "const ksnn_neuron_params_t *p",
+            ],
             lines,
-            [src.expr, f"s_state.{state}", buf.expr],
+            [src.expr, f"state->{state}", buf.expr, f"&{params}"],
         )
 
-    def function(self, node, what, params, body, args):
+    def function(self, node, what, params, body, args, returns=False):
+        """A static node function that returns a `ksnn_status_t`."""
         fn = f"node_{self.plan.buffers[node.name].cname}"
         self.functions += [
             f"/* {node.name} (layer '{node.layer}'): {what}. */",
-            f"static void {fn}({', '.join(params)})",
+            f"static ksnn_status_t {fn}({', '.join(params)})",
             "{",
             *body,
+            *([] if returns else ["    return KSNN_OK;"]),
             "}",
             "",
         ]
-        self.calls.append(f"    {fn}({', '.join(args)});")
+        self.calls += [
+            f"    status = {fn}({', '.join(args)});",
+            "    if (status != KSNN_OK) {",
+            "        return status;",
+            "    }",
+        ]

@@ -47,15 +47,11 @@ class Buffer:
         # Currents are int32: the buffer is also the accumulator.
         self.ctype = ctype or _ctype(self.lo, self.hi)
         self.owned = expr is None  # else an alias (input, flatten)
-        self.expr = expr or f"s_buffers.{cname}"
+        self.expr = expr or f"s->{cname}"
 
     @property
     def binary(self):
         return self.lo == 0 and self.hi == 1
-
-
-# Text output for the example main and the test harness: `ksnn_write`
-# (semihosting on the freestanding Cortex-M4 build, stdout on the host) and
 
 
 def _ctype(lo, hi):

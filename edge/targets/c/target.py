@@ -1,6 +1,7 @@
 """The `"c"` target of `edge.export`: C sources, proven on gcc and QEMU."""
 
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -55,7 +56,15 @@ def count_instructions(qgraph, x, directory, name="model", timeout=300):
     return int(round((counts[1] - counts[0]) / len(x)))
 
 
-def run_c(qgraph, x, directory, platform="host", name="model", timeout=120):
+def run_c(
+    qgraph,
+    x,
+    directory,
+    platform="host",
+    name="model",
+    timeout=120,
+    instances=1,
+):
     """Generates, builds and runs the C runtime on `x`; raw per-step outputs.
 
     Args:
@@ -65,6 +74,8 @@ def run_c(qgraph, x, directory, platform="host", name="model", timeout=120):
         platform: `"host"`, `"host-sanitize"` or `"cortex-m4"` (QEMU).
         name: C name of the model.
         timeout: seconds allowed for the run.
+        instances: model instances the harness runs interleaved, step by
+            step, each on its own sample (see `generate_harness`).
 
     Returns:
         `(raw, path)`: the integer outputs `(N, T, *output_shape)`, which
@@ -75,7 +86,9 @@ def run_c(qgraph, x, directory, platform="host", name="model", timeout=120):
 
     >>> raw, _ = run_c(qgraph, x_test[:16], "build/c", "cortex-m4")
     """
-    files = generate(qgraph, name) | generate_harness(qgraph, x, name)
+    files = generate(qgraph, name) | generate_harness(
+        qgraph, x, name, instances=instances
+    )
     if platform == "cortex-m4":
         path = toolchain.build_cortex_m4(files, directory)
         text = toolchain.run_qemu(path, timeout)
@@ -155,7 +168,8 @@ def export_target(context):
             if platform == "cortex-m4":
                 size = toolchain.model_size_cortex_m4(files, directory)
                 checks["flash_bytes"] = size["flash"]
-                checks["ram_bytes"] = size["ram"]
+                # + one instance's state, which the caller owns
+                checks["ram_bytes"] = size["ram"] + _state_bytes(files)
                 checks["instructions_per_inference"] = count_instructions(
                     qgraph, x[:COUNT_SAMPLES], directory
                 )
@@ -183,3 +197,10 @@ def _row(context, target, consumer, scores, labels, n, checks):
         max_abs_diff=float(np.max(np.abs(scores - context.int_out[:n]))),
         checks=checks,
     )
+
+
+def _state_bytes(files, name="model"):
+    match = re.search(
+        rf"#define {name.upper()}_STATE_BYTES (\d+)", files[f"{name}.h"]
+    )
+    return int(match.group(1))
