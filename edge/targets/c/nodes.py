@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from edge import integer
 from edge.targets.c.plan import pads
+from keras_snn import fixed_point
 
 
 def array(ctype, name, values, comment, align=False, per_line=16):
@@ -333,7 +333,7 @@ class NodeWriter:
         plan, p = self.plan, node.params
         src = plan.source(node)
         decay_q = int(p["decay_q"])
-        decay = f"decay {decay_q}/2^{integer.DECAY_BITS}"
+        decay = f"decay {decay_q}/2^{fixed_point.DECAY_BITS}"
         st = plan.state_ctype
         params = self.const(buf.cname, "neuron")
         if node.op == "neuron":

@@ -10,9 +10,9 @@ import re
 
 import numpy as np
 
-from edge import integer
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
+from keras_snn import fixed_point
 
 SUPPORTED_OPS = (
     "input",
@@ -26,12 +26,12 @@ SUPPORTED_OPS = (
     "neuron",
     "integrator",
 )
-_INT32_MAX = (1 << 31) - 1
+_INT32_MAX = fixed_point.INT32_MAX
 _CTYPES = (  # smallest C type first
     ("uint8_t", 0, 255),
     ("int8_t", -128, 127),
     ("int16_t", -(1 << 15), (1 << 15) - 1),
-    ("int32_t", -(1 << 31), _INT32_MAX),
+    ("int32_t", fixed_point.INT32_MIN, _INT32_MAX),
 )
 
 
@@ -119,8 +119,13 @@ class Plan:
                 "The C runtime holds states in at most 32 bits. Received: "
                 f"state_bits={self.bits}"
             )
-        self.sat_min = -(1 << (self.bits - 1))
-        self.sat_max = (1 << (self.bits - 1)) - 1
+        # The range of currents and states: fixed_point.saturate's.
+        self.sat_min, self.sat_max = (
+            int(v)
+            for v in fixed_point.saturate(
+                [fixed_point.INT32_MIN, fixed_point.INT32_MAX], self.bits
+            )
+        )
         self.state_ctype = "int16_t" if self.bits <= 16 else "int32_t"
         taken = {"input", "output"}
         self.buffers = {}
@@ -186,7 +191,7 @@ class Plan:
             if tuple(src.node.shape) != tuple(node.shape):
                 raise unsupported(node, "input and output shapes differ")
             decay_q = int(p.get("decay_q", -1))
-            if not 0 <= decay_q <= 1 << integer.DECAY_BITS:
+            if not 0 <= decay_q <= 1 << fixed_point.DECAY_BITS:
                 raise unsupported(node, f"decay_q={decay_q} outside Q15")
             if op == "neuron":
                 if p.get("reset") not in ("hard", "soft", "none"):
