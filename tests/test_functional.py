@@ -137,6 +137,17 @@ def test_integer_arrays_work():
         (functional.validate_decay, 1.5, r"\[0, 1\]. Received: decay=1.5"),
         (functional.validate_decay, -0.1, "decay=-0.1"),
         (functional.validate_reset, "zero", "reset='zero'"),
+        (
+            functional.validate_threshold,
+            float("inf"),
+            "finite number > 0. Received: threshold=inf",
+        ),
+        (functional.validate_decay, float("nan"), "decay=nan"),
+        (
+            lambda v: functional.validate_positive(v, "rate"),
+            float("-inf"),
+            "rate=-inf",
+        ),
     ],
 )
 def test_validation_errors(func, value, pattern):
