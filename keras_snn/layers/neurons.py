@@ -316,6 +316,12 @@ class LIF(keras.layers.RNN):
 
     starting from `v[-1] = 0` (or the carried state when `stateful=True`).
 
+    A layer that does not fire at all on its first training batch warns
+    (`UserWarning` naming it and its threshold) in a plain `model.fit`
+    without XLA; with `jit_compile=True` pass a
+    `keras_snn.analysis.SilentLayerWarning` callback for the same check.
+    Set the class attribute `LIF.warn_if_silent = False` to turn it off.
+
     Args:
         threshold: float > 0, the firing threshold `theta`. Defaults to
             `1.0`.
