@@ -8,7 +8,9 @@ defines the deployed arithmetic (`edge.quantize`, `edge.integer`), converts
 one-timestep step models with explicit state to TFLite (float32 and int8,
 `edge.tflite`) and ONNX (`edge.onnx_export`), runs each artefact in its real
 consumer (LiteRT, TFLite-Micro, onnxruntime) and reports accuracy and
-agreement. `edge` may import `keras_snn`; `keras_snn` never imports `edge`.
+agreement (`edge.report`). Targets are plugins (`edge.targets`), registered
+under the entry point group `edge.targets`. `edge` may import `keras_snn`;
+`keras_snn` never imports `edge`.
 Optional dependencies (tf2onnx, onnxruntime, ai-edge-litert, tflite-micro)
 are imported when a target needs them; install them with the `edge` extra.
 """
@@ -17,8 +19,8 @@ import importlib
 
 _LAZY = {
     "AccuracyDropError": "edge.errors",
-    "ArtefactReport": "edge.exporter",
-    "ExportReport": "edge.exporter",
+    "ArtefactReport": "edge.report",
+    "ExportReport": "edge.report",
     "TARGETS": "edge.exporter",
     "export": "edge.exporter",
     "CalibrationError": "edge.errors",
@@ -30,15 +32,19 @@ _SUBMODULES = (
     "errors",
     "exporter",
     "fuse",
+    "gate",
     "integer",
     "ir",
     "kernels",
     "loihi",
     "nir_export",
     "onnx_export",
+    "output",
     "quantize",
     "reference",
+    "report",
     "step_model",
+    "targets",
     "tflite",
     "tflite_reference",
 )

@@ -23,14 +23,14 @@ import os
 
 import numpy as np
 
+# Neither imports TensorFlow (`keras-snn --help` loads this module).
+from edge import targets as registry
+from edge.gate import DEFAULT_MAX_ACCURACY_DROP
+from edge.gate import DEFAULT_MIN_AGREEMENT
+
 __all__ = ["export_command", "register"]
 
 DEFAULT_CALIBRATION_SAMPLES = 500
-TARGETS = ("tflite", "onnx", "c", "loihi", "nir")  # = exporter.TARGETS
-# = exporter.DEFAULT_MIN_AGREEMENT and DEFAULT_MAX_ACCURACY_DROP (this
-# module must not import TensorFlow for `keras-snn --help`).
-DEFAULT_MIN_AGREEMENT = 0.9
-DEFAULT_MAX_ACCURACY_DROP = 0.05
 
 
 def register(commands):
@@ -47,10 +47,11 @@ def register(commands):
     )
     parser.add_argument("model", help="path of a trained .keras file")
     parser.add_argument("--out", required=True, help="output folder")
+    targets = registry.names()  # the entry point group edge.targets
     parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
-        help=f"comma-separated, of {', '.join(TARGETS)} (default: all)",
+        default=",".join(targets),
+        help=f"comma-separated, of {', '.join(targets)} (default: all)",
     )
     parser.add_argument(
         "--calibration",
@@ -179,7 +180,7 @@ def export_command(args):
             args.min_agreement,
             args.max_accuracy_drop,
         )
-        exporter.check_targets(args.targets)
+        exporter.load_targets(args.targets)  # consumers installed?
         exporter.check_output_folder(args.out, args.overwrite)
     except edge.ExportError as error:
         raise edge.ExportError(_as_option(str(error))) from None
