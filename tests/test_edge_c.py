@@ -274,8 +274,18 @@ def test_export_target_rows_and_files(networks):
             np.mean(int_out.argmax(-1) == labels)
         )
     checks = rows[1].checks
-    for key in ("flash_bytes", "ram_bytes", "instructions_per_inference"):
+    for key in (
+        "flash_bytes",
+        "ram_bytes",
+        "instructions_per_inference",
+        "synaptic_ops_per_inference",
+    ):
         assert isinstance(checks[key], int) and checks[key] > 0
+    ratio = (
+        checks["instructions_per_inference"]
+        / (checks["synaptic_ops_per_inference"])
+    )
+    assert checks["instructions_per_synop"] == pytest.approx(ratio, rel=0.01)
     assert {"c/model.c", "c/model.h", "c/Makefile"} <= set(context.files)
     assert all(isinstance(v, bytes) for v in context.files.values())
 
@@ -384,3 +394,58 @@ def test_support_files_are_package_data():
         assert os.path.isfile(path), path
         relative = os.path.relpath(path, os.path.join(root, "edge"))
         assert any(fnmatch.fnmatch(relative, p.strip()) for p in patterns)
+
+
+# -- synaptic operations (issue 14, item 6) ----------------------------------
+def _brute_force_synops(qgraph, x):
+    """Synaptic operations by looping over every output and kernel tap."""
+    from edge import kernels
+
+    _, _, trace = integer.run_integer(qgraph, x, record=True)
+    spiking = {n.name for n in qgraph.nodes if n.op == "neuron"}
+    total = 0
+    for node in qgraph.nodes:
+        if node.op not in ("conv2d", "dense"):
+            continue
+        source = node.inputs[0]
+        while source not in spiking and qgraph.graph.node(source).op in (
+            "avg_pool",
+            "max_pool",
+            "flatten",
+        ):
+            source = qgraph.graph.node(source).inputs[0]
+        event = source in spiking
+        for values in trace[node.inputs[0]]:
+            for sample in values:
+                if node.op == "dense":
+                    inputs = np.count_nonzero(sample) if event else sample.size
+                    total += inputs * node.shape[-1]
+                    continue
+                kh, kw, ci, co = np.shape(node.params["kernel_q"])
+                h, w, _ = sample.shape
+                sh, sw = node.params["strides"]
+                pt, pl = (0, 0)
+                if node.params["padding"] == "same":
+                    pt = kernels.same_padding(h, kh, sh)[0]
+                    pl = kernels.same_padding(w, kw, sw)[0]
+                for oy in range(node.shape[0]):
+                    for ox in range(node.shape[1]):
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                iy, ix = oy * sh - pt + ky, ox * sw - pl + kx
+                                if 0 <= iy < h and 0 <= ix < w:
+                                    taps = sample[iy, ix]
+                                    inputs = (
+                                        np.count_nonzero(taps) if event else ci
+                                    )
+                                    total += inputs * co
+    return total / len(x)
+
+
+def test_synaptic_operations_equal_a_brute_force_count(networks):
+    for network in ("dense", "conv_hard"):
+        _, qgraph = networks[network]
+        x = _inputs(qgraph, 3)
+        counts = c_target.synaptic_operations(qgraph, x)
+        assert counts["accumulates"] > 0 and counts["macs"] > 0
+        assert counts["total"] == pytest.approx(_brute_force_synops(qgraph, x))

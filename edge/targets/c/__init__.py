@@ -8,6 +8,7 @@ Modules, by job:
 - `harness`: a test program with embedded inputs (`generate_harness`) and
   the parser of its printout (`read_outputs`).
 - `toolchain`: gcc, arm-none-eabi-gcc and QEMU (build, run, size, trace).
+- `measure`: synaptic operations per inference (`synaptic_operations`).
 - `target`: `export_target` (the `"c"` target), `run_c`,
   `count_instructions`.
 """
@@ -15,6 +16,7 @@ Modules, by job:
 from edge.targets.c.codegen import generate
 from edge.targets.c.harness import generate_harness
 from edge.targets.c.harness import read_outputs
+from edge.targets.c.measure import synaptic_operations
 from edge.targets.c.plan import SUPPORTED_OPS
 from edge.targets.c.target import count_instructions
 from edge.targets.c.target import export_target
@@ -40,4 +42,5 @@ __all__ = [
     "run_host",
     "run_qemu",
     "size_cortex_m4",
+    "synaptic_operations",
 ]

@@ -13,6 +13,7 @@ from edge.targets.c import toolchain
 from edge.targets.c.codegen import generate
 from edge.targets.c.harness import generate_harness
 from edge.targets.c.harness import read_outputs
+from edge.targets.c.measure import synaptic_operations
 
 HOST_SAMPLES = 512  # evaluation samples export_target runs on the host
 QEMU_SAMPLES = 64  # ... and under QEMU (TCG emulation is slower)
@@ -110,10 +111,6 @@ def _scores(qgraph, raw):
     return reference.aggregate(values, qgraph.graph.aggregate)
 
 
-def _fraction_equal(a, b):
-    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
-
-
 def export_target(context):
     """The `"c"` target of `edge.export`: C sources, proven on gcc and QEMU.
 
@@ -130,8 +127,11 @@ def export_target(context):
     Returns:
         Rows `"c-host"` (gcc x86-64) and `"c-cortex-m4"` (QEMU mps2-an386);
         checks: `bit_exact`, `samples`, and for Cortex-M4 `flash_bytes`,
-        `ram_bytes` (the model's object: code, weights, state, buffers; no
-        stack) and `instructions_per_inference`.
+        `ram_bytes` (the model's objects: code, weights, the default
+        scratch, plus one instance's state; no stack),
+        `instructions_per_inference`, `synaptic_ops_per_inference` (see
+        `edge.targets.c.measure`) and `instructions_per_synop` (their
+        ratio, on the same `COUNT_SAMPLES` inputs).
 
     Raises:
         UnsupportedLayerError: a node the C runtime cannot express.
@@ -170,8 +170,13 @@ def export_target(context):
                 checks["flash_bytes"] = size["flash"]
                 # + one instance's state, which the caller owns
                 checks["ram_bytes"] = size["ram"] + _state_bytes(files)
-                checks["instructions_per_inference"] = count_instructions(
-                    qgraph, x[:COUNT_SAMPLES], directory
+                counted = x[:COUNT_SAMPLES]
+                instructions = count_instructions(qgraph, counted, directory)
+                synops = synaptic_operations(qgraph, counted)["total"]
+                checks["instructions_per_inference"] = instructions
+                checks["synaptic_ops_per_inference"] = int(round(synops))
+                checks["instructions_per_synop"] = round(
+                    instructions / max(synops, 1.0), 2
                 )
             rows.append(
                 _row(context, target, consumer, scores, labels, len(x), checks)
@@ -182,19 +187,16 @@ def export_target(context):
 
 
 def _row(context, target, consumer, scores, labels, n, checks):
-    from edge.exporter import ArtefactReport
-
-    ops = sorted({node.op for node in context.qgraph.graph.nodes[1:]})
-    return ArtefactReport(
+    # edge.report.make_row through the context: accuracy and agreement on
+    # the first n samples, max_abs_diff against the integer reference.
+    return context.row(
         target,
         consumer,
+        scores,
+        expected=context.int_out[:n],
+        close=False,
         path="c/model.c",
-        ops=ops,
-        accuracy=None
-        if labels is None
-        else float(np.mean(np.argmax(scores, -1) == labels[:n])),
-        agreement=_fraction_equal(scores, context.keras_out[:n]),
-        max_abs_diff=float(np.max(np.abs(scores - context.int_out[:n]))),
+        ops=sorted({node.op for node in context.qgraph.graph.nodes[1:]}),
         checks=checks,
     )
 
