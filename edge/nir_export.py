@@ -794,14 +794,10 @@ def export_target(context, samples=NIR_SAMPLES):
     >>> report.row("nir").checks["spike_agreement"]
     1.0
     """
-    from edge.exporter import ArtefactReport
-
     graph = context.graph
     conversion = convert(graph)
     x = context.x[:samples]
     count = len(x)
-    labels = None if context.labels is None else context.labels[:count]
-    keras_out = context.keras_out[:count]
     float_out = context.float_out[:count]
     rows = []
     with tempfile.TemporaryDirectory(prefix="keras-snn-nir-") as folder:
@@ -821,11 +817,13 @@ def export_target(context, samples=NIR_SAMPLES):
                     f"{result['spike_agreement']:.6f}; differences not at "
                     f"a threshold tie: {result['unexplained'][:5]}"
                 )
-            agree = float(np.mean(output.argmax(-1) == keras_out.argmax(-1)))
             rows.append(
-                ArtefactReport(
+                context.row(
                     "nir",
                     name,
+                    output,
+                    expected=float_out,
+                    close=False,
                     path="model.nir",
                     ops=sorted(
                         {
@@ -833,11 +831,6 @@ def export_target(context, samples=NIR_SAMPLES):
                             for n in conversion.nir_graph.nodes.values()
                         }
                     ),
-                    accuracy=None
-                    if labels is None
-                    else float(np.mean(output.argmax(-1) == labels)),
-                    agreement=agree,
-                    max_abs_diff=float(np.max(np.abs(output - float_out))),
                     checks={
                         "spike_agreement": result["spike_agreement"],
                         "exact_samples": result["exact_samples"],
