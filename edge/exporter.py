@@ -396,7 +396,7 @@ def _export(
         ),
         context.row(
             "reference-int",
-            f"NumPy (int8 w, int{state_bits} v)",
+            f"edge.integer (int8 w, int{state_bits} v)",
             int_out,
             checks={"spike_agreement": spikes},
         ),

@@ -131,7 +131,7 @@ class _Dense1x1(keras.layers.Layer):
     TFLite's int8 FULLY_CONNECTED rounds differently in LiteRT's and in
     TFLite-Micro's reference kernels (about 0.1 % of outputs differ by one;
     see `edge.tflite_reference`), while CONV_2D rounds the same in both, so
-    one integer reference holds for both consumers. The values are those of
+    one TFLM emulator holds for both consumers. The values are those of
     the dense layer.
     """
 

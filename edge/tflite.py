@@ -429,8 +429,9 @@ class LiteRTRunner:
 
 
 class IntegerReferenceRunner:
-    """Runs a step .tflite int8 model in the NumPy integer reference
-    (`edge.tflite_reference.TFLiteIntegerReference`), by signature names.
+    """Runs a step .tflite int8 model in the NumPy TFLM emulator
+    (`edge.tflite_reference.TFLiteIntegerReference`; not the integer
+    reference `edge.integer`), by signature names.
 
     Args:
         model_bytes: the int8 .tflite model.

@@ -277,6 +277,6 @@ def test_export_of_a_membrane_readout_to_tflite(tmp_path):
     int8 = [row for row in report.rows if row.target == "tflite-int8"]
     assert {row.consumer for row in int8} == {"LiteRT", "TFLite-Micro"}
     for row in int8:
-        assert row.checks["tflm_equals_int_reference"] is True
-        assert row.checks["litert_equals_int_reference"] is True
+        assert row.checks["tflm_equals_tflm_emulator"] is True
+        assert row.checks["litert_equals_tflm_emulator"] is True
     assert report.row("tflite-float32").max_abs_diff < 1e-4

@@ -2,7 +2,7 @@
 
 The float32 step model runs in LiteRT and must equal the Keras step model;
 the int8 step model runs in LiteRT (reference kernels) and TFLite-Micro,
-both of which must equal the TFLM integer reference (`edge.tflite`,
+both of which must equal the TFLM emulator (`edge.tflite`,
 `edge.tflite_reference`) bit for bit. Registered under the entry point
 group `edge.targets` (see `edge.targets`); TensorFlow is imported only
 when the target runs.
@@ -23,7 +23,7 @@ def export_target(context):
 
     Writes `model_float32.tflite` (checked against the Keras step model)
     and `model_int8.tflite` (LiteRT and TFLite-Micro must equal the TFLM
-    integer reference bit for bit).
+    emulator `edge.tflite_reference` bit for bit).
 
     Args:
         context: an `edge.targets.ExportContext`.
@@ -34,7 +34,7 @@ def export_target(context):
 
     Raises:
         ConsumerError: the int8 model does not run bit for bit as the
-            integer reference.
+            TFLM emulator.
     """
     from edge import step_model
     from edge import tflite
@@ -79,17 +79,17 @@ def export_target(context):
     )[1]
     files["model_int8.tflite"] = int8_bytes
     checks = {
-        "litert_equals_int_reference": bool(
+        "litert_equals_tflm_emulator": bool(
             np.array_equal(litert_raw, emulated_raw)
         ),
-        "tflm_equals_int_reference": bool(
+        "tflm_equals_tflm_emulator": bool(
             np.array_equal(tflm_raw, emulated_raw)
         ),
     }
     if not all(checks.values()):
         raise ConsumerError(
             f"The int8 TFLite model of '{graph.name}' does not run bit for "
-            f"bit as the integer reference: {checks}"
+            f"bit as the TFLM emulator: {checks}"
         )
     for consumer, out in (("LiteRT", litert_out), ("TFLite-Micro", tflm_out)):
         rows.append(
