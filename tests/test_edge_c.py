@@ -6,6 +6,7 @@ Without them the tests are skipped locally and fail in CI (`CI` set).
 """
 
 import dataclasses
+import functools
 import os
 import shutil
 import subprocess
@@ -449,3 +450,52 @@ def test_synaptic_operations_equal_a_brute_force_count(networks):
         counts = c_target.synaptic_operations(qgraph, x)
         assert counts["accumulates"] > 0 and counts["macs"] > 0
         assert counts["total"] == pytest.approx(_brute_force_synops(qgraph, x))
+
+
+def _span(plan, name):
+    """Bytes `[start, end)` of a node's buffer in the scratch arena."""
+    buf = plan.buffers[name]
+    if buf.offset is None:  # the input: the caller's array
+        return None
+    width = int(buf.ctype[-4:-2].strip("t")) // 8
+    return buf.offset, buf.offset + buf.size * width
+
+
+def _overlap(a, b):
+    return a and b and a[0] < b[1] and b[0] < a[1]
+
+
+def test_buffers_with_disjoint_lifetimes_share_scratch(networks):
+    from edge.targets.c.plan import Plan
+
+    for network in NETWORKS:
+        _, qgraph = networks[network]
+        plan = Plan(qgraph, "model")
+        nodes = plan.graph.nodes
+        span = functools.partial(_span, plan)
+        overlap = _overlap
+
+        owned = [n.name for n in nodes if plan.buffers[n.name].owned]
+        total = sum(span(n)[1] - span(n)[0] for n in owned)
+        assert max(span(n)[1] for n in owned) <= plan.scratch_bytes <= total
+        for j, node in enumerate(nodes[1:], 1):
+            if node.op == "flatten":
+                continue
+            # A node never writes over what it reads ...
+            for source in node.inputs:
+                assert not overlap(span(node.name), span(source)), node.name
+            # ... nor over a value that a later node still reads.
+            for later in nodes[j + 1 :]:
+                for source in later.inputs:
+                    earlier = [n.name for n in nodes[:j]]
+                    if source in earlier:
+                        assert not overlap(span(node.name), span(source))
+            # nor over the graph's output once it is written.
+            if plan.graph.output in [n.name for n in nodes[:j]]:
+                assert not overlap(span(node.name), span(plan.graph.output))
+    _, qgraph = networks["conv_hard"]
+    plan = Plan(qgraph, "model")
+    owned = [b for b in plan.buffers.values() if b.owned]
+    assert plan.scratch_bytes < sum(
+        b.size * int(b.ctype[-4:-2].strip("t")) // 8 for b in owned
+    )

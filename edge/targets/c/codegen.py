@@ -102,13 +102,13 @@ class _Writer(NodeWriter):
         state = sum(plan.buffers[n.name].size for n, _ in plan.states) * (
             2 if plan.state_ctype == "int16_t" else 4
         )
-        scratch = sum(b.size * _bytes(b.ctype) for b in self.scratch_buffers())
-        return state, _round_up(state, 4), _round_up(scratch, 4)
+        scratch = max(plan.scratch_bytes, 4)
+        return state, _round_up(state, 4), scratch
 
     def scratch_buffers(self):
-        """Owned buffers, widest type first (no padding between them)."""
+        """Owned buffers, by offset in the scratch arena."""
         owned = [b for b in self.plan.buffers.values() if b.owned]
-        return sorted(owned, key=lambda b: -_bytes(b.ctype))
+        return sorted(owned, key=lambda b: (b.offset, b.cname))
 
     def header(self):
         plan, up, name = self.plan, self.upper, self.name
@@ -209,9 +209,10 @@ class _Writer(NodeWriter):
 
     def source(self):
         plan, name, up = self.plan, self.name, self.upper
-        scratch_fields = [
-            f"    {b.ctype} {b.cname}[{b.size}]; /* {b.node.name} "
-            f"{tuple(b.node.shape)} */"
+        _, _, scratch = self.sizes()
+        layout = [
+            f"   {b.offset:>7} {b.ctype} [{b.size}] {b.node.name} "
+            f"{tuple(b.node.shape)}"
             for b in self.scratch_buffers()
         ]
         out = plan.output
@@ -226,21 +227,21 @@ class _Writer(NodeWriter):
             f"#define KSNN_STATE_MIN ({plan.sat_min + 1} - 1)",
             f"#define KSNN_STATE_MAX {plan.sat_max}",
             "",
-            "/* Activation buffers of one step (spikes as uint8_t), widest "
-            "first. */",
-            "typedef struct {",
-            *(scratch_fields or ["    int32_t unused;"]),
-            f"}} {name}_scratch_t;",
+            "/* Activation buffers of one step in the scratch arena "
+            "(spikes as uint8_t);",
+            "   buffers whose lifetimes do not overlap share bytes.",
+            "    offset type [count] node (shape)",
+            *layout,
+            "*/",
             "",
             "typedef char ksnn_sizes_check[(sizeof("
-            f"{name}_scratch_t) <= {up}_SCRATCH_BYTES && sizeof("
             f"{name}_state_t) <= {up}_STATE_BYTES) ? 1 : -1];",
             "",
             f"#ifndef {up}_NO_DEFAULT_SCRATCH",
             "/* Static default scratch, used when ctx is NULL: shared by every "
             "instance,",
             "   so steps that use it must not run at the same moment. */",
-            f"static {name}_scratch_t s_default_scratch;",
+            f"static int32_t s_default_scratch[{scratch // 4}];",
             "#endif",
             "",
             *self.constants,
@@ -270,10 +271,10 @@ class _Writer(NodeWriter):
             "    if (state == NULL || input == NULL || output == NULL) {",
             "        return KSNN_ERROR_ARGUMENT;",
             "    }",
-            f"    {name}_scratch_t *s;",
+            "    unsigned char *s;",
             "    if (ctx == NULL) {",
             f"#ifndef {up}_NO_DEFAULT_SCRATCH",
-            "        s = &s_default_scratch;",
+            "        s = (unsigned char *)s_default_scratch;",
             "#else",
             "        return KSNN_ERROR_ARGUMENT;",
             "#endif",
@@ -283,7 +284,7 @@ class _Writer(NodeWriter):
             "               ((uintptr_t)ctx->buf & 3u) != 0u) {",
             "        return KSNN_ERROR_SIZE;",
             "    } else {",
-            f"        s = ({name}_scratch_t *)ctx->buf;",
+            "        s = (unsigned char *)ctx->buf;",
             "    }",
             "    ksnn_status_t status;",
             *self.calls,
@@ -383,10 +384,6 @@ class _Writer(NodeWriter):
             "QEMU": " ".join([toolchain.QEMU, *toolchain.QEMU_ARGS]),
         }
         return fill(_read("Makefile.in"), values)
-
-
-def _bytes(ctype):
-    return int(re.sub(r"\D", "", ctype)) // 8
 
 
 def _round_up(n, to):

@@ -47,11 +47,21 @@ class Buffer:
         # Currents are int32: the buffer is also the accumulator.
         self.ctype = ctype or _ctype(self.lo, self.hi)
         self.owned = expr is None  # else an alias (input, flatten)
+        self.offset = None  # in the scratch arena, once allocated
         self.expr = expr or f"s->{cname}"
 
     @property
     def binary(self):
         return self.lo == 0 and self.hi == 1
+
+
+def _bytes(ctype):
+    return int(re.sub(r"\D", "", ctype)) // 8
+
+
+def _clash(a, b):
+    """Whether C forbids buffers of these types to share bytes."""
+    return a != b and "uint8_t" not in (a, b)
 
 
 def _ctype(lo, hi):
@@ -164,6 +174,60 @@ class Plan:
         if graph.output not in self.buffers:
             raise ExportError(f"Unknown output node {graph.output!r}")
         self.output = self.buffers[graph.output]
+        self.scratch_bytes = self._allocate()
+
+    def _allocate(self):
+        """Places the owned buffers in one scratch arena; returns its bytes.
+
+        A buffer lives from the node that writes it to the last node that
+        reads it (the graph's output to the end of the step). Buffers whose
+        lifetimes do not overlap share bytes (first fit, in node order), so
+        a node never writes over one of its own inputs. int16 and int32
+        buffers never share bytes (C's aliasing rules; uint8_t, a character
+        type, may share with both).
+        """
+        nodes = self.graph.nodes
+        owner, first, last = {}, {}, {}
+        for j, node in enumerate(nodes):
+            buf = self.buffers[node.name]
+            if buf.owned:
+                owner[node.name] = buf
+                first[buf.cname] = last[buf.cname] = j
+            elif node.op == "flatten":
+                owner[node.name] = owner.get(node.inputs[0])
+            for name in node.inputs:
+                if owner.get(name) is not None:
+                    last[owner[name].cname] = j
+        if owner.get(self.graph.output) is not None:
+            last[owner[self.graph.output].cname] = len(nodes)
+        placed = []  # (offset, end, buffer)
+        for node in nodes:
+            buf = self.buffers[node.name]
+            if not buf.owned:
+                continue
+            size = -(-buf.size * _bytes(buf.ctype) // 4) * 4
+            taken = sorted(
+                (o, e)
+                for o, e, other in placed
+                if _clash(other.ctype, buf.ctype)
+                or not (
+                    last[other.cname] < first[buf.cname]
+                    or first[other.cname] > last[buf.cname]
+                )
+            )
+            offset = 0
+            for o, e in taken:
+                if offset + size <= o:
+                    break
+                offset = max(offset, e)
+            buf.offset = offset
+            placed.append((offset, offset + size, buf))
+        for name, buf in self.buffers.items():
+            home = owner.get(name)
+            if home is not None:
+                buf.offset = home.offset
+                buf.expr = f"(({buf.ctype} *)(void *)&s[{home.offset}])"
+        return max((e for _, e, _ in placed), default=0)
 
     def source(self, node, i=0):
         return self.buffers[node.inputs[i]]
