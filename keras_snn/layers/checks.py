@@ -149,13 +149,17 @@ def check_finite(layer, inputs, what="input"):
         return inputs
     import tensorflow as tf
 
-    return tf.debugging.check_numerics(
-        inputs,
+    # Forward pass only: `check_numerics` on `inputs` itself would also
+    # check the gradient, a second pass in every training step.
+    checked = tf.debugging.check_numerics(
+        tf.stop_gradient(inputs),
         f"Layer '{layer.name}' ({type(layer).__name__}) received non-finite "
         f"{what} (NaN or inf): check the input data (and the weights of the "
         "layers before it, which a NaN input may already have corrupted in "
         "training). Pass check_finite=False to the layer to skip this check",
     )
+    with tf.control_dependencies([checked]):
+        return tf.identity(inputs)
 
 
 def in_xla_context():
