@@ -28,7 +28,6 @@ target imports its module; listing the names (`names`) imports nothing.
 """
 
 import dataclasses
-import functools
 import importlib.util
 import shutil
 
@@ -219,6 +218,9 @@ class ExportContext:
         progress: a function of one line of text that shows progress
             (`export`'s `verbose`/`progress`); a target may call `log`
             when a consumer starts or ends.
+        shared: results that several targets use, computed by the first
+            that needs them (e.g. the Keras step model's outputs, see
+            `edge.targets.tflite.keras_step_outputs`).
     """
 
     graph: object
@@ -234,24 +236,12 @@ class ExportContext:
     timesteps: int
     files: dict = dataclasses.field(default_factory=dict)
     progress: object = None
+    shared: dict = dataclasses.field(default_factory=dict)
 
     def log(self, line):
         """Shows `line` as progress (nothing when the export is quiet)."""
         if self.progress is not None:
             self.progress(line)
-
-    @functools.cached_property
-    def keras_step_out(self):
-        """The Keras step model's aggregated output on `x`: the float the
-        step artefacts (TFLite float32, ONNX) must equal; computed once."""
-        from edge import step_model
-
-        step = step_model.build_step_model(self.graph, batch_size=None)
-
-        def run(inputs):
-            return {k: np.asarray(v) for k, v in step(inputs).items()}
-
-        return step_model.run_steps(run, self.graph, self.x)[0]
 
     def accuracy(self, output):
         """Accuracy of `output` on the labels (`None` without labels)."""

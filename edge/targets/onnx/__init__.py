@@ -25,10 +25,11 @@ def export_target(context):
     """
     from edge import onnx_export
     from edge import step_model
+    from edge.targets.tflite import keras_step_outputs
 
     graph, x, files = context.graph, context.x, context.files
 
-    expected = context.keras_step_out
+    expected = keras_step_outputs(context)
     context.log("  onnx: converting with tf2onnx")
     model_bytes = onnx_export.convert(graph)
     context.log(f"  onnx: in onnxruntime on {len(x)} samples")
