@@ -103,6 +103,7 @@ from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from keras_snn import fileio
 from keras_snn import functional
+from keras_snn.fixed_point import quantize_decay
 from keras_snn.fixed_point import quantize_threshold
 from keras_snn.fixed_point import round_half_away
 
@@ -284,7 +285,8 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
         )
     if not threshold > 0:
         raise _refuse(neuron, f"threshold {threshold} is not > 0")
-    v_decay = int(round_half_away((1.0 - decay) * DECAY_UNITY))
+    # vDecay = round((1 - k) 2^12): Loihi's 12-bit decay fraction.
+    v_decay = quantize_decay(1.0 - decay, DECAY_SHIFT)
     if not 0 <= v_decay <= V_DECAY_MAX:
         raise _refuse(
             neuron,
