@@ -143,9 +143,11 @@ class NodeWriter:
             "        }",
             *value,
             f"        const int8_t *w = &{w}[i * {n_out}];",
-            f"        for (int32_t o = 0; o < {n_out}; ++o) {{",
-            f"            y[o] += {'w[o]' if src.binary else 'w[o] * x_i'};",
-            "        }",
+            (
+                f"        ksnn_accumulate_s8_spikes(y, w, {n_out});"
+                if src.binary
+                else f"        ksnn_accumulate_s8(y, w, {n_out}, x_i);"
+            ),
             "    }",
         ]
 
@@ -186,9 +188,8 @@ class NodeWriter:
             f"&{weights}[(ky * {kw} + kx) * {ci * co}];",
             f"                    for (int32_t c = 0; c < {ci}; ++c) {{",
             "                        const int32_t x_c = xp[c];",
-            f"                        for (int32_t o = 0; o < {co}; ++o) {{",
-            f"                            acc[o] += wp[c * {co} + o] * x_c;",
-            "                        }",
+            f"                        ksnn_accumulate_s8(acc, &wp[c * {co}], "
+            f"{co}, x_c);",
             "                    }",
             "                }",
             "            }",
@@ -201,7 +202,11 @@ class NodeWriter:
             node, src
         )
         weights = self.const(buf.cname, "weights")
-        term = "wp[o]" if src.binary else "wp[o] * x_c"
+        term = (
+            f"ksnn_accumulate_s8_spikes(acc, wp, {co});"
+            if src.binary
+            else f"ksnn_accumulate_s8(acc, wp, {co}, x_c);"
+        )
         return [
             f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
             "        y[i] = 0;",
@@ -237,9 +242,7 @@ class NodeWriter:
             f"&y[((ty / {sh}) * {ow} + tx / {sw}) * {co}];",
             "                        const int8_t *wp = "
             f"&{weights}[((ky * {kw} + kx) * {ci} + c) * {co}];",
-            f"                        for (int32_t o = 0; o < {co}; ++o) {{",
-            f"                            acc[o] += {term};",
-            "                        }",
+            f"                        {term}",
             "                    }",
             "                }",
             "            }",

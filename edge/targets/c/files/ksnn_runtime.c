@@ -15,10 +15,101 @@ ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
     for (int32_t i = 0; i < pixels; ++i) {
         for (int32_t c = 0; c < channels; ++c, ++y) {
             /* 64-bit product: |acc| < 2^31 and m < 2^31. */
-            const int64_t scaled = ksnn_rshift_round(
-                (int64_t)*y * params->multiplier[c], params->shift[c]);
+            const int64_t product = (int64_t)*y * params->multiplier[c];
+            const int n = params->shift[c];
+            int64_t scaled;
+            if (n >= 32) {
+                /* = ksnn_rshift_round(product, n) without a 64-bit
+                   variable shift: the rounding constant and the shift
+                   act on the high word (|product + half| < 2^62). */
+                const int64_t half =
+                    n > 32 ? (int64_t)((uint64_t)(1u << (n - 33)) << 32)
+                           : (int64_t)((uint32_t)1u << 31);
+                scaled = (int32_t)((product + half) >> 32) >> (n - 32);
+            } else {
+                scaled = ksnn_rshift_round(product, n);
+            }
             *y = ksnn_saturate(scaled + params->bias[c], lo, hi);
         }
     }
     return KSNN_OK;
+}
+
+/* Cortex-M4 DSP instructions (as CMSIS's __SXTB16, __SMLABB, ...), written
+   here so that the runtime needs no CMSIS headers. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#define KSNN_DSP 1
+static inline uint32_t ksnn_sxtb16(uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(v));
+    return r;
+}
+
+static inline uint32_t ksnn_sxtb16_ror8(uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* acc + bottom(a) * bottom(b), signed 16-bit halves */
+static inline int32_t ksnn_smlabb(uint32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* acc + top(a) * bottom(b) */
+static inline int32_t ksnn_smlatb(uint32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+#endif
+
+void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x)
+{
+    int32_t o = 0;
+#ifdef KSNN_DSP
+    for (; o < (n & ~3); o += 4) {
+        uint32_t w4;
+        __builtin_memcpy(&w4, &w[o], 4);
+        const uint32_t even = ksnn_sxtb16(w4);     /* w0, w2 */
+        const uint32_t odd = ksnn_sxtb16_ror8(w4); /* w1, w3 */
+        int32_t a0 = acc[o], a1 = acc[o + 1];
+        int32_t a2 = acc[o + 2], a3 = acc[o + 3];
+        a0 = ksnn_smlabb(even, x, a0);
+        a1 = ksnn_smlabb(odd, x, a1);
+        a2 = ksnn_smlatb(even, x, a2);
+        a3 = ksnn_smlatb(odd, x, a3);
+        acc[o] = a0;
+        acc[o + 1] = a1;
+        acc[o + 2] = a2;
+        acc[o + 3] = a3;
+    }
+#endif
+    for (; o < n; ++o) {
+        acc[o] += w[o] * x;
+    }
+}
+
+void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n)
+{
+    int32_t o = 0;
+#ifdef KSNN_DSP
+    for (; o < (n & ~3); o += 4) {
+        uint32_t w4;
+        __builtin_memcpy(&w4, &w[o], 4);
+        acc[o] += (int8_t)w4;
+        acc[o + 1] += (int8_t)(w4 >> 8);
+        acc[o + 2] += (int8_t)(w4 >> 16);
+        acc[o + 3] += (int8_t)(w4 >> 24);
+    }
+#endif
+    for (; o < n; ++o) {
+        acc[o] += w[o];
+    }
 }

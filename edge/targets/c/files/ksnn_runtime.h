@@ -92,6 +92,18 @@ static inline int32_t ksnn_saturate(int64_t z, int32_t lo, int32_t hi)
 }
 
 /**
+ * @brief acc[o] += w[o] * x for o < n: one input's weight row added to the
+ *        outputs it reaches (|x| < 2^15). Cortex-M4 DSP instructions where
+ *        the compiler targets them (__ARM_FEATURE_DSP), plain C elsewhere.
+ */
+void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x);
+
+/**
+ * @brief acc[o] += w[o] for o < n: the weight row of an input that spiked.
+ */
+void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n);
+
+/**
  * @brief Requantizes int32 accumulators in place, channel last.
  * @param[in,out] y       `pixels * params->channels` accumulators.
  * @param[in]     pixels  Positions (1 for a dense layer).
