@@ -39,57 +39,67 @@ ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
    here so that the runtime needs no CMSIS headers. */
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
 #define KSNN_DSP 1
-static inline uint32_t ksnn_sxtb16(uint32_t v)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(v));
-    return r;
-}
+#endif
 
-static inline uint32_t ksnn_sxtb16_ror8(uint32_t v)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-    return r;
-}
+#ifdef KSNN_DSP
+/* Four outputs: acc[0..3] += w[0..3] * x, pointers advanced. */
+#define KSNN_MAC4(acc, w, x)                                               \
+    do {                                                                   \
+        uint32_t w4_, e_, o_;                                              \
+        int32_t a0_, a1_, a2_, a3_;                                        \
+        __asm__("ldr %[w4], [%[w]], #4\n\t"                                \
+                "ldrd %[a0], %[a1], [%[acc]]\n\t"                          \
+                "ldrd %[a2], %[a3], [%[acc], #8]\n\t"                      \
+                "sxtb16 %[e], %[w4]\n\t"                                   \
+                "sxtb16 %[o], %[w4], ror #8\n\t"                           \
+                "smlabb %[a0], %[e], %[x], %[a0]\n\t"                      \
+                "smlabb %[a1], %[o], %[x], %[a1]\n\t"                      \
+                "smlatb %[a2], %[e], %[x], %[a2]\n\t"                      \
+                "smlatb %[a3], %[o], %[x], %[a3]\n\t"                      \
+                "strd %[a0], %[a1], [%[acc]], #8\n\t"                      \
+                "strd %[a2], %[a3], [%[acc]], #8"                          \
+                : [acc] "+r"(acc), [w] "+r"(w), [w4] "=&r"(w4_),           \
+                  [e] "=&r"(e_), [o] "=&r"(o_), [a0] "=&r"(a0_),           \
+                  [a1] "=&r"(a1_), [a2] "=&r"(a2_), [a3] "=&r"(a3_)        \
+                : [x] "r"(x)                                               \
+                : "memory");                                               \
+    } while (0)
 
-/* acc + bottom(a) * bottom(b), signed 16-bit halves */
-static inline int32_t ksnn_smlabb(uint32_t a, int32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
-
-/* acc + top(a) * bottom(b) */
-static inline int32_t ksnn_smlatb(uint32_t a, int32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
+/* Four outputs: acc[0..3] += w[0..3], pointers advanced. */
+#define KSNN_ADD4(acc, w)                                                  \
+    do {                                                                   \
+        uint32_t w4_;                                                      \
+        int32_t a0_, a1_, a2_, a3_;                                        \
+        __asm__("ldr %[w4], [%[w]], #4\n\t"                                \
+                "ldrd %[a0], %[a1], [%[acc]]\n\t"                          \
+                "ldrd %[a2], %[a3], [%[acc], #8]\n\t"                      \
+                "sxtab %[a0], %[a0], %[w4]\n\t"                            \
+                "sxtab %[a1], %[a1], %[w4], ror #8\n\t"                    \
+                "sxtab %[a2], %[a2], %[w4], ror #16\n\t"                   \
+                "sxtab %[a3], %[a3], %[w4], ror #24\n\t"                   \
+                "strd %[a0], %[a1], [%[acc]], #8\n\t"                      \
+                "strd %[a2], %[a3], [%[acc]], #8"                          \
+                : [acc] "+r"(acc), [w] "+r"(w), [w4] "=&r"(w4_),           \
+                  [a0] "=&r"(a0_), [a1] "=&r"(a1_), [a2] "=&r"(a2_),       \
+                  [a3] "=&r"(a3_)                                          \
+                :                                                          \
+                : "memory");                                               \
+    } while (0)
 #endif
 
 void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x)
 {
     int32_t o = 0;
 #ifdef KSNN_DSP
-    for (; o < (n & ~3); o += 4) {
-        uint32_t w4;
-        __builtin_memcpy(&w4, &w[o], 4);
-        const uint32_t even = ksnn_sxtb16(w4);     /* w0, w2 */
-        const uint32_t odd = ksnn_sxtb16_ror8(w4); /* w1, w3 */
-        int32_t a0 = acc[o], a1 = acc[o + 1];
-        int32_t a2 = acc[o + 2], a3 = acc[o + 3];
-        a0 = ksnn_smlabb(even, x, a0);
-        a1 = ksnn_smlabb(odd, x, a1);
-        a2 = ksnn_smlatb(even, x, a2);
-        a3 = ksnn_smlatb(odd, x, a3);
-        acc[o] = a0;
-        acc[o + 1] = a1;
-        acc[o + 2] = a2;
-        acc[o + 3] = a3;
+    for (; o < (n & ~7); o += 8) {
+        KSNN_MAC4(acc, w, x);
+        KSNN_MAC4(acc, w, x);
     }
+    for (; o < (n & ~3); o += 4) {
+        KSNN_MAC4(acc, w, x);
+    }
+    acc -= o;
+    w -= o;
 #endif
     for (; o < n; ++o) {
         acc[o] += w[o] * x;
@@ -100,14 +110,15 @@ void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n)
 {
     int32_t o = 0;
 #ifdef KSNN_DSP
-    for (; o < (n & ~3); o += 4) {
-        uint32_t w4;
-        __builtin_memcpy(&w4, &w[o], 4);
-        acc[o] += (int8_t)w4;
-        acc[o + 1] += (int8_t)(w4 >> 8);
-        acc[o + 2] += (int8_t)(w4 >> 16);
-        acc[o + 3] += (int8_t)(w4 >> 24);
+    for (; o < (n & ~7); o += 8) {
+        KSNN_ADD4(acc, w);
+        KSNN_ADD4(acc, w);
     }
+    for (; o < (n & ~3); o += 4) {
+        KSNN_ADD4(acc, w);
+    }
+    acc -= o;
+    w -= o;
 #endif
     for (; o < n; ++o) {
         acc[o] += w[o];
