@@ -36,7 +36,6 @@ _SUBMODULES = (
     "integer",
     "ir",
     "kernels",
-    "loihi",
     "nir_export",
     "onnx_export",
     "output",
@@ -49,6 +48,12 @@ _SUBMODULES = (
     "tflite_reference",
 )
 
+# Modules that moved into the target packages, still reachable as
+# `edge.<old name>` (e.g. `edge.loihi`).
+_MOVED = {
+    "loihi": "edge.targets.loihi",
+}
+
 
 def __getattr__(name):
     # Imported on first use, so that `keras-snn --help` (which loads the
@@ -57,6 +62,8 @@ def __getattr__(name):
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"edge.{name}")
+    if name in _MOVED:
+        return importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'edge' has no attribute {name!r}")
 
 

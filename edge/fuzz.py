@@ -18,7 +18,7 @@ of its own, comparing with the reference that defines it:
 | `c-host`         | gcc                       | `edge.integer`, bit for bit |
 | `c-sanitize`     | gcc, ASan and UBSan       | `edge.integer`, bit for bit |
 | `nir`            | Norse                     | the Keras model's spikes    |
-| `loihi`          | Lava (NetX)               | `edge.loihi` reference      |
+| `loihi`          | Lava (NetX)               | `edge.targets.loihi` ref.   |
 
 The same drawing serves the property tests (through a Hypothesis
 `draw`, see `tests/test_edge_property.py`) and the long run, one command:
@@ -518,9 +518,9 @@ def available_targets():
         pass
     if shutil.which("gcc"):
         targets += ["c-host", "c-sanitize"]
-    from edge import loihi
     from edge import nir_export
     from edge.errors import ConsumerError
+    from edge.targets import loihi
 
     try:
         nir_export.nir_python()
@@ -773,7 +773,7 @@ def _check_nir(work):
 
 
 def _check_loihi(work):
-    from edge import loihi
+    from edge.targets import loihi
 
     lgraph = loihi.quantize_loihi(work["graph"])
     stream, interval = loihi.make_stream(

@@ -1,4 +1,4 @@
-"""edge.loihi: Loihi fixed point, NetX HDF5 file, Lava bit-exactness.
+"""edge.targets.loihi: Loihi fixed point, NetX HDF5 file, Lava bit-exactness.
 
 The Lava tests run the NetX file in lava-nc 0.10.0 / lava-dl 0.6.0 (Python
 3.10, `.venv-lava`, made by `.ci/install_lava.sh`). They skip only when the
@@ -20,10 +20,10 @@ from edge_models import set_batch_norm_statistics
 from edge import exporter
 from edge import fuse
 from edge import ir
-from edge import loihi
 from edge import reference
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
+from edge.targets import loihi
 from keras_snn import layers
 
 H = "hard"
@@ -357,7 +357,7 @@ def test_lava_equals_reference_spike_for_spike(
 def test_lava_detects_a_wrong_flatten_order(conv_lgraph, tmp_path, lava):
     # The check has teeth: the dense rows written in Keras' HWC order
     # (NetX reads CHW) change Lava's spikes.
-    original = loihi._netx_weight
+    original = loihi.netx_writer._netx_weight
 
     def hwc(layer):
         if layer.kind == "dense":
@@ -366,10 +366,10 @@ def test_lava_detects_a_wrong_flatten_order(conv_lgraph, tmp_path, lava):
 
     x = images(4, (12, 12, 1), seed=2)
     try:
-        loihi._netx_weight = hwc
+        loihi.netx_writer._netx_weight = hwc
         got, expected, _, _ = _lava_stream(conv_lgraph, x, tmp_path)
     finally:
-        loihi._netx_weight = original
+        loihi.netx_writer._netx_weight = original
     assert not np.array_equal(got, expected)
 
 

@@ -1,6 +1,6 @@
 """Runs a NetX HDF5 network in Lava (CPU, bit-accurate `fixed_pt` models).
 
-This script is executed by `edge.loihi.run_lava` with the Python 3.10
+This script is executed by `edge.targets.loihi.run_lava` with the Python 3.10
 interpreter of `.venv-lava` (made by `.ci/install_lava.sh`), in a process
 group of its own, never imported by the package: it needs lava-nc and
 lava-dl, which need Python 3.10 and NumPy < 2, and it must not import
