@@ -353,11 +353,23 @@ class NodeWriter:
             "    KSNN_STATE_MAX,",
             "};",
         ]
+        # |v * decay_q| <= 2^30 for 16-bit states: the leak and the sum
+        # then fit int32 (the same rounding, fewer instructions).
+        narrow = plan.bits <= 16 and max(abs(src.lo), abs(src.hi)) < 1 << 30
+        if narrow:
+            leak = (
+                "        const int64_t u = ksnn_rshift_round32((int32_t)v[i] "
+                "* p->decay_q, KSNN_DECAY_BITS) + x[i];"
+            )
+        else:
+            leak = (
+                "        const int64_t u = ksnn_rshift_round((int64_t)v[i] * "
+                "p->decay_q, KSNN_DECAY_BITS) + x[i];"
+            )
         lines = [
             f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
             "        /* decay_q = 2^15 (no leak) gives v exactly. */",
-            "        const int64_t u = ksnn_rshift_round((int64_t)v[i] * "
-            "p->decay_q, KSNN_DECAY_BITS) + x[i];",
+            leak,
         ]
         if node.op == "integrator":
             lines += [

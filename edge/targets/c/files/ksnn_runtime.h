@@ -85,6 +85,13 @@ static inline int64_t ksnn_rshift_round(int64_t z, int n)
     return (z + ((int64_t)1 << (n - 1))) >> n;
 }
 
+/** ksnn_rshift_round for an int32 `z` whose sum with 2^(n-1) fits int32
+    (1 <= n <= 30): the same result in 32-bit arithmetic. */
+static inline int32_t ksnn_rshift_round32(int32_t z, int n)
+{
+    return (z + ((int32_t)1 << (n - 1))) >> n;
+}
+
 /** Clamp to [lo, hi]. */
 static inline int32_t ksnn_saturate(int64_t z, int32_t lo, int32_t hi)
 {
