@@ -44,6 +44,8 @@ __all__ = [
     "AtomicCheckpoint",
     "FiringRateLogger",
     "HistoryCSV",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
     "read_history_csv",
 ]
 
@@ -306,6 +308,49 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def get_config(self):
         return {"filename": self.filename}
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises `NonFiniteLossError` at the first batch whose loss is NaN/inf.
+
+    Keras' `TerminateOnNaN` stops training quietly, and `fit` then returns
+    as if it had finished, so a script goes on to save a model of NaN
+    weights. This callback raises instead, naming the epoch and batch.
+    Under XLA (`jit_compile=True`) the layers' own finiteness checks are
+    dropped by the compiler, and a NaN or inf input then shows here, as a
+    NaN loss. Put it first in `callbacks=[...]`, so that nothing of the
+    failing epoch is recorded.
+
+    Example:
+
+    ```python
+    model.fit(x, y, callbacks=[keras_snn.callbacks.StopOnNonFiniteLoss()])
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = _scalar(loss)
+        if isinstance(loss, float) and not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"Training diverged: the loss is {loss} at epoch "
+                f"{self._epoch + 1}, batch {batch + 1}. Check the inputs for "
+                "NaN/inf values and lower the learning rate; the last "
+                "finished epoch is kept."
+            )
 
 
 def _scalar(value):

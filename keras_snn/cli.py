@@ -346,12 +346,24 @@ def train(args):
             f"--dataset {args.dataset}: the data has images of shape "
             f"{tuple(x_train.shape[1:])}, expected {tuple(meta.input_shape)}."
         )
+    for split, x in (("training", x_train), ("test", x_test)):
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"--dataset {args.dataset}: {int(bad.sum())} {split} images "
+                f"hold NaN or infinite values (the first at index "
+                f"{int(np.argmax(bad))}); spiking layers would silently "
+                "treat them as no input."
+            )
     steps = args.epochs * int(np.ceil(len(x_train) / args.batch_size))
     _compile(model, args.learning_rate, steps)
     csv_path = os.path.join(args.out, "history.csv")
     # Keras calls callbacks in list order: an epoch's history row and
     # checkpoint are on disk before the backup marks the epoch done.
     callbacks = [
+        snn_callbacks.StopOnNonFiniteLoss(),
+        # XLA drops the layers' own first-batch silence check.
+        analysis.SilentLayerWarning(x_train[: args.batch_size]),
         snn_callbacks.HistoryCSV(csv_path),
         snn_callbacks.AtomicCheckpoint(
             os.path.join(args.out, "checkpoint.keras")

@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 import keras
+import numpy as np
 import pytest
 
 from keras_snn import callbacks as snn_callbacks
@@ -345,3 +346,42 @@ def test_evaluate_a_damaged_model_file_names_it(
     err = capsys.readouterr().err
     assert err.startswith("keras-snn evaluate: error: ")
     assert "damaged.keras" in err and "not found" not in err.lower()
+
+
+def test_train_refuses_non_finite_images(tmp_path, monkeypatch):
+    from keras_snn import cli
+    from keras_snn import datasets
+
+    real = datasets.load_arrays
+
+    def with_nan(name, data_dir=None):
+        (x, y), test = real(name, data_dir=data_dir)
+        x = x.copy()
+        x[3, 0, 0, 0] = np.nan
+        return (x, y), test
+
+    monkeypatch.setattr(datasets, "load_arrays", with_nan)
+    out = tmp_path / "run"
+    status = cli.main(
+        ["train", "--model", "4FC-Decoding", "--epochs", "1",
+         "--timesteps", "1", "--out", str(out), "--verbose", "0"]
+    )
+    assert status == 2
+    assert not (out / "model.keras").exists()
+
+
+def test_non_finite_loss_raises_naming_epoch_and_batch():
+    import keras
+
+    from keras_snn import callbacks
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.ones((8, 2), "float32")
+    y = np.ones((8, 1), "float32")
+    y[5] = np.inf
+    with pytest.raises(callbacks.NonFiniteLossError, match="epoch 1, batch 2"):
+        model.fit(
+            x, y, batch_size=4, verbose=0, shuffle=False,
+            callbacks=[callbacks.StopOnNonFiniteLoss()],
+        )
