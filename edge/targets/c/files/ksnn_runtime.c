@@ -12,24 +12,31 @@ ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
     const int32_t channels = params->channels;
     const int32_t lo = params->act_min;
     const int32_t hi = params->act_max;
-    for (int32_t i = 0; i < pixels; ++i) {
-        for (int32_t c = 0; c < channels; ++c, ++y) {
-            /* 64-bit product: |acc| < 2^31 and m < 2^31. */
-            const int64_t product = (int64_t)*y * params->multiplier[c];
-            const int n = params->shift[c];
-            int64_t scaled;
-            if (n >= 32) {
-                /* = ksnn_rshift_round(product, n) without a 64-bit
-                   variable shift: the rounding constant and the shift
-                   act on the high word (|product + half| < 2^62). */
-                const int64_t half =
-                    n > 32 ? (int64_t)((uint64_t)(1u << (n - 33)) << 32)
-                           : (int64_t)((uint32_t)1u << 31);
-                scaled = (int32_t)((product + half) >> 32) >> (n - 32);
-            } else {
-                scaled = ksnn_rshift_round(product, n);
+    /* Channel by channel, so that each channel's constants are set up
+       once: 64-bit product (|acc| < 2^31 and m < 2^31). */
+    for (int32_t c = 0; c < channels; ++c) {
+        const int32_t m = params->multiplier[c];
+        const int n = params->shift[c];
+        const int32_t b = params->bias[c];
+        int32_t *p = y + c;
+        if (n >= 32) {
+            /* = ksnn_rshift_round(acc * m, n) without a 64-bit variable
+               shift: the rounding constant and the shift act on the high
+               word (|acc * m + half| < 2^62). */
+            const int64_t half =
+                n > 32 ? (int64_t)((uint64_t)(1u << (n - 33)) << 32)
+                       : (int64_t)((uint32_t)1u << 31);
+            const int s = n - 32;
+            for (int32_t i = 0; i < pixels; ++i, p += channels) {
+                const int32_t scaled =
+                    (int32_t)(((int64_t)*p * m + half) >> 32) >> s;
+                *p = ksnn_saturate((int64_t)scaled + b, lo, hi);
             }
-            *y = ksnn_saturate(scaled + params->bias[c], lo, hi);
+        } else {
+            for (int32_t i = 0; i < pixels; ++i, p += channels) {
+                const int64_t scaled = ksnn_rshift_round((int64_t)*p * m, n);
+                *p = ksnn_saturate(scaled + b, lo, hi);
+            }
         }
     }
     return KSNN_OK;
