@@ -6,7 +6,7 @@
 #
 # lava-nc 0.10.0 and lava-dl 0.6.0 need Python >=3.10,<3.11 and numpy<2.
 # lava-dl is installed without its dependencies (torch, torchvision, opencv):
-# the NetX HDF5 loader does not use them, and edge/_lava_worker.py stands in
+# the NetX HDF5 loader does not use them, and edge/targets/loihi/_lava_worker.py stands in
 # for the torch-based modules that lava.lib.dl.netx imports.
 #
 # Idempotent: does nothing when the environment already imports lava and

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv-nir: the virtual environment of the NIR consumers (nir,
 # Norse, snnTorch on a CPU torch) that tests/test_edge_nir.py and the
-# `nir` export target drive through a subprocess (edge/_nir_worker.py).
+# `nir` export target drive through a subprocess (edge/targets/nir/_nir_worker.py).
 # Kept apart from .venv because torch and TensorFlow do not belong in one
 # environment. Idempotent: a complete venv is left as it is.
 #

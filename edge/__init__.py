@@ -36,7 +36,6 @@ _SUBMODULES = (
     "integer",
     "ir",
     "kernels",
-    "nir_export",
     "onnx_export",
     "output",
     "quantize",
@@ -52,6 +51,7 @@ _SUBMODULES = (
 # `edge.<old name>` (e.g. `edge.loihi`).
 _MOVED = {
     "loihi": "edge.targets.loihi",
+    "nir_export": "edge.targets.nir",
 }
 
 

@@ -518,9 +518,9 @@ def available_targets():
         pass
     if shutil.which("gcc"):
         targets += ["c-host", "c-sanitize"]
-    from edge import nir_export
     from edge.errors import ConsumerError
     from edge.targets import loihi
+    from edge.targets import nir as nir_export
 
     try:
         nir_export.nir_python()
@@ -735,8 +735,8 @@ def _keras_spikes(model, graph):
 def _check_nir(work):
     import keras
 
-    from edge import nir_export
     from edge import reference
+    from edge.targets import nir as nir_export
 
     graph, x, model = work["graph"], work["x"], work["model"]
     conversion = nir_export.convert(graph)

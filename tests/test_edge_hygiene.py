@@ -548,8 +548,8 @@ def test_write_files_goes_through_fileio(tmp_path):
 def test_netx_and_nir_writers_respect_the_umask(tmp_path):
     from edge import fuse
     from edge import ir
-    from edge import nir_export
     from edge.targets import loihi
+    from edge.targets import nir as nir_export
 
     keras.utils.set_random_seed(2)
     model = dense_model(3, threshold=0.5, decay=0.75, reset="hard")

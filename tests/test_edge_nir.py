@@ -18,9 +18,9 @@ from edge_models import set_batch_norm_statistics
 from edge import exporter
 from edge import fuse
 from edge import ir
-from edge import nir_export
 from edge import reference
 from edge.errors import UnsupportedLayerError
+from edge.targets import nir as nir_export
 from keras_snn import functional
 from keras_snn import layers
 

@@ -83,9 +83,9 @@ def run_lava(lgraph, path, stream, reset_interval, timeout=LAVA_TIMEOUT):
 
     The file is loaded by `lava.lib.dl.netx.hdf5.Network(net_config=path,
     reset_interval=R, reset_offset=1)`, fed by a `RingBuffer` source and
-    read by a `RingBuffer` sink, in `edge/_lava_worker.py` under the
-    `.venv-lava` Python, in a process group of its own that is killed on
-    timeout.
+    read by a `RingBuffer` sink, in `_lava_worker.py` (beside this module)
+    under the `.venv-lava` Python, in a process group of its own that is
+    killed on timeout.
 
     Args:
         lgraph: the `LoihiGraph` the file was written from (for layouts).
