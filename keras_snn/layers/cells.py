@@ -1,0 +1,308 @@
+"""Spiking neuron cells: one time step of `LIFCell` and `IFCell`.
+
+The cells compute one time step with `keras_snn.functional.neuron_step`;
+`keras_snn.layers.neurons` runs them over the time axis (`LIF`, `IF`).
+"""
+
+import keras
+from keras import ops
+
+from keras_snn import constraints
+from keras_snn import functional
+from keras_snn import surrogates
+from keras_snn.layers.checks import POSITIVE
+from keras_snn.layers.checks import UNIT_INTERVAL
+from keras_snn.layers.checks import check_number
+
+__all__ = ["IFCell", "LIFCell"]
+
+_register = keras.saving.register_keras_serializable(package="keras_snn")
+
+# Lowest value a trainable threshold may reach.
+MIN_THRESHOLD = 1e-3
+
+
+@_register
+class LIFCell(keras.layers.Layer):
+    """One time step of the leaky integrate-and-fire neuron.
+
+    With input current `I[t]`, decay `k`, threshold `theta` and the state
+    `v[t-1]` (the potential after the previous reset):
+
+    ```
+    u[t] = k * v[t-1] + I[t]
+    o[t] = H(u[t] - theta)          # H(0) = 1: u == theta fires
+    v[t] = u[t] * (1 - o[t])        # reset="hard"
+    v[t] = u[t] - theta * o[t]      # reset="soft"
+    v[t] = u[t]                     # reset="none"
+    ```
+
+    which is Eq. 5-6 of Wu et al. 2019 for the hard reset and the reset by
+    subtraction of Ledinauskas et al. 2020 (Sec. 2.2). In training the step
+    `H` is replaced in the backward pass by the surrogate's gradient.
+
+    The cell works on any feature shape: `(units,)` after a dense layer,
+    `(H, W, C)` after a convolution; its state has the same shape. Use it
+    through `keras_snn.layers.LIF`, which knows its output shapes for any
+    feature shape; to use it in a plain `keras.layers.RNN`, give `units`
+    (the input then has shape `(batch, time, units)`).
+
+    Args:
+        threshold: float > 0, the firing threshold `theta`. Defaults to
+            `1.0`.
+        decay: float in [0, 1], the leak factor `k` (`1 - dt / tau`).
+            Defaults to `0.5`.
+        reset: `"hard"`, `"soft"` or `"none"`. Defaults to `"hard"`.
+        surrogate: a name, config dict or `keras_snn.surrogates.Surrogate`
+            giving the backward pass of the spike. Defaults to
+            `"rectangular"` (Wu et al. 2019, Eq. 14).
+        detach_reset: bool, whether the reset is left out of the gradient
+            (Ledinauskas et al. 2020, end of Sec. 2.4). Defaults to `False`.
+        trainable_threshold: bool, whether the threshold is a trainable
+            scalar weight, kept >= 1e-3 by a constraint. Defaults to
+            `False`.
+        trainable_decay: bool, whether the decay is a trainable scalar
+            weight (PLIF-style), kept in [0, 1] by a constraint. Defaults to
+            `False`.
+        units: `None` or int > 0, the number of neurons of a flat
+            `(batch, units)` input; sets `state_size` for
+            `keras.layers.RNN`. Defaults to `None` (any feature shape).
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: the current `I[t]`, shape `(batch, ...)`.
+        states: a list holding `v[t-1]`, shape `(batch, ...)`.
+        training: Python bool, unused (the dynamics are the same in
+            training and inference).
+
+    Returns:
+        `(spikes, [v])`: spikes `o[t]` of the input's shape and the new
+        state.
+
+    Example:
+
+    ```python
+    cell = keras_snn.layers.LIFCell(threshold=1.0, decay=0.5)
+    spikes, state = cell(keras.ops.ones((2, 3)), [keras.ops.zeros((2, 3))])
+    ```
+
+    Reference:
+        Wu et al., "Direct Training for Spiking Neural Networks: Faster,
+        Larger, Better", AAAI 2019, Eq. 5-6.
+    """
+
+    def __init__(
+        self,
+        threshold=1.0,
+        decay=0.5,
+        reset="hard",
+        surrogate="rectangular",
+        detach_reset=False,
+        trainable_threshold=False,
+        trainable_decay=False,
+        units=None,
+        **kwargs,
+    ):
+        if units is not None:
+            units = functional.validate_count(units, "units")
+        threshold = check_number(
+            type(self), kwargs, "threshold", threshold, POSITIVE
+        )
+        decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
+        reset = functional.validate_reset(reset)
+        surrogate = surrogates.get(surrogate)
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.decay = decay
+        self.reset = reset
+        self.surrogate = surrogate
+        self.detach_reset = bool(detach_reset)
+        self.trainable_threshold = bool(trainable_threshold)
+        self.trainable_decay = bool(trainable_decay)
+        self.units = units
+        # The state has the input's feature shape, known after `build`;
+        # -1 tells `keras.layers.RNN` to ask `get_initial_state` for it.
+        self.state_size = -1 if units is None else units
+        self.output_size = self.state_size
+        self.feature_shape = None if units is None else (units,)
+        self.threshold_weight = None
+        self.decay_weight = None
+
+    def build(self, input_shape):
+        feature_shape = check_feature_shape(self, input_shape[1:])
+        if self.units is not None and feature_shape != (self.units,):
+            raise ValueError(
+                f"Layer '{self.name}' was created with units={self.units} "
+                f"and expects inputs of shape (batch, {self.units}). "
+                f"Received: input shape={tuple(input_shape)}"
+            )
+        self.feature_shape = feature_shape
+        if self.trainable_threshold:
+            self.threshold_weight = self.add_weight(
+                shape=(),
+                name="threshold",
+                initializer=keras.initializers.Constant(self.threshold),
+                constraint=constraints.Clip(MIN_THRESHOLD, None),
+            )
+        if self.trainable_decay:
+            self.decay_weight = self.add_weight(
+                shape=(),
+                name="decay",
+                initializer=keras.initializers.Constant(self.decay),
+                constraint=constraints.Clip(0.0, 1.0),
+            )
+
+    def parameters(self, dtype):
+        """Returns `(threshold, decay)` as used by the step, in `dtype`."""
+        threshold = self.threshold
+        decay = self.decay
+        if self.threshold_weight is not None:
+            threshold = ops.cast(self.threshold_weight, dtype)
+        if self.decay_weight is not None:
+            decay = ops.cast(self.decay_weight, dtype)
+        return threshold, decay
+
+    def step(self, current, v, threshold, decay):
+        """One step: returns spikes, potential before and after reset."""
+        surrogate = self.surrogate
+
+        def spike_fn(x):
+            return surrogate(x, threshold)
+
+        return functional.neuron_step(
+            current,
+            v,
+            threshold=threshold,
+            decay=decay,
+            reset=self.reset,
+            spike_fn=spike_fn,
+            detach_fn=ops.stop_gradient if self.detach_reset else None,
+        )
+
+    def call(self, inputs, states, training=False):
+        threshold, decay = self.parameters(inputs.dtype)
+        v = states[0] if isinstance(states, (list, tuple)) else states
+        spikes, _, v = self.step(inputs, v, threshold, decay)
+        return spikes, [v]
+
+    def get_initial_state(self, batch_size=None):
+        if self.feature_shape is None:
+            raise ValueError(
+                f"Layer '{self.name}' must be built before its initial state "
+                "is known: call it on an input first."
+            )
+        return [
+            ops.zeros((batch_size, *self.feature_shape), self.compute_dtype)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "threshold": self.threshold,
+                "decay": self.decay,
+                "reset": self.reset,
+                "surrogate": surrogates.serialize(self.surrogate),
+                "detach_reset": self.detach_reset,
+                "trainable_threshold": self.trainable_threshold,
+                "trainable_decay": self.trainable_decay,
+                "units": self.units,
+            }
+        )
+        return config
+
+
+@_register
+class IFCell(LIFCell):
+    """One time step of the integrate-and-fire neuron (no leak).
+
+    The `LIFCell` dynamics with `decay = 1`; by default the reset subtracts
+    the threshold, as in Ledinauskas et al. 2020 (Sec. 2.2, Eq. 2):
+
+    ```
+    u[t] = v[t-1] + I[t]
+    o[t] = H(u[t] - theta)          # H(0) = 1
+    v[t] = u[t] - theta * o[t]      # reset="soft"; "hard" and "none" too
+    ```
+
+    Args:
+        threshold: float > 0, the firing threshold. Defaults to `1.0`.
+        reset: `"soft"`, `"hard"` or `"none"`. Defaults to `"soft"`.
+        surrogate: the spike's surrogate gradient. Defaults to
+            `"rectangular"`.
+        detach_reset: bool, keep the reset out of the gradient. Defaults to
+            `False`.
+        trainable_threshold: bool, learn the threshold. Defaults to
+            `False`.
+        units: `None` or int > 0, as for `LIFCell`. Defaults to `None`.
+        **kwargs: Base layer keyword arguments.
+
+    Call arguments:
+        inputs: the current, shape `(batch, ...)`.
+        states: a list holding the potential after the last reset.
+        training: Python bool, unused.
+
+    Returns:
+        `(spikes, [v])`.
+
+    Example:
+
+    ```python
+    cell = keras_snn.layers.IFCell(threshold=0.5)
+    ```
+
+    Reference:
+        Ledinauskas et al., "Training Deep Spiking Neural Networks", 2020,
+        Sec. 2.2.
+    """
+
+    def __init__(
+        self,
+        threshold=1.0,
+        reset="soft",
+        surrogate="rectangular",
+        detach_reset=False,
+        trainable_threshold=False,
+        units=None,
+        **kwargs,
+    ):
+        reject_leak_arguments(kwargs)
+        super().__init__(
+            threshold=threshold,
+            decay=1.0,
+            reset=reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            trainable_threshold=trainable_threshold,
+            trainable_decay=False,
+            units=units,
+            **kwargs,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["decay"]
+        del config["trainable_decay"]
+        return config
+
+
+def reject_leak_arguments(kwargs):
+    """Raises if `kwargs` holds a leak argument, which IF neurons lack."""
+    for name in ("decay", "trainable_decay"):
+        if name in kwargs:
+            raise ValueError(
+                f"IF neurons have no leak, so `{name}` is not accepted; use "
+                f"keras_snn.layers.LIF. Received: {name}={kwargs[name]!r}"
+            )
+
+
+def check_feature_shape(layer, shape):
+    """The fully known feature shape of `layer`'s state, or raises."""
+    shape = tuple(shape)
+    if not shape or any(d is None for d in shape):
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) needs a known "
+            "feature shape after the batch (and time) axes to size its "
+            f"membrane state. Received: feature shape={shape}"
+        )
+    return tuple(int(d) for d in shape)
