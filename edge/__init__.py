@@ -6,7 +6,7 @@ graph (`edge.ir`), folds batch normalization into the weights
 (`edge.fuse`), quantizes to integers with a Python reference simulator that
 defines the deployed arithmetic (`edge.quantize`, `edge.integer`), converts
 one-timestep step models with explicit state to TFLite (float32 and int8,
-`edge.tflite`) and ONNX (`edge.onnx_export`), runs each artefact in its real
+`edge.targets.tflite`) and ONNX (`edge.targets.onnx`), runs each artefact in its real
 consumer (LiteRT, TFLite-Micro, onnxruntime) and reports accuracy and
 agreement (`edge.report`). Targets are plugins (`edge.targets`), registered
 under the entry point group `edge.targets`. `edge` may import `keras_snn`;
@@ -36,15 +36,11 @@ _SUBMODULES = (
     "integer",
     "ir",
     "kernels",
-    "onnx_export",
     "output",
     "quantize",
     "reference",
     "report",
-    "step_model",
     "targets",
-    "tflite",
-    "tflite_reference",
 )
 
 # Modules that moved into the target packages, still reachable as
@@ -52,6 +48,10 @@ _SUBMODULES = (
 _MOVED = {
     "loihi": "edge.targets.loihi",
     "nir_export": "edge.targets.nir",
+    "onnx_export": "edge.targets.onnx.converter",
+    "step_model": "edge.targets.tflite.step_model",
+    "tflite": "edge.targets.tflite.converter",
+    "tflite_reference": "edge.targets.tflite.tflm_reference",
 }
 
 

@@ -12,8 +12,8 @@ of its own, comparing with the reference that defines it:
 | target           | consumer                  | expected                    |
 |------------------|---------------------------|-----------------------------|
 | `tflite-float32` | LiteRT                    | `model.predict`             |
-| `tflite-int8`    | LiteRT (reference kernels)| `edge.tflite_reference`     |
-| `tflm`           | TFLite-Micro              | `edge.tflite_reference`     |
+| `tflite-int8`    | LiteRT (reference kernels)| the TFLM emulator           |
+| `tflm`           | TFLite-Micro              | the TFLM emulator           |
 | `onnx`           | onnxruntime               | `model.predict`             |
 | `c-host`         | gcc                       | `edge.integer`, bit for bit |
 | `c-sanitize`     | gcc, ASan and UBSan       | `edge.integer`, bit for bit |
@@ -553,7 +553,7 @@ def _float_steps(step, graph, x):
     """Runs a float step function (dict -> dict) sample by sample, states
     fed back by name; returns the aggregated output."""
     from edge import reference
-    from edge import step_model
+    from edge.targets.tflite import step_model
 
     steps, x_at = reference.input_steps(graph, x)
     names = [step_model.state_name(node) for node in graph.state_nodes]
@@ -579,8 +579,8 @@ def _int8_steps(step, params, graph, x):
     with the model's parameters, states starting at their zero points and
     fed back raw; returns the raw int8 outputs `(N, T, ...)`."""
     from edge import reference
-    from edge import step_model
-    from edge.tflite_reference import quantize
+    from edge.targets.tflite import step_model
+    from edge.targets.tflite.tflm_reference import quantize
 
     steps, x_at = reference.input_steps(graph, x)
     names = [step_model.state_name(node) for node in graph.state_nodes]
@@ -621,7 +621,7 @@ def _litert(model_bytes, reference_kernels=False):
 
 
 def _check_tflite_float(work):
-    from edge import tflite
+    from edge.targets.tflite import converter as tflite
 
     runner, _ = _litert(tflite.convert(work["graph"]))
     output = _float_steps(lambda feed: runner(**feed), work["graph"], work["x"])
@@ -630,7 +630,7 @@ def _check_tflite_float(work):
 
 def _int8_model(work):
     if "int8" not in work:
-        from edge import tflite
+        from edge.targets.tflite import converter as tflite
 
         work["int8"] = tflite.convert(work["graph"], "int8", work["cal"])
     return work["int8"]
@@ -638,7 +638,7 @@ def _int8_model(work):
 
 def _int8_expected(work):
     if "int8_expected" not in work:
-        from edge import tflite
+        from edge.targets.tflite import converter as tflite
 
         model_bytes = _int8_model(work)
         _, params = _litert(model_bytes)
@@ -673,7 +673,7 @@ def _check_tflite_int8(work):
 
 
 def _check_tflm(work):
-    from edge import tflite
+    from edge.targets.tflite import converter as tflite
 
     model_bytes = _int8_model(work)
     expected = _int8_expected(work)
@@ -684,7 +684,7 @@ def _check_tflm(work):
 def _check_onnx(work):
     import onnxruntime
 
-    from edge import onnx_export
+    from edge.targets.onnx import converter as onnx_export
 
     session = onnxruntime.InferenceSession(
         bytes(onnx_export.convert(work["graph"])),

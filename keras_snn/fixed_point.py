@@ -1,7 +1,8 @@
 """Fixed-point arithmetic: the one definition of every rounding rule.
 
 Every integer target of `edge` (the integer reference `edge.integer`, the
-generated C, Loihi, the TFLite-Micro emulator `edge.tflite_reference`) and
+generated C, Loihi, the TFLite-Micro emulator
+`edge.targets.tflite.tflm_reference`) and
 the float code that prepares their constants (batch-norm folding) use the
 functions of this module, so that one convention has one definition. They
 work on NumPy arrays (int64 for integers, float64 for reals) and Python

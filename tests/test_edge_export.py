@@ -15,9 +15,9 @@ from edge_models import images
 import edge
 from edge import fuse
 from edge import ir
-from edge import onnx_export
-from edge import step_model
-from edge import tflite
+from edge.targets.onnx import converter as onnx_export
+from edge.targets.tflite import converter as tflite
+from edge.targets.tflite import step_model
 from keras_snn import cli
 from keras_snn import layers
 

@@ -208,7 +208,7 @@ def test_every_consumer_equals_its_reference(spec, targets):
 def test_the_check_has_teeth(monkeypatch, targets):
     # A consumer that computes something else is a mismatch, not a pass:
     # the ONNX step model of a graph whose first threshold is doubled.
-    from edge import onnx_export
+    from edge.targets.onnx import converter as onnx_export
 
     rng = np.random.default_rng(3)
     spec = fuzz.draw_spec(fuzz.RandomChooser(rng))

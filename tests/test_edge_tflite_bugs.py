@@ -23,14 +23,14 @@ from edge_models import images
 
 from edge import fuse
 from edge import ir
-from edge import step_model
-from edge import tflite
 from edge.errors import CalibrationError
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import consumer_failure
 from edge.errors import run_consumer
-from edge.tflite_reference import TFLiteIntegerReference
+from edge.targets.tflite import converter as tflite
+from edge.targets.tflite import step_model
+from edge.targets.tflite.tflm_reference import TFLiteIntegerReference
 from keras_snn import layers
 
 

@@ -1,4 +1,4 @@
-"""Tests for `edge.tflite_reference`: bit-exact against TFLM and LiteRT.
+"""`edge.targets.tflite.tflm_reference`: bit-exact against TFLM and LiteRT.
 
 Every model here is a tiny Keras model converted to a full-integer int8
 `.tflite` (int8 inputs and outputs), once per process. The emulator must
@@ -22,10 +22,10 @@ from ai_edge_litert.interpreter import OpResolverType
 from keras import layers
 from keras import ops
 
-from edge import tflite_reference as tr
-from edge.tflite_reference import TFLiteIntegerReference
-from edge.tflite_reference import dequantize
-from edge.tflite_reference import quantize
+from edge.targets.tflite import tflm_reference as tr
+from edge.targets.tflite.tflm_reference import TFLiteIntegerReference
+from edge.targets.tflite.tflm_reference import dequantize
+from edge.targets.tflite.tflm_reference import quantize
 from keras_snn import fixed_point
 
 TRIALS = 6

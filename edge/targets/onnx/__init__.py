@@ -1,6 +1,6 @@
 """The `"onnx"` target of `edge.export`: the float step model in ONNX.
 
-Converted with tf2onnx (`edge.onnx_export`), run in onnxruntime and
+Converted with tf2onnx (`edge.targets.onnx.converter`), run in onnxruntime and
 compared with the Keras step model. Registered under the entry point
 group `edge.targets` (see `edge.targets`).
 """
@@ -23,9 +23,9 @@ def export_target(context):
     Returns:
         One row `"onnx"` (onnxruntime).
     """
-    from edge import onnx_export
-    from edge import step_model
+    from edge.targets.onnx import converter as onnx_export
     from edge.targets.tflite import keras_step_outputs
+    from edge.targets.tflite import step_model
 
     graph, x, files = context.graph, context.x, context.files
 

@@ -2,8 +2,8 @@
 
 The float32 step model runs in LiteRT and must equal the Keras step model;
 the int8 step model runs in LiteRT (reference kernels) and TFLite-Micro,
-both of which must equal the TFLM emulator (`edge.tflite`,
-`edge.tflite_reference`) bit for bit. Registered under the entry point
+both of which must equal the TFLM emulator (`edge.targets.tflite.converter`,
+`edge.targets.tflite.tflm_reference`) bit for bit. Registered under the entry point
 group `edge.targets` (see `edge.targets`); TensorFlow is imported only
 when the target runs.
 """
@@ -22,7 +22,7 @@ def keras_step_outputs(context):
     that the step artefacts (TFLite float32, ONNX) must equal; computed
     once per export (kept in `context.shared`)."""
     if "keras_step_out" not in context.shared:
-        from edge import step_model
+        from edge.targets.tflite import step_model
 
         graph = context.graph
         step = step_model.build_step_model(graph, batch_size=None)
@@ -37,11 +37,11 @@ def keras_step_outputs(context):
 
 def export_target(context):
     """The `"tflite"` target: float32 and int8 step models in LiteRT and
-    TFLite-Micro (see `edge.tflite`).
+    TFLite-Micro (see `edge.targets.tflite.converter`).
 
     Writes `model_float32.tflite` (checked against the Keras step model)
     and `model_int8.tflite` (LiteRT and TFLite-Micro must equal the TFLM
-    emulator `edge.tflite_reference` bit for bit).
+    emulator `edge.targets.tflite.tflm_reference` bit for bit).
 
     Args:
         context: an `edge.targets.ExportContext`.
@@ -54,8 +54,8 @@ def export_target(context):
         ConsumerError: the int8 model does not run bit for bit as the
             TFLM emulator.
     """
-    from edge import step_model
-    from edge import tflite
+    from edge.targets.tflite import converter as tflite
+    from edge.targets.tflite import step_model
 
     graph, x, files = context.graph, context.x, context.files
 

@@ -130,7 +130,8 @@ class _Dense1x1(keras.layers.Layer):
 
     TFLite's int8 FULLY_CONNECTED rounds differently in LiteRT's and in
     TFLite-Micro's reference kernels (about 0.1 % of outputs differ by one;
-    see `edge.tflite_reference`), while CONV_2D rounds the same in both, so
+    see `edge.targets.tflite.tflm_reference`), while CONV_2D rounds the same
+    in both, so
     one TFLM emulator holds for both consumers. The values are those of
     the dense layer.
     """
@@ -253,7 +254,7 @@ def build_step_model(graph, batch_size=1, comparison_factors=None):
 
     Example:
 
-    >>> step = edge.step_model.build_step_model(fused)
+    >>> step = edge.targets.tflite.step_model.build_step_model(fused)
     >>> out = step({"x": x_t, **states})
     """
     inputs = {

@@ -1,7 +1,7 @@
 """ONNX step models through tf2onnx, run in onnxruntime.
 
-The step model of `edge.step_model` (dynamic batch) is traced as a
-`tf.function` with named inputs and converted by
+The step model of `edge.targets.tflite.step_model` (dynamic batch) is
+traced as a `tf.function` with named inputs and converted by
 `tf2onnx.convert.from_function` at opset 17; the ONNX graph's outputs are
 then renamed to the step model's names: `"y"` and, for every state input
 `"v_<node>"`, the output `"v_<node>_next"` (ONNX forbids an input and an
@@ -11,9 +11,9 @@ and reads everything by the same names as with TFLite.
 
 import numpy as np
 
-from edge import step_model as step_lib
 from edge.errors import ConsumerError
 from edge.errors import ExportError
+from edge.targets.tflite import step_model as step_lib
 
 __all__ = ["OPSET", "OnnxRunner", "convert", "op_names"]
 
@@ -102,7 +102,8 @@ class OnnxRunner:
     Example:
 
     >>> runner = OnnxRunner(convert(fused))
-    >>> scores, per_step = edge.step_model.run_steps(runner, fused, x_test)
+    >>> from edge.targets.tflite import step_model
+    >>> scores, per_step = step_model.run_steps(runner, fused, x_test)
     """
 
     def __init__(self, model_bytes):

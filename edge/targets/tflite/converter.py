@@ -1,7 +1,8 @@
 """TFLite step models: conversion (float32, full-integer int8) and runners.
 
-The step model of `edge.step_model` is saved as a SavedModel with a fixed
-batch of 1 and converted with `tf.lite.TFLiteConverter.from_saved_model`
+The step model of `edge.targets.tflite.step_model` is saved as a
+SavedModel with a fixed batch of 1 and converted with
+`tf.lite.TFLiteConverter.from_saved_model`
 (`from_concrete_functions` on a Keras 3 model and Keras' own
 `export(format="litert")`, which allows Flex ops, are avoided: see
 TOOLCHAIN.md). Only builtin ops are allowed. The int8 model has int8 inputs
@@ -20,7 +21,7 @@ prepares an int8 comparison whose input scale is not in (0, 1), and
 LiteRT's result is undefined there. A neuron layer whose potential spans
 255 or more on the calibration data would get such a scale, so `convert`
 has the step model compare `u * 2**-k >= theta * 2**-k` for that layer
-(`edge.step_model.comparison_factors`) and checks every comparison of the
+(`step_model.comparison_factors`) and checks every comparison of the
 converted model.
 
 Runners: `LiteRTRunner` (ai_edge_litert, in process) and `run_tflm` (the
@@ -35,11 +36,11 @@ import tempfile
 
 import numpy as np
 
-from edge import step_model as step_lib
 from edge.errors import CalibrationError
 from edge.errors import ExportError
 from edge.errors import consumer_failure
 from edge.errors import run_consumer
+from edge.targets.tflite import step_model as step_lib
 
 __all__ = [
     "IntegerReferenceRunner",
@@ -389,7 +390,7 @@ def _check_int8_model(model_bytes, graph):
                         f"The int8 model of '{graph.name}' compares tensor "
                         f"{tensor!r} at scale {scale:.6g}; TFLite-Micro "
                         "accepts only 0 < scale < 1 (the comparison "
-                        "factors of edge.step_model should have kept it "
+                        "factors of the step model should have kept it "
                         "there: please report this model)."
                     )
 
@@ -408,7 +409,8 @@ class LiteRTRunner:
     Example:
 
     >>> runner = LiteRTRunner(convert(fused))
-    >>> scores, per_step = edge.step_model.run_steps(runner, fused, x[:1])
+    >>> from edge.targets.tflite import step_model
+    >>> scores, per_step = step_model.run_steps(runner, fused, x[:1])
     """
 
     def __init__(self, model_bytes, reference_kernels=False):
@@ -430,8 +432,8 @@ class LiteRTRunner:
 
 class IntegerReferenceRunner:
     """Runs a step .tflite int8 model in the NumPy TFLM emulator
-    (`edge.tflite_reference.TFLiteIntegerReference`; not the integer
-    reference `edge.integer`), by signature names.
+    (`tflm_reference.TFLiteIntegerReference`; not the integer reference
+    `edge.integer`), by signature names.
 
     Args:
         model_bytes: the int8 .tflite model.
@@ -444,7 +446,7 @@ class IntegerReferenceRunner:
     """
 
     def __init__(self, model_bytes):
-        from edge.tflite_reference import TFLiteIntegerReference
+        from edge.targets.tflite.tflm_reference import TFLiteIntegerReference
 
         self.reference = TFLiteIntegerReference(bytes(model_bytes))
         self.inputs, self.outputs = io_names(model_bytes)
@@ -473,15 +475,15 @@ def _input_parameters(model_bytes):
 
 def quantize_input(x, scale, zero_point):
     """The caller's float -> int8 conversion of the step input, as TFLite's
-    QUANTIZE op does it (`edge.tflite_reference.quantize`)."""
-    from edge.tflite_reference import quantize
+    QUANTIZE op does it (`edge.targets.tflite.tflm_reference.quantize`)."""
+    from edge.targets.tflite.tflm_reference import quantize
 
     return quantize(x, scale, zero_point, np.int8)
 
 
 def dequantize(q, scale, zero_point):
-    """int8 -> float (`edge.tflite_reference.dequantize`)."""
-    from edge.tflite_reference import dequantize as _dequantize
+    """int8 -> float (`edge.targets.tflite.tflm_reference.dequantize`)."""
+    from edge.targets.tflite.tflm_reference import dequantize as _dequantize
 
     return np.asarray(_dequantize(q, scale, zero_point), np.float64)
 
