@@ -76,6 +76,13 @@ def check_targets(targets):
         targets = [t.strip() for t in targets.split(",") if t.strip()]
     targets = list(dict.fromkeys(targets))
     known = registry.names()
+    if not known:
+        raise ExportError(
+            "No export target is registered: the entry point group "
+            f"'{registry.ENTRY_POINT_GROUP}' is empty. Install the package "
+            "(`pip install -e .` in a checkout) so that its entry points "
+            "exist."
+        )
     unknown = [t for t in targets if t not in known]
     if unknown or not targets:
         what = f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""

@@ -144,6 +144,12 @@ def test_bad_entry_points_are_refused_naming_them(fake_entry_points):
         exporter.check_targets("tflite,nope")
 
 
+def test_no_registered_target_says_to_install_the_package(monkeypatch):
+    monkeypatch.setattr(targets, "_entry_points", lambda: [])
+    with pytest.raises(ExportError, match=r"'edge.targets' is empty.*pip"):
+        exporter.check_targets("tflite")
+
+
 def test_a_target_returns_its_files_and_leaves_the_context_alone():
     def export_two(context):
         context.files["a.bin"] = b"a"
