@@ -98,7 +98,9 @@ void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x)
 {
     int32_t o = 0;
 #ifdef KSNN_DSP
-    for (; o < (n & ~7); o += 8) {
+    for (; o < (n & ~15); o += 16) {
+        KSNN_MAC4(acc, w, x);
+        KSNN_MAC4(acc, w, x);
         KSNN_MAC4(acc, w, x);
         KSNN_MAC4(acc, w, x);
     }
