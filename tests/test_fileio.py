@@ -43,7 +43,9 @@ def test_nan_is_refused_unless_allowed(tmp_path):
     with pytest.raises(ValueError):
         fileio.write_json({"loss": float("nan")}, tmp_path / "x.json")
     assert os.listdir(tmp_path) == []
-    fileio.write_json({"loss": float("nan")}, tmp_path / "x.json", allow_nan=True)
+    fileio.write_json(
+        {"loss": float("nan")}, tmp_path / "x.json", allow_nan=True
+    )
     assert "NaN" in (tmp_path / "x.json").read_text()
 
 
@@ -72,7 +74,9 @@ def test_atomic_path_keeps_extension_and_cleans_up(tmp_path):
     ],
     ids=["missing-folder", "below-a-file"],
 )
-def test_bad_folders_raise_output_error_naming_the_path(tmp_path, make, expected):
+def test_bad_folders_raise_output_error_naming_the_path(
+    tmp_path, make, expected
+):
     folder = make(tmp_path / "sub")
     target = folder / "out.json"
     with pytest.raises(fileio.OutputError, match=expected) as info:
@@ -123,5 +127,8 @@ def test_remove_stale_temporaries(tmp_path):
     (tmp_path / ".model.keras.abc.tmp.keras").write_text("x")
     (tmp_path / "model.c").write_text("keep")
     removed = fileio.remove_stale_temporaries(tmp_path)
-    assert sorted(removed) == [".model.c.abc123.tmp", ".model.keras.abc.tmp.keras"]
+    assert sorted(removed) == [
+        ".model.c.abc123.tmp",
+        ".model.keras.abc.tmp.keras",
+    ]
     assert os.listdir(tmp_path) == ["model.c"]
