@@ -184,8 +184,10 @@ class ExportReport:
 
     def table(self):
         """A plain-text table: one line per artefact."""
+        wide = max([22, *(len(row.consumer) for row in self.rows)])
         header = (
-            f"{'artefact':<18} {'consumer':<22} {'bytes':>8} {'accuracy':>9} "
+            f"{'artefact':<18} {'consumer':<{wide}} {'bytes':>8} "
+            f"{'accuracy':>9} "
             f"{'agree':>7} {'max|diff|':>10}  checks / ops"
         )
         lines = [
@@ -204,7 +206,7 @@ class ExportReport:
             if row.ops:
                 notes.append("ops: " + " ".join(row.ops))
             lines.append(
-                f"{row.target:<18} {row.consumer:<22} "
+                f"{row.target:<18} {row.consumer:<{wide}} "
                 f"{fmt(row.size_bytes, 'd'):>8} {fmt(row.accuracy, '.4f'):>9} "
                 f"{fmt(row.agreement, '.4f'):>7} "
                 f"{fmt(row.max_abs_diff, '.2g'):>10}  {'; '.join(notes)}"

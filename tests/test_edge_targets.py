@@ -283,3 +283,25 @@ def test_listing_targets_imports_no_target_and_no_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_report_table_columns_stay_aligned_for_long_consumer_names():
+    from edge.report import ArtefactReport
+    from edge.report import ExportReport
+
+    rows = [
+        ArtefactReport("keras", "Keras", accuracy=0.5),
+        ArtefactReport(
+            "reference-int", "edge.integer (int8 w, int16 v)", accuracy=0.5
+        ),
+        ArtefactReport("onnx", "onnxruntime", size_bytes=123, accuracy=0.5),
+    ]
+    report = ExportReport(
+        model="m", out_dir="out", rows=rows, fusion_error=0.0,
+        samples=2, timesteps=1,
+    )
+    lines = report.table().splitlines()[1:]
+    header, body = lines[0], lines[2:]
+    end = header.index("accuracy") + len("accuracy")
+    for line in body:
+        assert line[end - 6 : end] == "0.5000", line
