@@ -9,11 +9,12 @@ Arithmetic, per time step (all values integers):
 
 - Input: `x_q = clip(round_half_away(x / s_in), -127, 127)` (int8).
 - Synaptic layer (conv2d, dense, affine) with int8 weights `W_q` (one scale
-  per output channel `c`), int32 accumulator and int32 bias `b_q`:
-  `acc = W_q * x` (int32; spikes are 0/1, so on spiking inputs this is the
-  sum of the weights of the inputs that fired: event-driven accumulation),
-  then `y[c] = rshift_round(acc * m[c], n[c]) + b_q[c]`, saturated to the
-  `state_bits` range (`m[c]`: int32 multiplier, `n[c]`: shift;
+  per output channel `c`), int32 accumulator and int32 bias `b_q` in the
+  accumulator's scale: `acc = b_q[c] + W_q * x` (spikes are 0/1, so on
+  spiking inputs this is the bias plus the sum of the weights of the
+  inputs that fired: event-driven accumulation), then
+  `y[c] = rshift_round(acc * m[c], n[c])`, saturated to the `state_bits`
+  range (`m[c]`: 15-bit multiplier, `n[c]`: shift;
   `rshift_round(z, n) = (z + 2^(n-1)) >> n` in int64, an arithmetic shift,
   so halves round up).
 - Average pooling of spikes: the window **sum** (the `1/k^2` is folded into
@@ -22,10 +23,12 @@ Arithmetic, per time step (all values integers):
 - Neuron (Wu et al. 2019, Eq. 5-6 through `keras_snn.functional.neuron_step`,
   the same function the Keras layers use): with the current `I` (already
   saturated) and the state `v`,
-  `u = rshift_round(v * d_q, 15) + I` (decay `d_q = round(decay * 2^15)`,
-  so `decay = 1` is exact), `o = [u >= th_q]`, then hard reset `v = u (1-o)`
-  or soft reset `v = u - th_q o`, and the new state is saturated to
-  `state_bits`. `|u| < 2^state_bits`, so int32 holds every intermediate.
+  `u = saturate(decay_multiply(v, d_q) + I)` (`decay_multiply(v, d) =
+  rounding_divide_by_pot(v d, 15)`, ties away from zero, with the even
+  `d_q = 2 round(decay * 2^14)`, so `decay = 1` is exact),
+  `o = [u >= th_q]`, then hard reset `v = u (1-o)` or soft reset
+  `v = u - th_q o` (never overflows: `u >= th_q >= 0` where it applies).
+  int32 holds every intermediate.
 - Leaky integrator (`MembraneReadout`): the neuron with no spike or reset;
   its output is `u`.
 
@@ -40,6 +43,7 @@ from edge import kernels
 from edge import reference
 from keras_snn import functional
 from keras_snn.fixed_point import DECAY_BITS
+from keras_snn.fixed_point import decay_multiply
 from keras_snn.fixed_point import requantize
 from keras_snn.fixed_point import round_half_away
 from keras_snn.fixed_point import rshift_round
@@ -58,7 +62,7 @@ __all__ = [
 class FixedPointDecay:
     """The decay factor in Q15, multiplying like a number in `neuron_step`.
 
-    `FixedPointDecay(d_q) * v == rshift_round(v * d_q, 15)`, so the shared
+    `FixedPointDecay(d_q) * v == decay_multiply(v, d_q)`, so the shared
     `keras_snn.functional.neuron_step` runs unchanged on integer states.
     """
 
@@ -66,7 +70,7 @@ class FixedPointDecay:
         self.d_q = int(d_q)
 
     def __mul__(self, v):
-        return rshift_round(np.asarray(v, np.int64) * self.d_q, DECAY_BITS)
+        return decay_multiply(v, self.d_q)
 
     __rmul__ = __mul__
 
@@ -82,7 +86,7 @@ def _synaptic(node, x, bits):
         acc = kernels.dense(x, p["kernel_q"])
     else:  # affine: a per-channel (diagonal) weight
         acc = np.asarray(x, np.int64) * p["kernel_q"]
-    y = requantize(acc, p["multiplier"], p["shift"]) + p["bias_q"]
+    y = requantize(acc + p["bias_q"], p["multiplier"], p["shift"])
     return saturate(y, bits)
 
 
@@ -114,8 +118,8 @@ def apply_integer(node, inputs, state, bits):
             p.get("threshold_q", 0),
             FixedPointDecay(p["decay_q"]),
             reset,
+            clip_fn=lambda u: saturate(u, bits),
         )
-        v = saturate(v, bits)
         if op == "integrator":
             return v, v
         return spikes.astype(np.int64), v

@@ -7,24 +7,40 @@ arithmetic of:
 
 - int8 weights, symmetric, one scale per output channel:
   `s_w[c] = max|W[..., c]| / 127`, `W_q = round(W / s_w)`;
-- an int8 input, symmetric: `s_in = max|x| / 127` over the calibration data;
-- one fixed-point scale per neuron layer, `s_v = R / (2^(B-1) - 1)`, where
-  `R` bounds `|u|` on the calibration data (largest current plus largest
-  state, and at least the threshold) and `B = state_bits` (16 by default):
-  the currents into the neuron, its bias and threshold
-  (`th_q = round(theta / s_v)`) and its state live in that scale;
-- the decay in Q15 (`d_q = round(decay * 2^15)`);
-- per output channel a requantization multiplier `m[c]` and shift `n[c]`
-  with `m[c] / 2^n[c] = s_x s_w[c] / s_y` (`m` in [2^30, 2^31));
-- the output in its own scale `s_out = max|y| / (2^(B-1) - 1)`.
+- an int8 input, symmetric: `s_in` the power of two at or above
+  `max|x| / 127` over the calibration data;
+- one fixed-point scale per neuron layer, `s_v`, the power of two at or
+  above `R / (2^(B-1) - 1)`, where `R` bounds `|u|` on the calibration
+  data (largest current plus largest state, and at least the threshold)
+  and `B = state_bits` (16 by default): the currents into the neuron, its
+  threshold (`th_q = round(theta / s_v)`) and its state live in that scale;
+- the decay as an even Q15 integer (`d_q = 2 round(decay * 2^14)`);
+- per output channel `c` a requantization multiplier `m[c]` of 15 bits and
+  a shift `n[c]` with `m[c] / 2^n[c] ~= s_x max|W[..., c]| / (127 s_y)`;
+  the weight scale is then `s_w[c] = m[c] 2^-n[c] s_y / s_x`, so that the
+  ratio `s_x s_w[c] / s_y` is `m[c] / 2^n[c]` exactly;
+- the bias in the accumulator's scale, `b_q[c] = round(b[c] / (s_x s_w[c]))`
+  (added before the requantization, as TFLite and CMSIS-NN do);
+- the output in its own scale, the power of two at or above
+  `max|y| / (2^(B-1) - 1)`.
+
+Power-of-two activation scales make every ratio a float32 that TFLite
+turns into the same multiplier (`keras_snn.fixed_point.requantize`): the
+integer TFLite model (`edge.targets.tflite.integer_model`) declares these
+scales and computes these integers.
 
 `round` is `keras_snn.fixed_point.round_half_away` (ties away from zero)
-everywhere, and the multiplier is `fixed_point.quantize_multiplier_shift`
+everywhere, the scales are `fixed_point.power_of_two_scale`, the decay is
+`fixed_point.quantize_membrane_decay`, and the multiplier is
+`fixed_point.quantize_multiplier_shift`
 (re-exported here as `quantize_multiplier`): the constants are rounded by
 the functions of `keras_snn.fixed_point`, their one definition.
 
 Spikes are the integers 0/1 (scale 1); an average pool outputs window sums,
 so the next layer's input scale is `1 / (kh kw)`.
+
+Refusals (`UnsupportedLayerError`) concern the integer targets only; the
+float targets never run this module.
 """
 
 import dataclasses
@@ -137,14 +153,12 @@ def _silent_layers(graph, trace):
     ]
 
 
-def _weights_int8(kernel):
-    """Per-output-channel symmetric int8 weights and their scales."""
+def _channel_max(kernel):
+    """`max |W[..., c]|` per output channel (1 for an all-zero channel)."""
     kernel = np.asarray(kernel, np.float64)
     flat = np.abs(kernel).reshape(-1, kernel.shape[-1])
-    scale = flat.max(axis=0) / 127.0
-    scale = np.where(scale > 0, scale, 1.0)
-    kernel_q = fixed_point.round_half_away(kernel / scale)
-    return np.clip(kernel_q, -127, 127), scale
+    largest = flat.max(axis=0)
+    return np.where(largest > 0, largest, 1.0)
 
 
 def _max_abs(values):
@@ -196,7 +210,9 @@ def quantize(graph, calibration_data, state_bits=16):
     levels = (1 << (state_bits - 1)) - 1
     by_name = {node.name: node for node in graph.nodes}
     # Scales of the values each node outputs.
-    input_scale = max(_max_abs(trace[graph.nodes[0].name]), 1e-12) / 127.0
+    input_scale = fixed_point.power_of_two_scale(
+        _max_abs(trace[graph.nodes[0].name]), 127
+    )
     domains = {}  # synaptic/add node -> scale it must output in
 
     def assign(name, scale, reader):
@@ -220,11 +236,15 @@ def quantize(graph, calibration_data, state_bits=16):
             current = _max_abs(trace[node.inputs[0]])
             state = _max_abs(trace[f"{node.name}:state"])
             bound = max(current + state, node.params.get("threshold", 0.0))
-            node.params["scale"] = max(bound, 1e-12) / levels
+            node.params["scale"] = fixed_point.power_of_two_scale(
+                bound, levels
+            )
             assign(node.inputs[0], node.params["scale"], node.name)
     output = by_name[graph.output]
     if output.op in SYNAPTIC or output.op == "add":
-        output_scale = max(_max_abs(trace[output.name]), 1e-12) / levels
+        output_scale = fixed_point.power_of_two_scale(
+            _max_abs(trace[output.name]), levels
+        )
         assign(output.name, output_scale, output.name)
     elif output.op in STATEFUL:
         output_scale = output.params["scale"]
@@ -250,9 +270,9 @@ def quantize(graph, calibration_data, state_bits=16):
                 raise _scale_error(graph, trace, node, error) from None
             scales[node.name] = domains[node.name]
         elif node.op == "add":
-            scales[node.name] = domains[node.name]
+            p["scale"] = scales[node.name] = domains[node.name]
         elif node.op in STATEFUL:
-            p["decay_q"] = fixed_point.quantize_decay(p["decay"])
+            p["decay_q"] = fixed_point.quantize_membrane_decay(p["decay"])
             if node.op == "neuron":
                 p["threshold_q"] = fixed_point.quantize_threshold(
                     p["threshold"], p["scale"]
@@ -314,23 +334,40 @@ def _pool_counts(graph, node):
 
 
 def _quantize_synaptic(node, input_scale, output_scale):
+    """Integer parameters of a conv/dense/affine node (module docstring)."""
     p = node.params
     if node.op == "affine":
-        kernel_q, weight_scale = _weights_int8(np.asarray(p["scale"])[None])
-        kernel_q = kernel_q[0]
+        kernel = np.asarray(p["scale"], np.float64)[None]
         bias = p["offset"]
     else:
-        kernel_q, weight_scale = _weights_int8(p["kernel"])
+        kernel = np.asarray(p["kernel"], np.float64)
         bias = p["bias"]
+    channels = kernel.shape[-1]
     multipliers = [
-        quantize_multiplier(input_scale * s / output_scale)
-        for s in np.broadcast_to(weight_scale, (kernel_q.shape[-1],))
+        quantize_multiplier(input_scale * largest / 127.0 / output_scale)
+        for largest in _channel_max(kernel)
     ]
-    p["kernel_q"] = kernel_q.astype(np.int64)
-    p["weight_scale"] = weight_scale
-    p["multiplier"] = np.array([m for m, _ in multipliers], np.int64)
-    p["shift"] = np.array([n for _, n in multipliers], np.int64)
-    p["bias_q"] = fixed_point.round_half_away(
-        np.broadcast_to(bias, kernel_q.shape[-1:]) / output_scale
+    multiplier = np.array([m for m, _ in multipliers], np.int64)
+    shift = np.array([n for _, n in multipliers], np.int64)
+    ratio = np.ldexp(multiplier.astype(np.float64), -shift)
+    weight_scale = ratio * output_scale / input_scale
+    kernel_q = np.clip(
+        fixed_point.round_half_away(kernel / weight_scale), -127, 127
     )
+    bias_q = fixed_point.round_half_away(
+        np.broadcast_to(np.asarray(bias, np.float64), (channels,))
+        / (weight_scale * input_scale)
+    )
+    if np.max(np.abs(bias_q)) >= 1 << 30:
+        raise ValueError(
+            f"its bias needs {int(np.max(np.abs(bias_q)))} steps of the "
+            "accumulator, more than 2^30"
+        )
+    p["kernel_q"] = (kernel_q[0] if node.op == "affine" else kernel_q).astype(
+        np.int64
+    )
+    p["weight_scale"] = weight_scale
+    p["multiplier"] = multiplier
+    p["shift"] = shift
+    p["bias_q"] = bias_q.astype(np.int64)
     p["scale"] = output_scale

@@ -17,19 +17,25 @@ Conventions:
   odd integers above `2^52` up), and `floor(x + 0.5)` also rounds negative
   ties up (`-2.5 -> -2`).
 - Run-time rescaling has two conventions, one per family of targets:
-  - the integer reference and the C runtime: an int64 product and a
-    rounding right shift, `rshift_round(z, n) = (z + 2^(n-1)) >> n`
-    (arithmetic shift: ties round toward +infinity), with a multiplier
-    `m` in `[2^30, 2^31)` and a shift `n` in `[1, 62]` from
-    `quantize_multiplier_shift` (`requantize`);
-  - TFLite / TFLite-Micro: a Q31 multiplier and an exponent from
+  - the integer reference, the C runtime and the integer TFLite model:
+    an int64 product and a rounding right shift,
+    `rshift_round(z, n) = (z + 2^(n-1)) >> n` (arithmetic shift: ties
+    round toward +infinity), with a 15-bit multiplier `m` in
+    `[2^14, 2^15)` and a shift `n` in `[1, 46]` from
+    `quantize_multiplier_shift` (`requantize`); LiteRT and TFLite-Micro
+    compute exactly this for such multipliers (see `requantize`); the
+    membrane decay is `decay_multiply` (ties away from zero, TFLite's
+    int16 MUL);
+  - TFLite's own functions, reproduced so that tests can prove the
+    equivalences above: a Q31 multiplier and an exponent from
     `quantize_multiplier` (TFLM's `QuantizeMultiplier`), applied with
     gemmlowp's `SaturatingRoundingDoublingHighMul` then
     `RoundingDivideByPOT` (`multiply_by_quantized_multiplier`).
 - Saturation clips to the signed `bits`-bit range (`saturate`); int32
   overflow in TFLite kernels wraps (`wrap_int32`).
-- A neuron's decay is a Q15 number (`quantize_decay`), its threshold an
-  integer in the state's scale (`quantize_threshold`).
+- A neuron's decay is an even Q15 number (`quantize_membrane_decay`),
+  its threshold an integer in the state's scale (`quantize_threshold`).
+- Activation scales are powers of two (`power_of_two_scale`).
 - Batch norm at inference is the affine map `(x - mean) f + beta` with
   `f = scale * gamma / sqrt(var + eps)` (`batch_norm_factor`,
   `batch_norm_affine`); folding it into the previous layer applies the
@@ -44,10 +50,14 @@ __all__ = [
     "DECAY_BITS",
     "INT32_MAX",
     "INT32_MIN",
+    "MULTIPLIER_BITS",
     "batch_norm_affine",
     "batch_norm_factor",
+    "decay_multiply",
     "multiply_by_quantized_multiplier",
+    "power_of_two_scale",
     "quantize_decay",
+    "quantize_membrane_decay",
     "quantize_multiplier",
     "quantize_multiplier_shift",
     "quantize_threshold",
@@ -61,6 +71,7 @@ __all__ = [
 ]
 
 DECAY_BITS = 15
+MULTIPLIER_BITS = 15
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
@@ -151,13 +162,19 @@ def rshift_round(z, shift):
 def requantize(acc, multiplier, shift):
     """`rshift_round(acc * multiplier, shift)` in int64 (per channel).
 
-    Rescales an accumulator by `multiplier / 2^shift` (from
-    `quantize_multiplier_shift`), the integer reference's convention.
+    Rescales an accumulator (bias included) by `multiplier / 2^shift`
+    (from `quantize_multiplier_shift`): the integer reference's
+    requantization. With a 15-bit multiplier this is, bit for bit, what
+    both TFLite-Micro (`MultiplyByQuantizedMultiplier(int64_t, ...)`,
+    which reduces its Q31 multiplier to 16 bits) and LiteRT (which keeps
+    the Q31 multiplier and rounds once) compute for the Q31 multiplier
+    `multiplier << 16`: the two runtimes differ for other multipliers, and
+    agree, with each other and with this function, on these.
 
     Args:
-        acc: array-like of integers (int32 accumulators).
-        multiplier: int or int array, in `[2^30, 2^31)`.
-        shift: int or int array, in `[1, 62]`.
+        acc: array-like of integers (accumulators, bias included).
+        multiplier: int or int array, in `[2^14, 2^15)`.
+        shift: int or int array, in `[1, 46]`.
 
     Returns:
         int64 NumPy array.
@@ -167,11 +184,13 @@ def requantize(acc, multiplier, shift):
 
 
 def quantize_multiplier_shift(real):
-    """`(m, n)` with `m / 2^n == real` to 31 bits, `2^30 <= m < 2^31`.
+    """`(m, n)` with `m / 2^n ~= real`, `m` of 15 bits, `2^14 <= m < 2^15`.
 
     The integer reference's multiplier (`requantize`): the significand of
-    `quantize_multiplier` (so ties round away from zero, as in TFLM) with
-    the exponent as a right shift `n = 31 - exponent`.
+    `real` rounded to `MULTIPLIER_BITS` (15) bits, ties away from zero,
+    and the shift `n = 15 - exponent`. `m / 2^n` is a float32 and a
+    TFLite scale ratio that TFLite turns into the Q31 multiplier
+    `m << 16` exactly (see `requantize`).
 
     Args:
         real: float > 0, the scale ratio.
@@ -181,22 +200,58 @@ def quantize_multiplier_shift(real):
 
     Raises:
         ValueError: `real` is not positive, or needs a shift outside
-            [1, 62] (a scale ratio beyond what int64 products hold).
+            [1, 46] (TFLite-Micro's range of exponents, `[-31, 14]`).
 
     Example:
 
     >>> keras_snn.fixed_point.quantize_multiplier_shift(0.75)
-    (1610612736, 31)
+    (24576, 15)
     """
+    real = float(real)
     if not real > 0:
         raise ValueError(f"A requantization scale must be > 0: got {real}")
-    m, exponent = quantize_multiplier(real)
-    if m == 0 or not 1 <= 31 - exponent <= 62:
+    mantissa, exponent = math.frexp(real)
+    m = int(round_half_away(mantissa * (1 << MULTIPLIER_BITS)))
+    if m == 1 << MULTIPLIER_BITS:
+        m //= 2
+        exponent += 1
+    n = MULTIPLIER_BITS - exponent
+    if not 1 <= n <= 46:
         raise ValueError(
             f"The scale ratio {real:g} cannot be expressed with a shift in "
-            "[1, 62]."
+            "[1, 46]."
         )
-    return m, 31 - exponent
+    return m, n
+
+
+def power_of_two_scale(bound, levels):
+    """The smallest power of two `s` with `bound / s <= levels`.
+
+    The scale of the integer reference's activations (the input, currents,
+    membrane potentials, the output): with every activation scale a power
+    of two, each requantization ratio `s_x * s_w / s_y` is the float32
+    `m / 2^n` of `quantize_multiplier_shift` for a weight scale `s_w`
+    that is itself a float32, so TFLite's kernels derive the same
+    multiplier from the tensors' scales. It spends at most one bit of the
+    range.
+
+    Args:
+        bound: float >= 0, the largest magnitude to represent.
+        levels: int, the largest integer (127 for int8, 32767 for int16).
+
+    Returns:
+        Python float, a power of two (`2^-40` for a zero bound).
+
+    Example:
+
+    >>> keras_snn.fixed_point.power_of_two_scale(1.0, 127)
+    0.0078125
+    """
+    bound = float(bound)
+    if not bound > 0:
+        return 2.0**-40
+    mantissa, exponent = math.frexp(bound / levels)
+    return math.ldexp(1.0, exponent - 1 if mantissa == 0.5 else exponent)
 
 
 # ---------------------------------------------------------------------------
@@ -342,6 +397,43 @@ def quantize_decay(decay, bits=DECAY_BITS):
         Python int.
     """
     return int(round_half_away(float(decay) * (1 << bits)))
+
+
+def quantize_membrane_decay(decay):
+    """The integer reference's decay: an even Q15 integer, `2 round(k 2^14)`.
+
+    Even, so that `decay_multiply` rounds once (see there); `decay = 1`
+    gives `2^15`, the identity (an IF neuron, no multiplication).
+
+    Args:
+        decay: float in [0, 1], the membrane decay `k`.
+
+    Returns:
+        Python int in `[0, 2^15]`, even.
+    """
+    return 2 * quantize_decay(decay, DECAY_BITS - 1)
+
+
+def decay_multiply(v, decay_q):
+    """`k v` on integers: `rounding_divide_by_pot(v * decay_q, 15)`.
+
+    The decay of a membrane potential in the integer reference (Wu et al.
+    2019, Eq. 5, `k u[t-1]`), ties away from zero. For an even `decay_q`
+    (`quantize_membrane_decay`) and int16 `v` it is exactly TFLite's int16
+    MUL of `v` by the constant `decay_q` in scale `2^-15` (the product has
+    the potential's scale):
+    `multiply_by_quantized_multiplier(v * decay_q, 2^30, -14)`, whose
+    first rounding (a halving) is exact on even products.
+
+    Args:
+        v: array-like of integers, the potentials.
+        decay_q: int, from `quantize_membrane_decay`.
+
+    Returns:
+        int64 NumPy array.
+    """
+    product = np.asarray(v, np.int64) * int(decay_q)
+    return rounding_divide_by_pot(product, DECAY_BITS)
 
 
 def quantize_threshold(threshold, scale, strict=False):

@@ -68,6 +68,7 @@ def neuron_step(
     spike_fn=heaviside,
     detach_fn=None,
     select_ops=None,
+    clip_fn=None,
 ):
     """One time step of a LIF/IF neuron (Wu et al. 2019, Eq. 5-6).
 
@@ -92,12 +93,17 @@ def neuron_step(
             (TFLite int8, TFLite-Micro) compare and select exactly where a
             multiplication by the spikes would be rescaled. `spike_fn` and
             `detach_fn` are not used (inference only).
+        clip_fn: `None`, or a function applied to the potential `u[t]`
+            before the comparison: the integer reference saturates it to
+            the state's width (`keras_snn.fixed_point.saturate`).
 
     Returns:
         Tuple `(o, u, v)`: spikes `o[t]`, potential before reset `u[t]` and
         potential after reset `v[t]` (the next state).
     """
     u = decay * v + current
+    if clip_fn is not None:
+        u = clip_fn(u)
     if select_ops is not None:
         return _select_step(u, threshold, reset, select_ops)
     o = spike_fn(u - threshold)

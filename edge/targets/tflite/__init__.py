@@ -1,9 +1,11 @@
-"""The `"tflite"` target of `edge.export`: TFLite float32 and int8.
+"""The `"tflite"` target of `edge.export`: TFLite float32 and integer 16x8.
 
-The float32 step model runs in LiteRT and must equal the Keras step model;
-the int8 step model runs in LiteRT (reference kernels) and TFLite-Micro,
-both of which must equal the TFLM emulator (`edge.targets.tflite.converter`,
-`edge.targets.tflite.tflm_reference`) bit for bit. Registered under the entry point
+The float32 step model (`edge.targets.tflite.converter`) runs in LiteRT
+and must equal the Keras step model; the integer step model
+(`edge.targets.tflite.integer_model`: int16 activations and states, int8
+weights, written from the quantized graph) runs in LiteRT (default and
+reference kernels) and TFLite-Micro, each of which must compute the
+integer reference's (`edge.integer`) integers bit for bit. Registered under the entry point
 group `edge.targets` (see `edge.targets`); TensorFlow is imported only
 when the target runs.
 """
@@ -14,7 +16,9 @@ from edge.errors import ConsumerError
 from edge.targets import Requirement
 from edge.targets import Target
 
-__all__ = ["TARGET", "export_target", "keras_step_outputs"]
+__all__ = ["INTEGER_FILE", "TARGET", "export_target", "keras_step_outputs"]
+
+INTEGER_FILE = "model_int16x8.tflite"
 
 
 def keras_step_outputs(context):
@@ -40,19 +44,19 @@ def export_target(context):
     TFLite-Micro (see `edge.targets.tflite.converter`).
 
     Writes `model_float32.tflite` (checked against the Keras step model)
-    and `model_int8.tflite` (LiteRT and TFLite-Micro must equal the TFLM
-    emulator `edge.targets.tflite.tflm_reference` bit for bit).
+    and `model_int16x8.tflite` (LiteRT and TFLite-Micro must compute the
+    integers of `edge.integer.run_integer` bit for bit).
 
     Args:
         context: an `edge.targets.ExportContext`.
 
     Returns:
-        Rows `"tflite-float32"` (LiteRT) and `"tflite-int8"` (LiteRT,
-        TFLite-Micro).
+        Rows `"tflite-float32"` (LiteRT) and `"tflite-int16x8"` (LiteRT,
+        LiteRT with reference kernels, TFLite-Micro).
 
     Raises:
-        ConsumerError: the int8 model does not run bit for bit as the
-            TFLM emulator.
+        ConsumerError: a consumer's integers differ from the integer
+            reference's.
     """
     from edge.targets.tflite import converter as tflite
     from edge.targets.tflite import step_model
@@ -81,42 +85,46 @@ def export_target(context):
             ops=tflite.op_names(float_bytes),
         )
     )
-    context.log("  tflite: converting the int8 step model")
-    int8_bytes = tflite.convert(graph, "int8", context.calibration)
-    context.log(f"  tflite: int8 in LiteRT (reference kernels) on {len(x)}")
-    litert_out, litert_raw = tflite.run_quantized(
-        tflite.LiteRTRunner(int8_bytes, reference_kernels=True),
-        graph,
-        int8_bytes,
-        x,
+    context.log("  tflite: writing the integer (16x8) step model")
+    from edge import integer
+    from edge.targets.tflite import integer_model
+
+    qgraph = context.qgraph
+    int_bytes = integer_model.build_integer_model(qgraph)
+    expected_raw = integer.run_integer(qgraph, x)[1]
+    files[INTEGER_FILE] = int_bytes
+    consumers = (
+        ("LiteRT", "litert", False),
+        ("LiteRT (reference kernels)", "litert_reference_kernels", True),
     )
-    context.log(f"  tflite: int8 in TFLite-Micro on {len(x)} samples")
-    tflm_out, tflm_raw = tflite.run_tflm(int8_bytes, graph, x)
-    emulated_raw = tflite.run_quantized(
-        tflite.IntegerReferenceRunner(int8_bytes), graph, int8_bytes, x
-    )[1]
-    files["model_int8.tflite"] = int8_bytes
+    results = []
+    for consumer, key, reference_kernels in consumers:
+        context.log(f"  tflite: 16x8 in {consumer} on {len(x)} samples")
+        runner = tflite.LiteRTRunner(int_bytes, reference_kernels)
+        out, raw = integer_model.run_integer_steps(runner, qgraph, x)
+        results.append((consumer, key, out, raw))
+    context.log(f"  tflite: 16x8 in TFLite-Micro on {len(x)} samples")
+    out, raw = integer_model.run_integer_tflm(int_bytes, qgraph, x)
+    results.append(("TFLite-Micro", "tflm", out, raw))
     checks = {
-        "litert_equals_tflm_emulator": bool(
-            np.array_equal(litert_raw, emulated_raw)
-        ),
-        "tflm_equals_tflm_emulator": bool(
-            np.array_equal(tflm_raw, emulated_raw)
-        ),
+        f"{key}_equals_integer_reference": bool(
+            np.array_equal(raw, expected_raw)
+        )
+        for _, key, _, raw in results
     }
     if not all(checks.values()):
         raise ConsumerError(
-            f"The int8 TFLite model of '{graph.name}' does not run bit for "
-            f"bit as the TFLM emulator: {checks}"
+            f"The integer TFLite model of '{graph.name}' does not compute "
+            f"the integer reference's integers bit for bit: {checks}"
         )
-    for consumer, out in (("LiteRT", litert_out), ("TFLite-Micro", tflm_out)):
+    for consumer, _, out, _ in results:
         rows.append(
             context.row(
-                "tflite-int8",
+                "tflite-int16x8",
                 consumer,
                 out,
-                path="model_int8.tflite",
-                ops=tflite.op_names(int8_bytes),
+                path=INTEGER_FILE,
+                ops=tflite.op_names(int_bytes),
                 checks=dict(checks),
             )
         )
@@ -135,6 +143,6 @@ TARGET = Target(
             "tflite_micro", "pip install tflite-micro", name="TFLite-Micro"
         ),
     ),
-    description="model_float32.tflite and model_int8.tflite (LiteRT, "
+    description="model_float32.tflite and model_int16x8.tflite (LiteRT, "
     "TFLite-Micro)",
 )

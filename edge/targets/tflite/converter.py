@@ -51,6 +51,7 @@ __all__ = [
     "op_names",
     "representative_steps",
     "run_tflm",
+    "run_tflm_arrays",
     "run_quantized",
 ]
 
@@ -560,33 +561,27 @@ np.save(out_path, np.stack(ys))
 """
 
 
-def run_tflm(model_bytes, graph, x, timesteps=None, timeout=TFLM_TIMEOUT_S):
-    """Runs an int8 step model in the TFLite-Micro host interpreter.
+def run_tflm_arrays(model_bytes, x, states, name, timeout=TFLM_TIMEOUT_S):
+    """Runs a step model in the TFLite-Micro host interpreter on raw
+    integer inputs, in a subprocess (a crash or hang of TFLM cannot take
+    the caller down).
 
-    Same loop and quantization as `run_quantized`, but inside a subprocess
-    (a crash or hang of TFLM cannot take the caller down).
+    Args:
+        model_bytes: the .tflite model.
+        x: `(N, T, 1, ...)` raw inputs of the model's input type.
+        states: `{state name: (1, ...) array}`, the raw initial states.
+        name: the model's name, for the messages.
+        timeout: seconds.
 
     Returns:
-        `(output, raw)` as `run_quantized`.
+        The raw per-step outputs `y`, `(N, T, ...)`.
 
     Raises:
         ConsumerError: TFLM failed, crashed or ran past `timeout` seconds.
     """
-    from edge import reference
-
-    params = _input_parameters(model_bytes)
     in_names, out_names = io_names(model_bytes)
-    steps, x_at = reference.input_steps(graph, x, timesteps)
-    scale, zero = params[step_lib.INPUT]
-    xq = np.stack(
-        [quantize_input(x_at(t), scale, zero) for t in range(steps)], 1
-    )[:, :, None]
-    arrays = {"x": xq}
-    for node in graph.state_nodes:
-        name = step_lib.state_name(node)
-        arrays["state0_" + name] = np.full(
-            (1, *node.shape), params[name][1], np.int8
-        )
+    arrays = {"x": x}
+    arrays.update({"state0_" + key: value for key, value in states.items()})
     with tempfile.TemporaryDirectory() as directory:
         model_path = os.path.join(directory, "model.tflite")
         data_path = os.path.join(directory, "data.npz")
@@ -606,11 +601,40 @@ def run_tflm(model_bytes, graph, x, timesteps=None, timeout=TFLM_TIMEOUT_S):
             json.dumps(out_names),
             str(arena),
         ]
-        what = f"TFLite-Micro on '{graph.name}'"
+        what = f"TFLite-Micro on '{name}'"
         done = run_consumer(command, what, timeout)
         if done.returncode != 0 or not os.path.exists(out_path):
             raise consumer_failure(what, done)
-        raw = np.load(out_path)
+        return np.load(out_path)
+
+
+def run_tflm(model_bytes, graph, x, timesteps=None, timeout=TFLM_TIMEOUT_S):
+    """Runs an int8 step model in the TFLite-Micro host interpreter.
+
+    Same loop and quantization as `run_quantized`, through
+    `run_tflm_arrays`.
+
+    Returns:
+        `(output, raw)` as `run_quantized`.
+
+    Raises:
+        ConsumerError: TFLM failed, crashed or ran past `timeout` seconds.
+    """
+    from edge import reference
+
+    params = _input_parameters(model_bytes)
+    steps, x_at = reference.input_steps(graph, x, timesteps)
+    scale, zero = params[step_lib.INPUT]
+    xq = np.stack(
+        [quantize_input(x_at(t), scale, zero) for t in range(steps)], 1
+    )[:, :, None]
+    states = {
+        step_lib.state_name(node): np.full(
+            (1, *node.shape), params[step_lib.state_name(node)][1], np.int8
+        )
+        for node in graph.state_nodes
+    }
+    raw = run_tflm_arrays(model_bytes, xq, states, graph.name, timeout)
     out_scale, out_zero = params[step_lib.OUTPUT]
     values = dequantize(raw, out_scale, out_zero)
     output = reference.aggregate(list(values.swapaxes(0, 1)), graph.aggregate)
