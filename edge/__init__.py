@@ -5,7 +5,7 @@ trained keras_snn model into checked artefacts: it extracts the per-step
 graph (`edge.ir`), folds batch normalization into the weights
 (`edge.fuse`), quantizes to integers with a Python reference simulator that
 defines the deployed arithmetic (`edge.quantize`, `edge.integer`), converts
-one-timestep step models with explicit state to TFLite (float32 and int8,
+one-timestep step models with explicit state to TFLite (float32 and integer 16x8,
 `edge.targets.tflite`) and ONNX (`edge.targets.onnx`), runs each artefact in its real
 consumer (LiteRT, TFLite-Micro, onnxruntime) and reports accuracy and
 agreement (`edge.report`). Targets are plugins (`edge.targets`), registered
@@ -51,7 +51,6 @@ _MOVED = {
     "onnx_export": "edge.targets.onnx.converter",
     "step_model": "edge.targets.tflite.step_model",
     "tflite": "edge.targets.tflite.converter",
-    "tflite_reference": "edge.targets.tflite.tflm_reference",
 }
 
 

@@ -199,7 +199,7 @@ def export(
             `overwrite=True`); it is written only when every check passed.
         targets: names of registered targets (`edge.targets.names()`; a
             list, or a comma-separated string; default: all of them):
-            `"tflite"` writes `model_float32.tflite` and `model_int8.tflite`
+            `"tflite"` writes `model_float32.tflite` and `model_int16x8.tflite`
             (one-timestep step models); `"onnx"` writes `model.onnx`;
             `"c"` writes the C99 runtime `c/model.c`, `c/model.h`, an
             example `main`, a Makefile and the Cortex-M4 start-up files,

@@ -12,8 +12,8 @@ of its own, comparing with the reference that defines it:
 | target           | consumer                  | expected                    |
 |------------------|---------------------------|-----------------------------|
 | `tflite-float32` | LiteRT                    | `model.predict`             |
-| `tflite-int8`    | LiteRT (reference kernels)| the TFLM emulator           |
-| `tflm`           | TFLite-Micro              | the TFLM emulator           |
+| `tflite-int16x8` | LiteRT (both kernel sets) | `edge.integer`, bit for bit |
+| `tflm`           | TFLite-Micro              | `edge.integer`, bit for bit |
 | `onnx`           | onnxruntime               | `model.predict`             |
 | `c-host`         | gcc                       | `edge.integer`, bit for bit |
 | `c-sanitize`     | gcc, ASan and UBSan       | `edge.integer`, bit for bit |
@@ -58,7 +58,7 @@ __all__ = [
 
 CONSUMER_TARGETS = (
     "tflite-float32",
-    "tflite-int8",
+    "tflite-int16x8",
     "tflm",
     "onnx",
     "c-host",
@@ -81,7 +81,7 @@ SCALING_ROUNDS = 8
 # Weight given to every input of a layer's first output channel, in units
 # of the layer's largest weight, or 0 for none: a silent (-20) or saturated
 # (+20) channel beside ordinary ones, as training leaves them, stretches
-# the int8 scales.
+# the integer scales.
 OUTLIERS = (0.0, 0.0, 0.0, -20.0, 20.0)
 PROGRESS_EVERY = 25  # networks between two tables of the long run
 
@@ -509,7 +509,7 @@ def available_targets():
     """The targets whose consumers are installed here."""
     import shutil
 
-    targets = ["tflite-float32", "tflite-int8", "onnx"]
+    targets = ["tflite-float32", "tflite-int16x8", "onnx"]
     try:
         import tflite_micro  # noqa: F401
 
@@ -574,27 +574,27 @@ def _float_steps(step, graph, x):
     return reference.aggregate(list(per_step.swapaxes(0, 1)), graph.aggregate)
 
 
-def _int8_steps(step, params, graph, x):
-    """Runs an int8 step function sample by sample: the input quantized
-    with the model's parameters, states starting at their zero points and
-    fed back raw; returns the raw int8 outputs `(N, T, ...)`."""
+def _integer_steps(step, qgraph, x):
+    """Runs an integer step function sample by sample: the input quantized
+    as `edge.integer` does, int16 states starting at 0 and fed back;
+    returns the raw outputs `(N, T, ...)`."""
+    from edge import integer
     from edge import reference
     from edge.targets.tflite import step_model
-    from edge.targets.tflite.tflm_reference import quantize
 
+    graph = qgraph.graph
     steps, x_at = reference.input_steps(graph, x)
     names = [step_model.state_name(node) for node in graph.state_nodes]
-    scale, zero = params[step_model.INPUT]
     raws = []
     for i in range(len(x)):
         states = {
-            name: np.full((1, *node.shape), params[name][1], np.int8)
+            name: np.zeros((1, *node.shape), np.int16)
             for name, node in zip(names, graph.state_nodes, strict=True)
         }
         per_step = []
         for t in range(steps):
-            xq = quantize(x_at(t)[i : i + 1], scale, zero, np.int8)
-            result = step({step_model.INPUT: xq, **states})
+            xq = integer.quantize_input(qgraph, x_at(t)[i : i + 1])
+            result = step({step_model.INPUT: xq.astype(np.int16), **states})
             per_step.append(np.asarray(result[step_model.OUTPUT])[0])
             states = {name: np.asarray(result[name]) for name in names}
         raws.append(np.stack(per_step))
@@ -628,28 +628,14 @@ def _check_tflite_float(work):
     return _close(output, work["keras_out"])
 
 
-def _int8_model(work):
-    if "int8" not in work:
-        from edge.targets.tflite import converter as tflite
+def _integer_model(work):
+    if "integer_model" not in work:
+        from edge.targets.tflite import integer_model
 
-        work["int8"] = tflite.convert(work["graph"], "int8", work["cal"])
-    return work["int8"]
-
-
-def _int8_expected(work):
-    if "int8_expected" not in work:
-        from edge.targets.tflite import converter as tflite
-
-        model_bytes = _int8_model(work)
-        _, params = _litert(model_bytes)
-        work["int8_params"] = params
-        work["int8_expected"] = _int8_steps(
-            tflite.IntegerReferenceRunner(model_bytes),
-            params,
-            work["graph"],
-            work["x"],
+        work["integer_model"] = integer_model.build_integer_model(
+            _qgraph(work)
         )
-    return work["int8_expected"]
+    return work["integer_model"]
 
 
 def _raw_equal(got, expected):
@@ -662,23 +648,38 @@ def _raw_equal(got, expected):
     return True, f"{got.size} integers equal"
 
 
-def _check_tflite_int8(work):
-    model_bytes = _int8_model(work)
-    expected = _int8_expected(work)
-    runner, params = _litert(model_bytes, reference_kernels=True)
-    got = _int8_steps(
-        lambda feed: runner(**feed), params, work["graph"], work["x"]
-    )
-    return _raw_equal(got, expected)
+def _check_tflite_integer(work):
+    model_bytes = _integer_model(work)
+    for reference_kernels in (False, True):
+        runner, _ = _litert(model_bytes, reference_kernels)
+        got = _integer_steps(
+            lambda feed, run=runner: run(**feed), _qgraph(work), work["x"]
+        )
+        equal, detail = _raw_equal(got, work["int_raw"])
+        if not equal:
+            kernels = "reference" if reference_kernels else "default"
+            return False, f"LiteRT ({kernels} kernels): {detail}"
+    return True, detail
 
 
 def _check_tflm(work):
+    from edge import integer
+    from edge import reference
     from edge.targets.tflite import converter as tflite
+    from edge.targets.tflite import step_model
 
-    model_bytes = _int8_model(work)
-    expected = _int8_expected(work)
-    _, raw = tflite.run_tflm(model_bytes, work["graph"], work["x"])
-    return _raw_equal(raw, expected)
+    qgraph = _qgraph(work)
+    graph = qgraph.graph
+    steps, x_at = reference.input_steps(graph, work["x"])
+    xq = np.stack(
+        [integer.quantize_input(qgraph, x_at(t)) for t in range(steps)], 1
+    ).astype(np.int16)[:, :, None]
+    states = {
+        step_model.state_name(node): np.zeros((1, *node.shape), np.int16)
+        for node in graph.state_nodes
+    }
+    raw = tflite.run_tflm_arrays(_integer_model(work), xq, states, graph.name)
+    return _raw_equal(raw, work["int_raw"])
 
 
 def _check_onnx(work):
@@ -788,7 +789,7 @@ def _check_loihi(work):
 
 _CHECKS = {
     "tflite-float32": _check_tflite_float,
-    "tflite-int8": _check_tflite_int8,
+    "tflite-int16x8": _check_tflite_integer,
     "tflm": _check_tflm,
     "onnx": _check_onnx,
     "c-host": lambda work: _check_c(work, "host"),

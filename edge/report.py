@@ -43,7 +43,7 @@ class ArtefactReport:
     >>> row.size_bytes, row.ops, row.accuracy, row.checks["within_1e-5"]
 
     Attributes:
-        target: e.g. `"tflite-int8"`.
+        target: e.g. `"tflite-int16x8"`.
         consumer: the program that ran it, e.g. `"TFLite-Micro"`.
         path: file written (relative to the output folder), or `None`.
         size_bytes: file size, or `None`.

@@ -1,8 +1,7 @@
 """Fixed-point arithmetic: the one definition of every rounding rule.
 
 Every integer target of `edge` (the integer reference `edge.integer`, the
-generated C, Loihi, the TFLite-Micro emulator
-`edge.targets.tflite.tflm_reference`) and
+generated C, the integer TFLite model, Loihi) and
 the float code that prepares their constants (batch-norm folding) use the
 functions of this module, so that one convention has one definition. They
 work on NumPy arrays (int64 for integers, float64 for reals) and Python

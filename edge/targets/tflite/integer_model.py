@@ -44,6 +44,7 @@ import numpy as np
 from edge import integer
 from edge import reference
 from edge.errors import UnsupportedLayerError
+from edge.targets.tflite.converter import _schema
 from edge.targets.tflite.step_model import INPUT
 from edge.targets.tflite.step_model import OUTPUT
 from edge.targets.tflite.step_model import state_name
@@ -57,12 +58,6 @@ __all__ = [
 ]
 
 STATE_BITS = 16
-
-
-def _schema():
-    from tensorflow.lite.python import schema_py_generated
-
-    return schema_py_generated
 
 
 class _Writer:

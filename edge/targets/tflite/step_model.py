@@ -14,11 +14,9 @@ the outputs as `graph.aggregate` says. This is the shape of model that
 TFLite-Micro and ONNX runtimes can run (no loop or variable inside), and the
 TFLite converter and tf2onnx take it as is. The neuron is written with a
 comparison and selections (`keras_snn.functional.neuron_step` with
-`select_ops=keras.ops`), which converts to GREATER_EQUAL and SELECT_V2 and
-stays exact in int8. For an int8 model, a neuron layer whose potential
-spans 255 or more compares `u * 2**-k` with `theta * 2**-k`
-(`comparison_factors`): TFLite-Micro aborts on an int8 comparison input
-scale of 1 or more.
+`select_ops=keras.ops`), which converts to GREATER_EQUAL and SELECT_V2.
+The integer TFLite model is not built from it (see
+`edge.targets.tflite.integer_model`).
 """
 
 import keras
@@ -32,7 +30,6 @@ __all__ = [
     "OUTPUT",
     "INPUT",
     "build_step_model",
-    "comparison_factors",
     "state_name",
     "run_steps",
 ]
@@ -46,26 +43,6 @@ def state_name(node):
     return f"v_{node.name}"
 
 
-class _ScaledComparison:
-    """`keras.ops`' `greater_equal` and `where` for `neuron_step`, with the
-    comparison made on both sides multiplied by `factor` (a power of two).
-
-    `u * 2**-k >= theta * 2**-k` is `u >= theta` exactly in float; in int8
-    the product is a tensor of its own whose scale is the potential's
-    times `factor`, which keeps it below 1 as TFLite-Micro's comparison
-    kernels require (see `comparison_factors`).
-    """
-
-    def __init__(self, factor):
-        self.factor = factor
-
-    def greater_equal(self, a, b):
-        return ops.greater_equal(a * self.factor, b * self.factor)
-
-    def where(self, condition, a, b):
-        return ops.where(condition, a, b)
-
-
 class _NeuronStep(keras.layers.Layer):
     """`(current, v) -> (output, v')` of a neuron or leaky integrator."""
 
@@ -75,7 +52,6 @@ class _NeuronStep(keras.layers.Layer):
         decay,
         reset,
         output_potential,
-        comparison_factor=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,19 +59,15 @@ class _NeuronStep(keras.layers.Layer):
         self.decay = decay
         self.reset = reset
         self.output_potential = output_potential
-        self.comparison_factor = comparison_factor
 
     def call(self, current, v):
-        select_ops = ops
-        if self.comparison_factor != 1.0:
-            select_ops = _ScaledComparison(self.comparison_factor)
         spikes, u, v_new = functional.neuron_step(
             current,
             v,
             self.threshold,
             self.decay,
             self.reset,
-            select_ops=select_ops,
+            select_ops=ops,
         )
         return (u if self.output_potential else spikes), v_new
 
@@ -125,30 +97,6 @@ class _Flatten(keras.layers.Layer):
         return ops.reshape(x, (-1, *self.target))
 
 
-class _Dense1x1(keras.layers.Layer):
-    """A dense layer computed as a 1x1 convolution on `(-1, 1, 1, in)`.
-
-    TFLite's int8 FULLY_CONNECTED rounds differently in LiteRT's and in
-    TFLite-Micro's reference kernels (about 0.1 % of outputs differ by one;
-    see `edge.targets.tflite.tflm_reference`), while CONV_2D rounds the same
-    in both, so
-    one TFLM emulator holds for both consumers. The values are those of
-    the dense layer.
-    """
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.conv = keras.layers.Conv2D(units, 1, name="conv1x1")
-        self.units = units
-
-    def build(self, input_shape):
-        self.conv.build((input_shape[0], 1, 1, input_shape[-1]))
-
-    def call(self, x):
-        y = self.conv(ops.reshape(x, (-1, 1, 1, x.shape[-1])))
-        return ops.reshape(y, (-1, self.units))
-
-
 def _layer(node):
     """A Keras layer for a stateless node (weights set after build)."""
     p = node.params
@@ -162,8 +110,8 @@ def _layer(node):
             name=node.name,
         ), [kernel, p["bias"]]
     if node.op == "dense":
-        return _Dense1x1(p["kernel"].shape[-1], name=node.name), [
-            p["kernel"][None, None],
+        return keras.layers.Dense(p["kernel"].shape[-1], name=node.name), [
+            p["kernel"],
             p["bias"],
         ]
     if node.op in ("avg_pool", "max_pool"):
@@ -187,65 +135,13 @@ def _layer(node):
     )
 
 
-def comparison_factors(graph, trace, limit=127.0):
-    """Powers of two that keep each neuron's int8 comparison in range.
-
-    TFLite-Micro prepares an int8 GREATER_EQUAL with
-    `QuantizeMultiplierSmallerThanOneExp(scale)` for each input, which
-    aborts the program unless `0 < scale < 1`. The converter gives the
-    potential `u` the scale `(max(u, 0) - min(u, 0)) / 255` of its
-    calibration range, so a layer whose potential spans 255 or more (one
-    strongly negative weight column is enough) cannot be compared in
-    TFLM. For such a layer the step model compares `u * 2**-k` with
-    `theta * 2**-k` instead, with the smallest `k` that brings the span
-    (and `|theta|`) down to `limit`, i.e. a scale of at most 0.5.
-
-    Args:
-        graph: the fused graph.
-        trace: `edge.reference.run_float(graph, x, record=True)[1]` on the
-            calibration data (a superset of the steps the converter sees,
-            so its spans are upper bounds).
-        limit: the span to stay under.
-
-    Returns:
-        `{node name: factor}` for the neurons that need one (others
-        compare `u` with `theta` directly).
-    """
-    factors = {}
-    for node in graph.state_nodes:
-        if node.op != "neuron":
-            continue
-        p = node.params
-        currents = trace[node.inputs[0]]
-        states = trace[f"{node.name}:state"]
-        low = high = 0.0
-        for t, current in enumerate(currents):
-            previous = 0.0 if t == 0 else states[t - 1]
-            u = p["decay"] * np.asarray(previous) + np.asarray(current)
-            low = min(low, float(np.min(u)))
-            high = max(high, float(np.max(u)))
-        span = max(high - low, float(np.max(np.abs(p["threshold"]))))
-        if not np.isfinite(span):
-            continue  # refused by the calibration checks
-        exponent = 0
-        while span * 2.0**-exponent > limit:
-            exponent += 1
-        if exponent:
-            factors[node.name] = 2.0**-exponent
-    return factors
-
-
-def build_step_model(graph, batch_size=1, comparison_factors=None):
+def build_step_model(graph, batch_size=1):
     """Builds the one-step Keras model of a fused graph.
 
     Args:
         graph: a fused `edge.ir.Graph` (no `batch_norm` nodes).
         batch_size: static batch size of the inputs (1 for TFLite and the
             microcontroller runtimes), or `None` for a dynamic one.
-        comparison_factors: `{node name: factor}` from
-            `comparison_factors`: those neurons compare `u * factor` with
-            `threshold * factor` (the same spikes in float; an int8
-            comparison TFLite-Micro accepts). Defaults to none.
 
     Returns:
         A float32 `keras.Model` with dict inputs and outputs: `"x"` and
@@ -274,9 +170,6 @@ def build_step_model(graph, batch_size=1, comparison_factors=None):
                 p["decay"],
                 p.get("reset", "none"),
                 output_potential=node.op == "integrator",
-                comparison_factor=(comparison_factors or {}).get(
-                    node.name, 1.0
-                ),
                 name=node.name,
             )
             values[node.name], states[name] = layer(args[0], inputs[name])
