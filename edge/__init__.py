@@ -4,10 +4,11 @@
 trained keras_snn model into checked artefacts: it extracts the per-step
 graph (`edge.ir`), folds batch normalization into the weights
 (`edge.fuse`), quantizes to integers with a Python reference simulator that
-defines the deployed arithmetic (`edge.quantize`, `edge.integer`), converts
-one-timestep step models with explicit state to TFLite (float32 and integer 16x8,
-`edge.targets.tflite`) and ONNX (`edge.targets.onnx`), runs each artefact in its real
-consumer (LiteRT, TFLite-Micro, onnxruntime) and reports accuracy and
+defines the deployed arithmetic (`edge.quantize`, `edge.integer`), writes
+each target's artefacts (TFLite float32 and integer 16x8, ONNX, C, Loihi
+NetX, NIR: `edge.targets`), runs each artefact in its real consumer
+(LiteRT, TFLite-Micro, onnxruntime, gcc and QEMU, Lava, Norse) and reports
+accuracy and
 agreement (`edge.report`). Targets are plugins (`edge.targets`), registered
 under the entry point group `edge.targets`. `edge` may import `keras_snn`;
 `keras_snn` never imports `edge`.

@@ -16,9 +16,10 @@ too small, every neuron is silent and validation accuracy sits at 0.0417
 (one class) although training accuracy is 96%. It trains
 with plain `model.compile` / `model.fit`, is saved as `.keras`, reloaded,
 and evaluated on the held-out test split. Then `edge.export` folds the
-batch norms, quantizes, writes the TFLite (float32 and integer 16x8) and ONNX step
-models, runs each in its consumer (LiteRT, TFLite-Micro, onnxruntime) and
-prints the accuracy of every artefact (skip with `--no-export`).
+batch norms, quantizes, writes every target (TFLite float32 and integer
+16x8, ONNX, C for Cortex-M4, Loihi NetX, NIR), runs each in its consumer
+(LiteRT, TFLite-Micro, onnxruntime, gcc and QEMU, Lava, Norse) and prints
+the accuracy of every artefact (skip with `--no-export`).
 
 Run:
 

@@ -12,7 +12,8 @@ asymmetric input) and could only approximate the reference.
 One step, as `edge.targets.tflite.step_model` names its inputs and outputs:
 
 ```
-{"x": x_q[t], "v_<neuron>": v[t-1], ...}  ->  {"y": y[t], "v_<neuron>": v[t], ...}
+{"x": x_q[t], "v_<neuron>": v[t-1], ...}
+    ->  {"y": y[t], "v_<neuron>": v[t], ...}
 ```
 
 with the int8-range input `x_q = edge.integer.quantize_input(qgraph, x_t)`
@@ -21,16 +22,22 @@ in an int16 tensor and int16 states starting at 0.
 Each node becomes the TFLite ops whose integer semantics are the
 reference's (`keras_snn.fixed_point`):
 
-| node        | ops                                   | why it is exact                |
-|-------------|---------------------------------------|--------------------------------|
-| conv2d      | CONV_2D (per-channel int8, int64 bias) | scales give the multiplier `m << 16`, see `fixed_point.requantize` |
-| dense       | RESHAPE, CONV_2D 1x1, RESHAPE          | as conv2d (LiteRT's int16 FULLY_CONNECTED rounds ties away from zero) |
-| affine      | DEPTHWISE_CONV_2D 1x1 (vectors reshaped) | as conv2d                    |
-| avg_pool    | AVERAGE_POOL_2D on spikes worth `kh kw` | the mean of `kh kw`-valued spikes is the window's spike count |
-| max_pool, flatten | MAX_POOL_2D, RESHAPE            | no arithmetic                  |
-| add         | ADD (equal scales)                     | saturating integer sum         |
-| neuron      | MUL (decay), ADD, CAST + GREATER_EQUAL (int32), SUB, SELECT_V2 | `fixed_point.decay_multiply`; TFLite-Micro compares no int16 |
-| integrator  | MUL, ADD                               | as neuron                      |
+- conv2d: CONV_2D with per-channel int8 weights and an int64 bias; the
+  declared scales give the Q31 multiplier `m << 16`, on which LiteRT and
+  TFLite-Micro both compute `fixed_point.requantize` (ties up).
+- dense: RESHAPE to `(1, 1, 1, C)`, a 1x1 CONV_2D, RESHAPE back: LiteRT's
+  int16 FULLY_CONNECTED rounds ties away from zero, TFLite-Micro's up.
+- affine: DEPTHWISE_CONV_2D 1x1 (vectors reshaped as for dense).
+- avg_pool: AVERAGE_POOL_2D of spikes worth `kh kw` each: the mean of
+  the window is its spike count, exactly (the reference's window sum).
+- max_pool, flatten: MAX_POOL_2D, RESHAPE (no arithmetic).
+- add: ADD of currents in one scale, an exact saturating sum.
+- neuron: MUL by the even Q15 decay in scale `2^-15`
+  (`fixed_point.decay_multiply`), ADD of the current (saturating),
+  CAST to int32 and GREATER_EQUAL (TFLite-Micro compares no int16),
+  SUB of the threshold for a soft reset, SELECT_V2 for the reset and for
+  the spikes (worth 1, or `kh kw` before an average pool).
+- integrator: MUL and ADD as the neuron.
 
 Every activation scale is a power of two (`edge.quantize`), so each
 declared weight scale `m 2^-n s_y / s_x` is a float32 and TFLite derives
