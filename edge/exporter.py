@@ -25,7 +25,6 @@ import numpy as np
 from edge import errors
 from edge import fuse as fuse_lib
 from edge import gate
-from edge import integer
 from edge import ir
 from edge import quantize
 from edge import reference
@@ -377,41 +376,59 @@ def _export(
     float_out, float_trace = reference.run_float(
         fused, x_eval, timesteps, record=True
     )
-    qgraph = quantize.quantize(fused, calibration, int(state_bits))
-    int_out, _, int_trace = integer.run_integer(
-        qgraph, x_eval, timesteps, record=True
-    )
     context = ExportContext(
         graph=fused,
-        qgraph=qgraph,
         calibration=calibration,
         x=x_eval,
         labels=labels,
         keras_out=keras_out,
         float_out=float_out,
         float_trace=float_trace,
-        int_out=int_out,
-        int_trace=int_trace,
         timesteps=steps,
+        state_bits=int(state_bits),
         progress=say,
     )
-    spikes = _spike_agreement(fused, float_trace, int_trace)
     rows = [
         context.row("keras", "Keras", keras_out),
         context.row(
             "reference-float", "NumPy (fused, float64)", float_out, keras_out
         ),
-        context.row(
-            "reference-int",
-            f"edge.integer (int8 w, int{state_bits} v)",
-            int_out,
-            checks={"spike_agreement": spikes},
-        ),
     ]
+    integer_targets = [plugin.name for plugin in targets if plugin.integer]
+    if integer_targets:
+        try:
+            context.ensure_integer()
+        except ExportError as error:
+            float_targets = [p.name for p in targets if not p.integer]
+            hint = (
+                f" The other targets ({', '.join(float_targets)}) do not "
+                "need it: export them alone with targets="
+                f"{float_targets!r}."
+                if float_targets
+                else ""
+            )
+            raise type(error)(
+                f"The integer targets ({', '.join(integer_targets)}) cannot "
+                f"export '{graph.name}': {error}{hint}"
+            ) from error
+        spikes = _spike_agreement(fused, float_trace, context.int_trace)
+        rows.append(
+            context.row(
+                "reference-int",
+                f"edge.integer (int8 w, int{state_bits} v)",
+                context.int_out,
+                checks={"spike_agreement": spikes},
+            )
+        )
     seconds = {"prepare": round(time.perf_counter() - start, 2)}
+    integer_note = (
+        f" (integer reference agreement {rows[2].agreement:.4f})"
+        if len(rows) > 2
+        else ""
+    )
     say(
-        f"export: references ready in {seconds['prepare']:.1f} s (integer "
-        f"reference agreement {rows[2].agreement:.4f})"
+        f"export: references ready in {seconds['prepare']:.1f} s"
+        f"{integer_note}"
     )
     # Every target is converted and checked before anything is written.
     for number, plugin in enumerate(targets, 1):

@@ -49,7 +49,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "edge.targets"
 # The order in which the targets of this package are listed (and run by
 # default); other registered targets follow in alphabetical order.
-_BUILT_IN_ORDER = ("tflite", "onnx", "c", "loihi", "nir")
+_BUILT_IN_ORDER = ("tflite", "tflite-int16x8", "onnx", "c", "loihi", "nir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +97,19 @@ class Target:
             raises `edge.ConsumerError` when an artefact fails its check.
         requirements: the `Requirement`s of its consumers.
         description: one line for `--help` and error messages.
+        integer: whether it deploys the integer reference
+            (`context.qgraph`): a graph that the integer quantizer refuses
+            is refused for such targets only. Defaults to `False`.
     """
 
-    def __init__(self, name, function, requirements=(), description=""):
+    def __init__(
+        self, name, function, requirements=(), description="", integer=False
+    ):
         self.name = name
         self.function = function
         self.requirements = tuple(requirements)
         self.description = description
+        self.integer = bool(integer)
 
     def __repr__(self):
         return f"Target({self.name!r})"
@@ -207,13 +213,16 @@ class ExportContext:
 
     Attributes:
         graph: the fused step graph.
-        qgraph: its `QuantizedGraph` (the integer reference).
         calibration: calibration inputs (float32).
         x: evaluation inputs; `labels` their labels or `None`.
         keras_out: the Keras model's outputs on `x`.
         float_out, float_trace: the float reference's output and trace.
-        int_out, int_trace: the integer reference's output and trace.
         timesteps: `T`.
+        qgraph: its `QuantizedGraph` (the integer reference), and
+            `int_out`, `int_trace` the integer reference's output and
+            trace on `x`: `None` until `ensure_integer` computes them
+            (the exporter does so for targets with `integer=True` only).
+        state_bits: the width of the integer states.
         files: the files to write, filled by the target functions.
         progress: a function of one line of text that shows progress
             (`export`'s `verbose`/`progress`); a target may call `log`
@@ -224,19 +233,50 @@ class ExportContext:
     """
 
     graph: object
-    qgraph: object
     calibration: np.ndarray
     x: np.ndarray
     labels: object
     keras_out: np.ndarray
     float_out: np.ndarray
     float_trace: dict
-    int_out: np.ndarray
-    int_trace: dict
     timesteps: int
+    qgraph: object = None
+    int_out: np.ndarray = None
+    int_trace: dict = None
+    state_bits: int = 16
     files: dict = dataclasses.field(default_factory=dict)
     progress: object = None
     shared: dict = dataclasses.field(default_factory=dict)
+
+    def ensure_integer(self):
+        """Quantizes the graph and runs the integer reference on `x`, once.
+
+        Returns:
+            `qgraph`.
+
+        Raises:
+            UnsupportedLayerError, CalibrationError: the graph has no
+                integer form (`edge.quantize.quantize`), every time.
+        """
+        if self.qgraph is None:
+            from edge import integer
+            from edge import quantize
+
+            failure = self.shared.get("integer_failure")
+            if failure is not None:
+                raise failure
+            try:
+                qgraph = quantize.quantize(
+                    self.graph, self.calibration, int(self.state_bits)
+                )
+            except ExportError as error:
+                self.shared["integer_failure"] = error
+                raise
+            self.int_out, _, self.int_trace = integer.run_integer(
+                qgraph, self.x, self.timesteps, record=True
+            )
+            self.qgraph = qgraph
+        return self.qgraph
 
     def log(self, line):
         """Shows `line` as progress (nothing when the export is quiet)."""

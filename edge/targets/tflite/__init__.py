@@ -1,4 +1,4 @@
-"""The `"tflite"` target of `edge.export`: TFLite float32 and integer 16x8.
+"""The `"tflite"` and `"tflite-int16x8"` targets of `edge.export`.
 
 The float32 step model (`edge.targets.tflite.converter`) runs in LiteRT
 and must equal the Keras step model; the integer step model
@@ -16,7 +16,14 @@ from edge.errors import ConsumerError
 from edge.targets import Requirement
 from edge.targets import Target
 
-__all__ = ["INTEGER_FILE", "TARGET", "export_target", "keras_step_outputs"]
+__all__ = [
+    "INTEGER_FILE",
+    "INTEGER_TARGET",
+    "TARGET",
+    "export_integer_target",
+    "export_target",
+    "keras_step_outputs",
+]
 
 INTEGER_FILE = "model_int16x8.tflite"
 
@@ -40,31 +47,22 @@ def keras_step_outputs(context):
 
 
 def export_target(context):
-    """The `"tflite"` target: float32 and int8 step models in LiteRT and
-    TFLite-Micro (see `edge.targets.tflite.converter`).
+    """The `"tflite"` target: the float32 step model in LiteRT (see
+    `edge.targets.tflite.converter`).
 
-    Writes `model_float32.tflite` (checked against the Keras step model)
-    and `model_int16x8.tflite` (LiteRT and TFLite-Micro must compute the
-    integers of `edge.integer.run_integer` bit for bit).
+    Writes `model_float32.tflite`, checked against the Keras step model.
 
     Args:
         context: an `edge.targets.ExportContext`.
 
     Returns:
-        Rows `"tflite-float32"` (LiteRT) and `"tflite-int16x8"` (LiteRT,
-        LiteRT with reference kernels, TFLite-Micro).
-
-    Raises:
-        ConsumerError: a consumer's integers differ from the integer
-            reference's.
+        The row `"tflite-float32"` (LiteRT).
     """
     from edge.targets.tflite import converter as tflite
     from edge.targets.tflite import step_model
 
     graph, x, files = context.graph, context.x, context.files
-
     expected = keras_step_outputs(context)
-    rows = []
     context.log("  tflite: converting the float32 step model")
     float_bytes = tflite.convert(graph)
     context.log(f"  tflite: float32 in LiteRT on {len(x)} samples")
@@ -73,23 +71,47 @@ def export_target(context):
         step_model.run_steps(runner, graph, x[i : i + 1])[0]
         for i in range(len(x))
     ]
-    output = np.concatenate(outputs)
     files["model_float32.tflite"] = float_bytes
-    rows.append(
+    return [
         context.row(
             "tflite-float32",
             "LiteRT",
-            output,
+            np.concatenate(outputs),
             expected,
             path="model_float32.tflite",
             ops=tflite.op_names(float_bytes),
         )
-    )
-    context.log("  tflite: writing the integer (16x8) step model")
+    ]
+
+
+def export_integer_target(context):
+    """The `"tflite-int16x8"` target: the integer step model
+    (`edge.targets.tflite.integer_model`) in LiteRT and TFLite-Micro.
+
+    Writes `model_int16x8.tflite`; LiteRT (default and reference kernels)
+    and TFLite-Micro must compute the integers of
+    `edge.integer.run_integer` bit for bit.
+
+    Args:
+        context: an `edge.targets.ExportContext`.
+
+    Returns:
+        Rows `"tflite-int16x8"` (LiteRT, LiteRT with reference kernels,
+        TFLite-Micro).
+
+    Raises:
+        ConsumerError: a consumer's integers differ from the integer
+            reference's.
+        UnsupportedLayerError: the graph has no integer form.
+    """
     from edge import integer
+    from edge.targets.tflite import converter as tflite
     from edge.targets.tflite import integer_model
 
-    qgraph = context.qgraph
+    graph, x, files = context.graph, context.x, context.files
+    rows = []
+    context.log("  tflite: writing the integer (16x8) step model")
+    qgraph = context.ensure_integer()
     int_bytes = integer_model.build_integer_model(qgraph)
     expected_raw = integer.run_integer(qgraph, x)[1]
     files[INTEGER_FILE] = int_bytes
@@ -131,18 +153,30 @@ def export_target(context):
     return rows
 
 
+_REQUIREMENTS = (
+    Requirement.module("tensorflow", "pip install tensorflow"),
+    Requirement.module(
+        "ai_edge_litert", "pip install ai-edge-litert", name="LiteRT"
+    ),
+)
+
 TARGET = Target(
     "tflite",
     export_target,
-    requirements=(
-        Requirement.module("tensorflow", "pip install tensorflow"),
-        Requirement.module(
-            "ai_edge_litert", "pip install ai-edge-litert", name="LiteRT"
-        ),
+    requirements=_REQUIREMENTS,
+    description="model_float32.tflite (LiteRT)",
+)
+
+INTEGER_TARGET = Target(
+    "tflite-int16x8",
+    export_integer_target,
+    requirements=_REQUIREMENTS
+    + (
         Requirement.module(
             "tflite_micro", "pip install tflite-micro", name="TFLite-Micro"
         ),
     ),
-    description="model_float32.tflite and model_int16x8.tflite (LiteRT, "
-    "TFLite-Micro)",
+    description="model_int16x8.tflite (LiteRT, TFLite-Micro), the integer "
+    "reference's integers",
+    integer=True,
 )
