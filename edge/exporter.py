@@ -198,8 +198,9 @@ def export(
             `overwrite=True`); it is written only when every check passed.
         targets: names of registered targets (`edge.targets.names()`; a
             list, or a comma-separated string; default: all of them):
-            `"tflite"` writes `model_float32.tflite` and `model_int16x8.tflite`
-            (one-timestep step models); `"onnx"` writes `model.onnx`;
+            `"tflite"` writes `model_float32.tflite` and `"tflite-int16x8"`
+            `model_int16x8.tflite` (one-timestep step models); `"onnx"`
+            writes `model.onnx`;
             `"c"` writes the C99 runtime `c/model.c`, `c/model.h`, an
             example `main`, a Makefile and the Cortex-M4 start-up files,
             checked with gcc on the host and on QEMU's Cortex-M4;
