@@ -8,6 +8,8 @@ gemmlowp's `fixedpoint.h`.
 """
 
 import decimal
+import fractions
+import math
 import pathlib
 import re
 
@@ -105,49 +107,87 @@ def test_rshift_round_ties_toward_plus_infinity():
 
 
 def test_requantize_hand_values():
-    half = 1 << 30  # 0.5 with shift 31
+    half = 1 << 14  # 0.5 as a 15-bit multiplier with shift 15
     # 3 * 0.5 = 1.5 -> 2; -3 * 0.5 = -1.5 -> -1 (ties up); 7 * 0.5 -> 4.
     np.testing.assert_array_equal(
-        fixed_point.requantize(np.array([3, -3, 7, -7]), half, 31),
+        fixed_point.requantize(np.array([3, -3, 7, -7]), half, 15),
         [2, -1, 4, -3],
     )
     # Per channel: multipliers 0.75 and 0.5.
     np.testing.assert_array_equal(
         fixed_point.requantize(
-            np.array([[4, 4]]), np.array([3 << 29, half]), np.array([31, 31])
+            np.array([[4, 4]]), np.array([3 << 13, half]), np.array([15, 15])
         ),
         [[3, 2]],
     )
+    # Accumulators beyond int32 (int64 biases): 2^40 * 0.75 = 3 * 2^38.
+    assert fixed_point.requantize(1 << 40, 3 << 13, 15) == 3 << 38
 
 
 @pytest.mark.parametrize(
     "real, expected",
     [
-        (0.5, (1 << 30, 31)),
-        (0.75, (3 << 29, 31)),
-        (1.0, (1 << 30, 30)),
-        (1.0 - 2.0**-31, ((1 << 31) - 1, 31)),
-        (3.0, (3 << 29, 29)),
-        (2.0**29, (1 << 30, 1)),
-        (2.0**-32, (1 << 30, 62)),
-        # TFLM's tie: 2^30 + 0.5 rounds away from zero (to even: 2^30).
-        (TIE_EVEN_DOWN, ((1 << 30) + 1, 31)),
-        # Rounds up to 2^31, which renormalizes.
-        (1.0 - 2.0**-40, (1 << 30, 30)),
+        # frexp(real) = (f, e): m = round(f 2^15), n = 15 - e.
+        (0.5, (1 << 14, 15)),
+        (0.75, (3 << 13, 15)),
+        (1.0, (1 << 14, 14)),  # f = 0.5, e = 1
+        (3.0, (3 << 13, 13)),  # f = 0.75, e = 2
+        (1.0 - 2.0**-15, ((1 << 15) - 1, 15)),  # f 2^15 = 32767 exactly
+        # The extremes of n: 2^13 (e = 14) and 2^-32 (e = -31).
+        (2.0**13, (1 << 14, 1)),
+        (2.0**-32, (1 << 14, 46)),
+        # A tie, f 2^15 = 2^14 + 0.5: away from zero (to even: 2^14).
+        (0.5 + 2.0**-16, ((1 << 14) + 1, 15)),
+        # f 2^15 = 2^15 - 0.5 rounds up to 2^15, which renormalizes.
+        (1.0 - 2.0**-16, (1 << 14, 14)),
+        # 192 / 127 = (96 / 127) 2^1: 96 2^15 / 127 = 24769.51 -> 24770.
+        (192 / 127, (24770, 14)),
     ],
 )
 def test_quantize_multiplier_shift_hand_values(real, expected):
     assert fixed_point.quantize_multiplier_shift(real) == expected
     assert quantize.quantize_multiplier(real) == expected
+    assert fixed_point.MULTIPLIER_BITS == 15
 
 
 @pytest.mark.parametrize(
     "real, match",
-    [(0.0, "> 0"), (-0.5, "> 0"), (2.0**30, "shift"), (2.0**-33, "shift")],
+    [
+        (0.0, "> 0"),
+        (-0.5, "> 0"),
+        (2.0**14, "shift"),  # n = 0
+        (2.0**14 - 2.0**-5, "shift"),  # rounds up to 2^14: n = 0
+        (2.0**-33, "shift"),  # n = 47
+    ],
 )
 def test_quantize_multiplier_shift_refuses(real, match):
     with pytest.raises(ValueError, match=match):
         fixed_point.quantize_multiplier_shift(real)
+
+
+@pytest.mark.parametrize(
+    "bound, levels, expected",
+    [
+        (1.0, 127, 2.0**-6),  # 1 / 2^-6 = 64 <= 127 < 128 = 1 / 2^-7
+        (127.0, 127, 1.0),  # exactly representable: no spare bit
+        (127.5, 127, 2.0),
+        (0.5, 127, 2.0**-7),
+        (1.765625, 32767, 2.0**-14),  # 28928 <= 32767 < 57856
+        (32767 * 2.0**-14, 32767, 2.0**-14),  # the largest bound for 2^-14
+        (32767 * 2.0**-14 + 2.0**-20, 32767, 2.0**-13),
+        (0.0, 127, 2.0**-40),
+    ],
+)
+def test_power_of_two_scale_hand_values(bound, levels, expected):
+    assert fixed_point.power_of_two_scale(bound, levels) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(2.0**-30, 2.0**30), st.sampled_from([127, 32767]))
+def test_power_of_two_scale_is_the_smallest_that_fits(bound, levels):
+    scale = fixed_point.power_of_two_scale(bound, levels)
+    assert math.frexp(scale)[0] == 0.5  # a power of two
+    assert bound / scale <= levels < 2 * bound / scale
 
 
 # -- the TFLite convention --------------------------------------------------
@@ -232,15 +272,74 @@ ACCUMULATORS = st.integers(-(2**24), 2**24)
 
 @settings(max_examples=400, deadline=None)
 @given(REALS, ACCUMULATORS)
-def test_requantize_is_round_of_product_within_one(real, acc):
-    exact = acc * real
+def test_requantize_is_the_rounded_product(real, acc):
     m, n = fixed_point.quantize_multiplier_shift(real)
-    assert abs(m / 2**n - real) <= real * 2.0**-30
-    assert abs(int(fixed_point.requantize(acc, m, n)) - exact) <= 1
-    q, exponent = fixed_point.quantize_multiplier(real)
-    assert (q, 31 - exponent) == (m, n)
-    tflm = int(fixed_point.multiply_by_quantized_multiplier(acc, q, exponent))
-    assert abs(tflm - exact) <= 1
+    assert 1 << 14 <= m < 1 << 15 and 1 <= n <= 46
+    # 15 significant bits: a relative error of at most 2^-15.
+    assert abs(m / 2**n - real) <= real * 2.0**-15
+    # acc m / 2^n rounded half up, in exact rationals.
+    exact = fractions.Fraction(acc * m, 2**n)
+    assert int(fixed_point.requantize(acc, m, n)) == math.floor(
+        exact + fractions.Fraction(1, 2)
+    )
+
+
+def _tflm_int64(x, quantized_multiplier, shift):
+    """TFLM's `MultiplyByQuantizedMultiplier(int64_t x, ...)` (common.cc):
+    the Q31 multiplier reduced to 16 bits, `(q + 2^15) >> 16` (0x7FFF from
+    0x7FFF0000 on), then `(x r + 2^(total - 1)) >> total`, `total = 15 -
+    shift`, in int64."""
+    x = np.asarray(x, np.int64)
+    q = np.int64(quantized_multiplier)
+    reduced = (q + (1 << 15)) >> 16 if q < 0x7FFF0000 else np.int64(0x7FFF)
+    total = np.int64(15 - shift)
+    return (x * reduced + (np.int64(1) << (total - 1))) >> total
+
+
+def _single_rounding_int64(x, quantized_multiplier, shift):
+    """The `TFLITE_SINGLE_ROUNDING` form that LiteRT's kernels use, with the
+    whole Q31 multiplier: `(x q + 2^(30 - shift)) >> (31 - shift)` in
+    int64."""
+    x = np.asarray(x, np.int64)
+    total = np.int64(31 - shift)
+    product = x * np.int64(quantized_multiplier)
+    return (product + (np.int64(1) << (total - 1))) >> total
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(1 << 14, (1 << 15) - 1),
+    st.integers(1, 46),
+    st.integers(-(2**31), 2**31 - 1),
+)
+def test_requantize_equals_tflm_and_single_rounding_for_15_bit_multipliers(
+    m, n, acc
+):
+    # The ratio m / 2^n is a float32 (15 significant bits), and TFLite's
+    # QuantizeMultiplier turns it into the Q31 multiplier m << 16 with the
+    # exponent 15 - n.
+    ratio = float(np.float32(m / 2**n))
+    assert ratio == m / 2**n
+    q, shift = fixed_point.quantize_multiplier(ratio)
+    assert (q, shift) == (m << 16, 15 - n)
+    expected = fixed_point.requantize(acc, m, n)
+    assert _tflm_int64(acc, q, shift) == expected
+    assert _single_rounding_int64(acc, q, shift) == expected
+    if -(2**31) <= int(expected) < 2**31:
+        single = fixed_point.multiply_by_quantized_multiplier(
+            acc, q, shift, single=True
+        )
+        assert single == expected
+
+
+def test_tflm_and_single_rounding_differ_for_other_multipliers():
+    # The equivalence needs the 15-bit multiplier: for q = 2^30 + 2^15
+    # (0.5 + 2^-16), TFLM's reduced multiplier is 2^14 + 1 (rounded up from
+    # 2^14 + 0.5), LiteRT's stays exact. x = 2^16, shift 0: exact 2^15 + 1;
+    # TFLM (2^16 (2^14 + 1) + 2^14) >> 15 = 2^15 + 2 (as if 0.5 + 2^-15).
+    q, x = (1 << 30) + (1 << 15), 1 << 16
+    assert _single_rounding_int64(x, q, 0) == (1 << 15) + 1
+    assert _tflm_int64(x, q, 0) == (1 << 15) + 2
 
 
 @settings(max_examples=200, deadline=None)
@@ -273,6 +372,94 @@ def test_quantize_decay():
     assert fixed_point.quantize_decay(2.0**-16) == 1
     assert fixed_point.quantize_decay(5 * 2.0**-16) == 3
     assert fixed_point.DECAY_BITS == integer.DECAY_BITS == 15
+
+
+def test_quantize_membrane_decay_is_even_q15():
+    qmd = fixed_point.quantize_membrane_decay
+    # 2 round(k 2^14): 1 -> 2^15 (the identity), 0.5 -> 2^14, 0 -> 0.
+    assert qmd(1.0) == 1 << 15
+    assert qmd(0.5) == 1 << 14
+    assert qmd(0.0) == 0
+    # 0.9 2^14 = 14745.6 -> 14746 -> 29492 (round(0.9 2^15) = 29491, odd).
+    assert qmd(0.9) == 29492
+    # A tie, k 2^14 = 2.5 -> 3 (away from zero) -> 6.
+    assert qmd(2.5 * 2.0**-14) == 6
+    # Every value is even.
+    assert all(qmd(k) % 2 == 0 for k in np.linspace(0.0, 1.0, 101))
+
+
+def test_decay_multiply_hand_values():
+    dm = fixed_point.decay_multiply
+    # v d / 2^15 with d = 2^14 (0.5), ties away from zero: 3 -> 1.5 -> 2,
+    # -3 -> -2 (rshift_round would give -1), 6 -> 3, -63 -> -32.
+    np.testing.assert_array_equal(
+        dm(np.array([3, -3, 6, -6, -63, 63]), 1 << 14), [2, -2, 3, -3, -32, 32]
+    )
+    # d = 2^15 is the identity, on the whole int16 range.
+    v = np.array([-32768, -1, 0, 1, 32767])
+    np.testing.assert_array_equal(dm(v, 1 << 15), v)
+    # d = 29492 (0.9): 1000 29492 / 2^15 = 900.02 -> 900; -32768 ->
+    # -29492 exactly.
+    np.testing.assert_array_equal(
+        dm(np.array([1000, -32768]), 29492), [900, -29492]
+    )
+    assert dm(5, 0) == 0
+
+
+# Every even d in [0, 2^15]; v on a grid of int16 that includes the ends,
+# the small odd values (ties) and both signs.
+EVEN_DECAYS = np.arange(0, (1 << 15) + 1, 2)
+GRID_V = np.unique(
+    np.concatenate(
+        [np.arange(-300, 301), np.arange(-32768, 32768, 97), [32767, -32768]]
+    )
+)
+
+
+def test_decay_multiply_is_tflite_int16_mul_for_every_even_decay():
+    # TFLite's int16 MUL of v (scale s) by the constant d (scale 2^-15)
+    # into scale s: MultiplyByQuantizedMultiplier(v d, 2^30, -14), i.e. the
+    # real multiplier 2^-15 as a Q31 2^30 with exponent -14.
+    assert fixed_point.quantize_multiplier(2.0**-15) == (1 << 30, -14)
+    for chunk in np.array_split(EVEN_DECAYS, 32):
+        expected = fixed_point.multiply_by_quantized_multiplier(
+            GRID_V[:, None] * chunk[None, :], 1 << 30, -14
+        )
+        actual = np.stack(
+            [fixed_point.decay_multiply(GRID_V, int(d)) for d in chunk], 1
+        )
+        np.testing.assert_array_equal(actual, expected)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(-(2**15), 2**15 - 1),
+    st.integers(0, 1 << 14).map(lambda k: 2 * k),
+)
+def test_decay_multiply_is_tflite_int16_mul_property(v, d):
+    expected = fixed_point.multiply_by_quantized_multiplier(
+        v * d, 1 << 30, -14
+    )
+    assert fixed_point.decay_multiply(v, d) == expected
+    # And it is k v rounded half away from zero, in exact rationals.
+    exact = fractions.Fraction(v * d, 1 << 15)
+    away = math.floor(abs(exact) + fractions.Fraction(1, 2))
+    assert int(expected) == (away if exact >= 0 else -away)
+
+
+def test_odd_decays_would_round_twice():
+    # Why the decay is even: for odd d the halving inside TFLite's MUL
+    # (SaturatingRoundingDoublingHighMul by 2^30) rounds first. v = 5461,
+    # d = 3: v d = 16383 = 2^14 - 1, and 16383 / 2^15 = 0.49997 -> 0 once;
+    # twice: srdhm(16383, 2^30) = round(8191.5) = 8192, 8192 / 2^14 = 0.5
+    # -> 1 (away from zero).
+    assert fixed_point.decay_multiply(5461, 3) == 0
+    assert fixed_point.saturating_rounding_doubling_high_mul(
+        16383, 1 << 30
+    ) == 8192
+    assert fixed_point.multiply_by_quantized_multiplier(
+        5461 * 3, 1 << 30, -14
+    ) == 1
 
 
 def test_quantize_threshold():
@@ -370,6 +557,9 @@ DEFINITIONS = [
     "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier",
     "quantize_decay",
+    "quantize_membrane_decay",
+    "decay_multiply",
+    "power_of_two_scale",
     "quantize_threshold",
     "batch_norm_factor",
     "batch_norm_affine",
