@@ -15,6 +15,7 @@ from edge import integer
 from edge import ir
 from edge import quantize
 from edge import reference
+from keras_snn import fixed_point
 from keras_snn import functional
 from keras_snn import layers
 
@@ -222,18 +223,18 @@ def test_rshift_round_rounds_halves_up_and_shifts_arithmetically():
 @pytest.mark.parametrize("real", [1e-6, 0.00391, 0.5, 0.75, 1.0, 3.3, 517.0])
 def test_quantize_multiplier(real):
     m, n = quantize.quantize_multiplier(real)
-    assert 1 << 30 <= m < 1 << 31
-    assert abs(m / 2**n - real) <= real * 2**-30
+    assert 1 << 14 <= m < 1 << 15  # 15 bits
+    assert abs(m / 2**n - real) <= real * 2**-15
 
 
 def test_quantize_multiplier_rejects():
     with pytest.raises(ValueError, match="> 0"):
         quantize.quantize_multiplier(0.0)
     with pytest.raises(ValueError, match="shift"):
-        quantize.quantize_multiplier(2.0**40)
+        quantize.quantize_multiplier(2.0**14)  # shift 0
 
 
-def _one_neuron_graph(reset, decay=0.5, threshold=1.0):
+def _one_neuron_graph(reset, decay=0.5, threshold_q=10000):
     """input (1,) -> dense 1x1 -> neuron, quantized by hand."""
     nodes = [
         ir.Node("input", "input", [], (1,)),
@@ -244,9 +245,9 @@ def _one_neuron_graph(reset, decay=0.5, threshold=1.0):
             (1,),
             {
                 "kernel_q": np.array([[100]]),
-                "multiplier": np.array([1 << 30]),
-                "shift": np.array([31]),  # x 0.5
-                "bias_q": np.array([3]),
+                "multiplier": np.array([1 << 14]),
+                "shift": np.array([15]),  # x 0.5
+                "bias_q": np.array([6]),  # in the accumulator's scale
             },
         ),
         ir.Node(
@@ -255,8 +256,8 @@ def _one_neuron_graph(reset, decay=0.5, threshold=1.0):
             ["fc"],
             (1,),
             {
-                "threshold_q": 10000,
-                "decay_q": round(decay * 2**15),
+                "threshold_q": threshold_q,
+                "decay_q": fixed_point.quantize_membrane_decay(decay),
                 "reset": reset,
             },
         ),
@@ -266,10 +267,13 @@ def _one_neuron_graph(reset, decay=0.5, threshold=1.0):
 
 
 def test_integer_neuron_hand_computed_trajectory():
-    # x = 1.0 -> x_q = 127; acc = 12700; current = 12700 / 2 + 3 = 6353.
+    # x = 1.0 -> x_q = 127; acc = 6 + 12700 = 12706 (the bias before the
+    # requantization); current = rshift_round(12706 * 2^14, 15) = 6353.
+    # d_q = 2 round(0.5 * 2^14) = 16384; decay_multiply(v, d) = v d / 2^15
+    # rounded half away from zero.
     # u1 = 6353                            -> no spike, v = 6353
-    # u2 = rshift_round(6353 * 16384, 15) + 6353 = 3177 + 6353 = 9530
-    # u3 = rshift_round(9530 * 16384, 15) + 6353 = 4765 + 6353 = 11118: fire
+    # u2 = round(6353 * 16384 / 2^15) + 6353 = 3177 + 6353 = 9530
+    # u3 = round(9530 * 16384 / 2^15) + 6353 = 4765 + 6353 = 11118: fire
     #      hard: v = 0;  soft: v = 1118
     # u4 hard: 0 + 6353 = 6353;  soft: 559 + 6353 = 6912
     x = np.ones((1, 1))
@@ -284,14 +288,32 @@ def test_integer_neuron_hand_computed_trajectory():
 
 
 def test_integer_if_neuron_is_exact_and_saturates():
-    qgraph = _one_neuron_graph("none", decay=1.0)
-    qgraph.state_bits = 14  # limit 8191
+    # State limit 2^13 - 1 = 8191. u = saturate(v + I) before the
+    # comparison: u1 = 6353; u2 = 6353 + 6353 = 12706 -> 8191, which fires
+    # against 8000 and is kept (no reset); then 8191 + 6353 -> 8191.
+    # decay 1 (d_q = 2^15) is exact.
+    qgraph = _one_neuron_graph("none", decay=1.0, threshold_q=8000)
+    qgraph.state_bits = 14
     _, raw, trace = integer.run_integer(qgraph, np.ones((1, 1)), record=True)
     states = [int(s[0, 0]) for s in trace["lif:state"]]
-    # u2 = 6353 + 6353 = 12706 fires (spikes use u before saturation) and
-    # the kept state saturates at 2^13 - 1; decay 1 (d_q = 2^15) is exact.
     assert states == [6353, 8191, 8191, 8191]
     np.testing.assert_array_equal(raw[0, :, 0], [0, 1, 1, 1])
+    # A threshold above the saturated range is never reached (12706 would
+    # have fired against 10000 before saturation).
+    qgraph = _one_neuron_graph("hard", decay=1.0, threshold_q=10000)
+    qgraph.state_bits = 14
+    _, raw, trace = integer.run_integer(qgraph, np.ones((1, 1)), record=True)
+    np.testing.assert_array_equal(raw[0, :, 0], [0, 0, 0, 0])
+    assert [int(s[0, 0]) for s in trace["lif:state"]] == [6353] + [8191] * 3
+
+
+def test_integer_neuron_decay_rounds_ties_away_from_zero():
+    # x = -1.0 -> x_q = -127; acc = 6 - 12700 = -12694; current =
+    # rshift_round(-12694 * 2^14, 15) = -6347. u2 = round(-6347 / 2) -
+    # 6347 = -3174 - 6347 = -9521 (ties up would give -3173 and -9520).
+    qgraph = _one_neuron_graph("hard")
+    _, _, trace = integer.run_integer(qgraph, -np.ones((1, 1)), record=True)
+    assert [int(s[0, 0]) for s in trace["lif:state"]][:2] == [-6347, -9521]
 
 
 def test_integer_reference_tracks_float_on_conv_model():
@@ -311,7 +333,8 @@ def test_integer_reference_tracks_float_on_conv_model():
         p = node.params
         if "kernel_q" in p:
             assert np.abs(p["kernel_q"]).max() <= 127
-            assert p["multiplier"].min() >= 1 << 30
+            assert p["multiplier"].min() >= 1 << 14
+            assert p["multiplier"].max() < 1 << 15
         if node.op == "neuron":
             assert 0 < p["threshold_q"] < 1 << 15
 
