@@ -7,8 +7,9 @@ arithmetic of:
 
 - int8 weights, symmetric, one scale per output channel:
   `s_w[c] = max|W[..., c]| / 127`, `W_q = round(W / s_w)`;
-- an int8 input, symmetric: `s_in` the power of two at or above
-  `max|x| / 127` over the calibration data;
+- an int8 input, symmetric: `s_in` the smallest power of two with
+  `max|x| / s_in <= 127 (1 + 1/64)` over the calibration data (the top
+  1/65 of the range saturates rather than losing a bit);
 - one fixed-point scale per neuron layer, `s_v`, the power of two at or
   above `R / (2^(B-1) - 1)`, where `R` bounds `|u|` on the calibration
   data (largest current plus largest state, and at least the threshold)
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 SYNAPTIC = ("conv2d", "dense", "affine")
+# The input may saturate in the top 1/65 of its calibration range (an input
+# in [0, 1] keeps all 7 bits: 1.0 becomes 127/128).
+INPUT_CLIP = 1.0 / 64
 STATEFUL = ("neuron", "integrator")
 
 
@@ -211,7 +215,7 @@ def quantize(graph, calibration_data, state_bits=16):
     by_name = {node.name: node for node in graph.nodes}
     # Scales of the values each node outputs.
     input_scale = fixed_point.power_of_two_scale(
-        _max_abs(trace[graph.nodes[0].name]), 127
+        _max_abs(trace[graph.nodes[0].name]), 127, INPUT_CLIP
     )
     domains = {}  # synaptic/add node -> scale it must output in
 

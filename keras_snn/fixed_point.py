@@ -223,20 +223,24 @@ def quantize_multiplier_shift(real):
     return m, n
 
 
-def power_of_two_scale(bound, levels):
-    """The smallest power of two `s` with `bound / s <= levels`.
+def power_of_two_scale(bound, levels, clip=0.0):
+    """The smallest power of two `s` with `bound / s <= levels (1 + clip)`.
 
     The scale of the integer reference's activations (the input, currents,
     membrane potentials, the output): with every activation scale a power
     of two, each requantization ratio `s_x * s_w / s_y` is the float32
     `m / 2^n` of `quantize_multiplier_shift` for a weight scale `s_w`
     that is itself a float32, so TFLite's kernels derive the same
-    multiplier from the tensors' scales. It spends at most one bit of the
-    range.
+    multiplier from the tensors' scales. With `clip=0` it spends at most
+    one bit of the range; a `clip > 0` accepts that values within the top
+    `clip / (1 + clip)` of the range saturate, to keep that bit (an input
+    in [0, 1] gets `2^-7`, and 1.0 becomes 127/128, rather than `2^-6`).
 
     Args:
         bound: float >= 0, the largest magnitude to represent.
         levels: int, the largest integer (127 for int8, 32767 for int16).
+        clip: float >= 0, the fraction beyond `levels` allowed to
+            saturate. Defaults to 0.
 
     Returns:
         Python float, a power of two (`2^-40` for a zero bound).
@@ -244,13 +248,16 @@ def power_of_two_scale(bound, levels):
     Example:
 
     >>> keras_snn.fixed_point.power_of_two_scale(1.0, 127)
+    0.015625
+    >>> keras_snn.fixed_point.power_of_two_scale(1.0, 127, clip=1 / 64)
     0.0078125
     """
     bound = float(bound)
     if not bound > 0:
         return 2.0**-40
-    mantissa, exponent = math.frexp(bound / levels)
-    return math.ldexp(1.0, exponent - 1 if mantissa == 0.5 else exponent)
+    _, exponent = math.frexp(bound / (levels * (1.0 + clip)))
+    scale = math.ldexp(1.0, exponent - 1)  # at or below the ratio
+    return scale if bound / scale <= levels * (1.0 + clip) else 2 * scale
 
 
 # ---------------------------------------------------------------------------
