@@ -499,3 +499,60 @@ def test_buffers_with_disjoint_lifetimes_share_scratch(networks):
     assert plan.scratch_bytes < sum(
         b.size * int(b.ctype[-4:-2].strip("t")) // 8 for b in owned
     )
+
+
+# -- row kernels (issue 14, item 6) ----------------------------------------
+_KERNEL_MAIN = """
+#include <stdint.h>
+#include "model.h"
+
+/* Every row length 0..40 and inputs from -32767 to 32767 (1: the spike
+   path), against a plain loop; weight rows word-aligned, as generated. */
+static const int32_t xs[] = {1, 0, -1, 2, 3, 4, -7, 127, -127, 32767,
+                             -32767};
+static int8_t w[44] KSNN_ALIGN;
+static int32_t acc[44], ref[44];
+
+int main(void)
+{
+    uint32_t seed = 12345u;
+    for (int32_t n = 0; n <= 40; ++n) {
+        for (uint32_t k = 0; k < sizeof(xs) / sizeof(xs[0]); ++k) {
+            for (int32_t o = 0; o < 44; ++o) {
+                seed = seed * 1103515245u + 12345u;
+                w[o] = (int8_t)(seed >> 16);
+                acc[o] = ref[o] = (int32_t)(seed >> 4) - (1 << 27);
+            }
+            for (int32_t o = 0; o < n; ++o) {
+                ref[o] += w[o] * xs[k];
+            }
+            if (xs[k] == 1 && (n & 1)) {
+                ksnn_accumulate_s8_spikes(acc, w, n);
+            } else {
+                ksnn_accumulate_s8(acc, w, n, xs[k]);
+            }
+            for (int32_t o = 0; o < 44; ++o) {
+                if (acc[o] != ref[o]) {
+                    return 10;
+                }
+            }
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])
+def test_row_kernels_equal_a_plain_loop(networks, platform, tmp_path):
+    # ksnn_accumulate_s8(_spikes): the Cortex-M4 assembly (blocks of 16
+    # and 8 outputs, then one at a time) and the portable C.
+    _, qgraph = networks["dense"]
+    files = c_target.generate(qgraph)
+    files["model_main_example.c"] = _KERNEL_MAIN
+    if platform == "cortex-m4":
+        elf = c_target.build_cortex_m4(files, tmp_path)
+        c_target.run_qemu(elf)  # a non-zero exit is a ConsumerError
+    else:
+        exe = c_target.build_host(files, tmp_path, sanitize=True)
+        c_target.run_host(exe)

@@ -29,6 +29,17 @@ def banner(plan, what):
     ]
 
 
+def row_stride(n):
+    """Bytes from one weight row to the next: `n` rounded up to a word."""
+    return -(-int(n) // 4) * 4
+
+
+def _pad_rows(kernel):
+    """`kernel` with its last axis zero-padded to `row_stride`."""
+    pad = row_stride(kernel.shape[-1]) - kernel.shape[-1]
+    return np.pad(kernel, [(0, 0)] * (kernel.ndim - 1) + [(0, pad)])
+
+
 class NodeWriter:
     """Builds the per-node C functions and constants of a `Plan`."""
 
@@ -53,10 +64,14 @@ class NodeWriter:
         layout = ""
         if node.op == "dense" and not event:
             kernel, layout = kernel.T, " (out, in)"  # rows for the MAC
-        elif node.op == "dense":
-            layout = " (in, out)"
-        elif node.op == "conv2d":
-            layout = " (kh, kw, in, out)"
+        elif node.op in ("dense", "conv2d"):
+            # Rows of outputs, each padded to whole words (the row
+            # kernels load weights with word-aligned LDRD).
+            kernel = _pad_rows(kernel)
+            layout = " (in, out)" if node.op == "dense" else ""
+            layout = layout or " (kh, kw, in, out)"
+            if kernel.shape[-1] != node.shape[-1]:
+                layout += f" rows padded to {kernel.shape[-1]}"
         what = f"{node.name}: {node.op}{layout}"
         self.constants += array(
             "int8_t", self.const(c, "weights"), kernel, f"{what} weights", True
@@ -142,7 +157,7 @@ class NodeWriter:
             "            continue; /* no spike, no work */",
             "        }",
             *value,
-            f"        const int8_t *w = &{w}[i * {n_out}];",
+            f"        const int8_t *w = &{w}[i * {row_stride(n_out)}];",
             (
                 f"        ksnn_accumulate_s8_spikes(y, w, {n_out});"
                 if src.binary
@@ -185,10 +200,11 @@ class NodeWriter:
             f"                    const {src.ctype} *xp = "
             f"&x[(iy * {w} + ix) * {ci}];",
             f"                    const int8_t *wp = "
-            f"&{weights}[(ky * {kw} + kx) * {ci * co}];",
+            f"&{weights}[(ky * {kw} + kx) * {ci * row_stride(co)}];",
             f"                    for (int32_t c = 0; c < {ci}; ++c) {{",
             "                        const int32_t x_c = xp[c];",
-            f"                        ksnn_accumulate_s8(acc, &wp[c * {co}], "
+            "                        ksnn_accumulate_s8(acc, "
+            f"&wp[c * {row_stride(co)}], "
             f"{co}, x_c);",
             "                    }",
             "                }",
@@ -241,7 +257,7 @@ class NodeWriter:
             "                        int32_t *acc = "
             f"&y[((ty / {sh}) * {ow} + tx / {sw}) * {co}];",
             "                        const int8_t *wp = "
-            f"&{weights}[((ky * {kw} + kx) * {ci} + c) * {co}];",
+            f"&{weights}[((ky * {kw} + kx) * {ci} + c) * {row_stride(co)}];",
             f"                        {term}",
             "                    }",
             "                }",

@@ -100,13 +100,18 @@ static inline int32_t ksnn_saturate(int64_t z, int32_t lo, int32_t hi)
 
 /**
  * @brief acc[o] += w[o] * x for o < n: one input's weight row added to the
- *        outputs it reaches (|x| < 2^15). Cortex-M4 DSP instructions where
- *        the compiler targets them (__ARM_FEATURE_DSP), plain C elsewhere.
+ *        outputs it reaches (|x| < 2^15; x == 1 takes the spike path).
+ *        On Cortex-M4 (__ARM_FEATURE_DSP) hand-written Thumb-2, eight
+ *        outputs per block; plain C elsewhere.
+ * @param[in,out] acc  n int32 accumulators, 4-byte aligned.
+ * @param[in]     w    n int8 weights, 4-byte aligned (the generated rows
+ *                     are padded to whole words).
  */
 void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x);
 
 /**
- * @brief acc[o] += w[o] for o < n: the weight row of an input that spiked.
+ * @brief acc[o] += w[o] for o < n: the weight row of an input that spiked
+ *        (alignment as for ksnn_accumulate_s8).
  */
 void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n);
 
