@@ -106,6 +106,11 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--cache", default=None, help="pickled qgraph")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-inline",
+        action="store_true",
+        help="profile with -fno-inline (one row per node function)",
+    )
     args = parser.parse_args(argv)
 
     cache = args.cache or os.path.join(
@@ -151,10 +156,12 @@ def main(argv=None):
             files = files | c_target.generate_harness(
                 qgraph, x, runs=len(x), quiet=True
             )
+            if args.no_inline:
+                toolchain.ARM_CFLAGS += ("-fno-inline",)
             elf = toolchain.build_cortex_m4(files, directory, "prof.elf")
             counts = profile(elf, directory)
             print("  per inference, by function:")
-            for name, count in counts.most_common(15):
+            for name, count in counts.most_common(25):
                 print(f"    {count / len(x):>10.0f}  {name}")
 
 

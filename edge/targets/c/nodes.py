@@ -107,6 +107,11 @@ class NodeWriter:
             f"    {plan.sat_max},",
             "};",
         ]
+        requantize = (
+            "ksnn_requantize_fast"
+            if plan.fast_requant[node.name]
+            else "ksnn_requantize"
+        )
         body = getattr(self, f"_{node.op}_{'events' if event else 'mac'}")(
             node, src, buf
         )
@@ -123,8 +128,7 @@ class NodeWriter:
             ],
             body
             + [
-                f"    return ksnn_requantize(y, {buf.size // channels}, "
-                "params);",
+                f"    return {requantize}(y, {buf.size // channels}, params);",
             ],
             [src.expr, buf.expr, f"&{requant}"],
             returns=True,
@@ -370,43 +374,19 @@ class NodeWriter:
             "};",
         ]
         # |v * decay_q| <= 2^30 for 16-bit states: the leak and the sum
-        # then fit int32 (the same rounding, fewer instructions).
+        # then fit int32 (the same arithmetic, fewer instructions).
         narrow = plan.bits <= 16 and max(abs(src.lo), abs(src.hi)) < 1 << 30
-        if narrow:
-            leak = (
-                "        const int64_t u = ksnn_rshift_round32((int32_t)v[i] "
-                "* p->decay_q, KSNN_DECAY_BITS) + x[i];"
-            )
-        else:
-            leak = (
-                "        const int64_t u = ksnn_rshift_round((int64_t)v[i] * "
-                "p->decay_q, KSNN_DECAY_BITS) + x[i];"
-            )
+        step = "ksnn_neuron_step16" if narrow else "ksnn_neuron_step"
         lines = [
             f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
-            "        /* decay_q = 2^15 (no leak) gives v exactly. */",
-            leak,
+            "        int fire;",
+            f"        v[i] = ({st}){step}(v[i], x[i], p, &fire);",
         ]
         if node.op == "integrator":
-            lines += [
-                f"        v[i] = ({st})ksnn_saturate(u, p->state_min, "
-                "p->state_max);",
-                "        y[i] = v[i];",
-                "    }",
-            ]
+            lines += ["        (void)fire;", "        y[i] = v[i];", "    }"]
             what = f"leaky integrator (membrane readout), {decay}"
         else:
-            lines += [
-                "        const int fire = u >= p->threshold;",
-                "        y[i] = (uint8_t)fire;",
-                "        const int64_t r = !fire ? u",
-                "            : p->reset == KSNN_RESET_HARD ? 0",
-                "            : p->reset == KSNN_RESET_SOFT ? u - p->threshold",
-                "            : u;",
-                f"        v[i] = ({st})ksnn_saturate(r, p->state_min, "
-                "p->state_max);",
-                "    }",
-            ]
+            lines += ["        y[i] = (uint8_t)fire;", "    }"]
             what = f"spiking neuron, {decay}, threshold {threshold}, "
             what += f"{reset} reset"
         self.function(

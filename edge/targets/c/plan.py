@@ -112,6 +112,29 @@ def pads(node, in_shape, kernel_hw):
     )
 
 
+def fast_requant_exact(bounds, multipliers, shifts, biases):
+    """Whether `ksnn_requant_fast` equals `ksnn_requantize_one` on a layer.
+
+    Args:
+        bounds: per channel, the largest `|acc|` the layer can produce.
+        multipliers, shifts, biases: the channels' requantization.
+
+    Returns:
+        True when every channel has `n >= 2`, `|acc| < 2^(n-1)` if
+        `n < 32` (so `acc * 2^(32-n)` fits int32) and
+        `|rshift_round(acc * m, n)| + |bias| < 2^31` (the bias is added in
+        int32), the conditions stated in `ksnn_runtime.h`.
+    """
+    channels = zip(bounds, multipliers, shifts, biases, strict=True)
+    for bound, m, n, b in channels:
+        bound, m, n, b = int(bound), int(m), int(n), int(b)
+        if n < 2 or (n < 32 and bound >= 1 << (n - 1)):
+            return False
+        if ((bound * m) >> n) + 1 + abs(b) >= 1 << 31:
+            return False
+    return True
+
+
 class Plan:
     """Checks every node and assigns its buffer, before any C is written."""
 
@@ -140,6 +163,8 @@ class Plan:
         taken = {"input", "output"}
         self.buffers = {}
         self.states = []  # (node, cname)
+        # Synaptic node -> whether ksnn_requantize_fast is exact for it.
+        self.fast_requant = {}
         nodes = graph.nodes
         if not nodes or nodes[0].op != "input":
             raise ExportError("The graph must start with its input node.")
@@ -340,7 +365,11 @@ class Plan:
             fan_in = np.abs(kernel)
         # |acc| <= sum |W| max|x| must hold in int32 (the reference uses
         # int64; the product acc * m then always fits in int64).
-        bound = int(fan_in.max(initial=0)) * max(abs(src.lo), abs(src.hi))
+        x_max = max(abs(src.lo), abs(src.hi))
+        bound = int(fan_in.max(initial=0)) * x_max
+        self.fast_requant[node.name] = fast_requant_exact(
+            [int(f) * x_max for f in fan_in], multiplier, shift, bias
+        )
         if bound > _INT32_MAX:
             raise unsupported(
                 node,

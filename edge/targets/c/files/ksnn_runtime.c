@@ -10,33 +10,11 @@ ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
         return KSNN_ERROR_ARGUMENT;
     }
     const int32_t channels = params->channels;
-    const int32_t lo = params->act_min;
-    const int32_t hi = params->act_max;
-    /* Channel by channel, so that each channel's constants are set up
-       once: 64-bit product (|acc| < 2^31 and m < 2^31). */
-    for (int32_t c = 0; c < channels; ++c) {
-        const int32_t m = params->multiplier[c];
-        const int n = params->shift[c];
-        const int32_t b = params->bias[c];
-        int32_t *p = y + c;
-        if (n >= 32) {
-            /* = ksnn_rshift_round(acc * m, n) without a 64-bit variable
-               shift: the rounding constant and the shift act on the high
-               word (|acc * m + half| < 2^62). */
-            const int64_t half =
-                n > 32 ? (int64_t)((uint64_t)(1u << (n - 33)) << 32)
-                       : (int64_t)((uint32_t)1u << 31);
-            const int s = n - 32;
-            for (int32_t i = 0; i < pixels; ++i, p += channels) {
-                const int32_t scaled =
-                    (int32_t)(((int64_t)*p * m + half) >> 32) >> s;
-                *p = ksnn_saturate((int64_t)scaled + b, lo, hi);
-            }
-        } else {
-            for (int32_t i = 0; i < pixels; ++i, p += channels) {
-                const int64_t scaled = ksnn_rshift_round((int64_t)*p * m, n);
-                *p = ksnn_saturate(scaled + b, lo, hi);
-            }
+    for (int32_t i = 0; i < pixels; ++i, y += channels) {
+        for (int32_t c = 0; c < channels; ++c) {
+            y[c] = ksnn_requantize_one(y[c], params->multiplier[c],
+                                       params->shift[c], params->bias[c],
+                                       params->act_min, params->act_max);
         }
     }
     return KSNN_OK;
