@@ -177,7 +177,10 @@ def test_generated_sources_api_and_no_dynamic_allocation(networks):
         assert f"u >= {node.params['threshold_q']}" not in functions
     # The arithmetic (rounding shift, requantization, neuron step,
     # saturation) is in ksnn_runtime.h, once: node functions call it.
-    assert "ksnn_neuron_step16(v[i], x[i], p, &fire)" in functions
+    # Each neuron here reads a conv or dense layer, and requantizes it
+    # in the same pass.
+    fused = "return ksnn_requantize_neuron16(acc, v, y,"
+    assert functions.count(fused) == len(neurons)
     assert "ksnn_requantize" in functions
     for word in ("rshift_round", "->decay_q", "->threshold", ">>", "m[c]"):
         assert word not in functions, word
@@ -185,6 +188,15 @@ def test_generated_sources_api_and_no_dynamic_allocation(networks):
     for text in files.values():
         for word in ("malloc", "calloc", "realloc", "free(", "float"):
             assert word not in text
+
+
+def test_neurons_after_an_add_requantize_nothing(networks):
+    # A neuron reading a saturating add (residual block) steps on currents;
+    # the bit-exact tests run both forms.
+    _, qgraph = networks["residual"]
+    source = c_target.generate(qgraph)["model.c"]
+    assert "ksnn_neuron_step16(v[i], x[i], p, &fire)" in source
+    assert "ksnn_requantize_neuron16(acc, v, y," in source
 
 
 def test_makefile_builds_and_runs_the_example(networks, tmp_path):

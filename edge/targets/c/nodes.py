@@ -118,6 +118,18 @@ class NodeWriter:
         kind = (
             "event-driven (spiking input)" if event else "multiply-accumulate"
         )
+        if node.name in plan.requant_in_neuron:
+            # Raw accumulators: the neuron that reads them requantizes.
+            reader = plan.requant_in_neuron[node.name].name
+            self.function(
+                node,
+                f"{node.op} {tuple(src.node.shape)} -> {tuple(node.shape)}, "
+                f"{kind}; accumulators only ('{reader}' requantizes them)",
+                [f"const {src.ctype} *x", "int32_t *y"],
+                body,
+                [src.expr, buf.expr],
+            )
+            return
         self.function(
             node,
             f"{node.op} {tuple(src.node.shape)} -> {tuple(node.shape)}, {kind}",
@@ -207,6 +219,9 @@ class NodeWriter:
             f"&{weights}[(ky * {kw} + kx) * {ci * row_stride(co)}];",
             f"                    for (int32_t c = 0; c < {ci}; ++c) {{",
             "                        const int32_t x_c = xp[c];",
+            "                        if (x_c == 0) {",
+            "                            continue; /* adds nothing */",
+            "                        }",
             "                        ksnn_accumulate_s8(acc, "
             f"&wp[c * {row_stride(co)}], "
             f"{co}, x_c);",
@@ -373,9 +388,12 @@ class NodeWriter:
             "    KSNN_STATE_MAX,",
             "};",
         ]
+        if node.inputs[0] in plan.requant_in_neuron:
+            self._requant_neuron(node, buf, state, params)
+            return
         # |v * decay_q| <= 2^30 for 16-bit states: the leak and the sum
         # then fit int32 (the same arithmetic, fewer instructions).
-        narrow = plan.bits <= 16 and max(abs(src.lo), abs(src.hi)) < 1 << 30
+        narrow = plan.narrow_neuron(node)
         step = "ksnn_neuron_step16" if narrow else "ksnn_neuron_step"
         lines = [
             f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
@@ -400,6 +418,38 @@ class NodeWriter:
             ],
             lines,
             [src.expr, f"state->{state}", buf.expr, f"&{params}"],
+        )
+
+    def _requant_neuron(self, node, buf, state, params):
+        """A spiking neuron that requantizes its synaptic layer's output."""
+        plan, p = self.plan, node.params
+        src = plan.source(node)
+        channels = int(node.shape[-1])
+        requant = self.const(src.cname, "requant")
+        self.function(
+            node,
+            f"requantization of '{src.node.name}', then spiking neuron, "
+            f"decay {int(p['decay_q'])}/2^{fixed_point.DECAY_BITS}, "
+            f"threshold {int(p['threshold_q'])}, {p['reset']} reset",
+            [
+                "const int32_t *acc",
+                "int16_t *v",
+                f"{buf.ctype} *y",
+                "const ksnn_requant_params_t *q",
+                "const ksnn_neuron_params_t *p",
+            ],
+            [
+                "    return ksnn_requantize_neuron16(acc, v, y, "
+                f"{buf.size // channels}, q, p);",
+            ],
+            [
+                src.expr,
+                f"state->{state}",
+                buf.expr,
+                f"&{requant}",
+                f"&{params}",
+            ],
+            returns=True,
         )
 
     def function(self, node, what, params, body, args, returns=False):

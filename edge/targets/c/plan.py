@@ -199,7 +199,39 @@ class Plan:
         if graph.output not in self.buffers:
             raise ExportError(f"Unknown output node {graph.output!r}")
         self.output = self.buffers[graph.output]
+        self.requant_in_neuron = self._fusions()
         self.scratch_bytes = self._allocate()
+
+    def narrow_neuron(self, node):
+        """Whether `ksnn_neuron_step16` is exact for a neuron/integrator:
+        16-bit states and inputs below 2^30 (`|v * decay_q| <= 2^30`)."""
+        src = self.source(node)
+        return self.bits <= 16 and max(abs(src.lo), abs(src.hi)) < 1 << 30
+
+    def _fusions(self):
+        """Synaptic node name -> the neuron that requantizes its output.
+
+        Where a synaptic layer's only reader is a spiking neuron with
+        16-bit states and its requantization is `ksnn_requant_fast`, the
+        neuron requantizes each accumulator as it reads it
+        (`ksnn_requantize_neuron16`): one pass instead of two.
+        """
+        readers = {}
+        for node in self.graph.nodes:
+            for name in node.inputs:
+                readers.setdefault(name, []).append(node)
+        fused = {}
+        for node in self.graph.nodes:
+            if node.op != "neuron" or not self.narrow_neuron(node):
+                continue
+            name = node.inputs[0]
+            if (
+                self.fast_requant.get(name)
+                and readers[name] == [node]
+                and name != self.graph.output
+            ):
+                fused[name] = node
+        return fused
 
     def _allocate(self):
         """Places the owned buffers in one scratch arena; returns its bytes.

@@ -12,6 +12,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+#include <arm_acle.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,8 +22,12 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define KSNN_ALIGN __attribute__((aligned(16)))
+/* Layer loops inlined into each node, so that its constant parameters
+   fold into the code. */
+#define KSNN_LAYER_INLINE static inline __attribute__((always_inline))
 #else
 #define KSNN_ALIGN
+#define KSNN_LAYER_INLINE static inline
 #endif
 
 /* The rounding shifts need an arithmetic >> on negative signed values
@@ -104,10 +111,25 @@ static inline int32_t ksnn_saturate(int64_t z, int32_t lo, int32_t hi)
     return (int32_t)(z < lo ? lo : z > hi ? hi : z);
 }
 
-/** Clamp an int32 to [lo, hi] (one SSAT on Cortex-M4 for a signed
-    power-of-two range known at compile time). */
+/** Clamp an int32 to [lo, hi]. With the saturation instructions (ACLE
+    __ssat) one SSAT for the 8-, 16- and 24-bit ranges known at compile
+    time (GCC does not find it in loops, where it keeps lo and hi in
+    registers). */
 static inline int32_t ksnn_saturate32(int32_t z, int32_t lo, int32_t hi)
 {
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+    if (__builtin_constant_p(lo) && __builtin_constant_p(hi)) {
+        if (lo == -32768 && hi == 32767) {
+            return __ssat(z, 16);
+        }
+        if (lo == -128 && hi == 127) {
+            return __ssat(z, 8);
+        }
+        if (lo == -8388608 && hi == 8388607) {
+            return __ssat(z, 24);
+        }
+    }
+#endif
     return z < lo ? lo : z > hi ? hi : z;
 }
 
@@ -225,7 +247,7 @@ ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
  *        channel meets its conditions (the generator checks them). Inline,
  *        so that the compiler sees the constant parameters.
  */
-static inline ksnn_status_t
+KSNN_LAYER_INLINE ksnn_status_t
 ksnn_requantize_fast(int32_t *y, int32_t pixels,
                      const ksnn_requant_params_t *params)
 {
@@ -243,6 +265,40 @@ ksnn_requantize_fast(int32_t *y, int32_t pixels,
         int32_t *p = y + c;
         for (int32_t i = 0; i < pixels; ++i, p += channels) {
             *p = ksnn_requant_fast(*p, &k, lo, hi);
+        }
+    }
+    return KSNN_OK;
+}
+
+/**
+ * @brief ksnn_requantize_fast, then ksnn_neuron_step16 on each current, in
+ *        one pass: a synaptic layer whose only reader is a spiking neuron
+ *        with 16-bit states (the generator checks the conditions of both).
+ * @param[in]     acc     `pixels * q->channels` accumulators.
+ * @param[in,out] v       The neuron's states.
+ * @param[out]    spikes  0 or 1 per neuron.
+ * @return KSNN_OK, or KSNN_ERROR_ARGUMENT for a NULL pointer.
+ */
+KSNN_LAYER_INLINE ksnn_status_t ksnn_requantize_neuron16(
+    const int32_t *acc, int16_t *v, uint8_t *spikes, int32_t pixels,
+    const ksnn_requant_params_t *q, const ksnn_neuron_params_t *p)
+{
+    if (acc == NULL || v == NULL || spikes == NULL || q == NULL ||
+        p == NULL || q->multiplier == NULL || q->shift == NULL ||
+        q->bias == NULL) {
+        return KSNN_ERROR_ARGUMENT;
+    }
+    const int32_t channels = q->channels;
+    /* Channel by channel: each channel's constants are set up once. */
+    for (int32_t c = 0; c < channels; ++c) {
+        const ksnn_requant_fast_t k =
+            ksnn_requant_fast_setup(q->multiplier[c], q->shift[c], q->bias[c]);
+        for (int32_t i = c; i < pixels * channels; i += channels) {
+            const int32_t x = ksnn_requant_fast(acc[i], &k, q->act_min,
+                                                q->act_max);
+            int fire;
+            v[i] = (int16_t)ksnn_neuron_step16(v[i], x, p, &fire);
+            spikes[i] = (uint8_t)fire;
         }
     }
     return KSNN_OK;
