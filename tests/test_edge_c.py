@@ -175,11 +175,28 @@ def test_generated_sources_api_and_no_dynamic_allocation(networks):
     functions = source[source.index("static ksnn_status_t node_") :]
     for node in neurons:
         assert f"u >= {node.params['threshold_q']}" not in functions
-        assert "p->threshold" in functions
+    # The arithmetic (rounding shift, requantization, neuron step,
+    # saturation) is in ksnn_runtime.h, once: node functions call it.
+    # Each neuron here reads a conv or dense layer, and requantizes it
+    # in the same pass.
+    fused = "return ksnn_requantize_neuron16(acc, v, y,"
+    assert functions.count(fused) == len(neurons)
+    assert "ksnn_requantize" in functions
+    for word in ("rshift_round", "->decay_q", "->threshold", ">>", "m[c]"):
+        assert word not in functions, word
     assert "static void" not in source
     for text in files.values():
         for word in ("malloc", "calloc", "realloc", "free(", "float"):
             assert word not in text
+
+
+def test_neurons_after_an_add_requantize_nothing(networks):
+    # A neuron reading a saturating add (residual block) steps on currents;
+    # the bit-exact tests run both forms.
+    _, qgraph = networks["residual"]
+    source = c_target.generate(qgraph)["model.c"]
+    assert "ksnn_neuron_step16(v[i], x[i], p, &fire)" in source
+    assert "ksnn_requantize_neuron16(acc, v, y," in source
 
 
 def test_makefile_builds_and_runs_the_example(networks, tmp_path):
@@ -499,3 +516,122 @@ def test_buffers_with_disjoint_lifetimes_share_scratch(networks):
     assert plan.scratch_bytes < sum(
         b.size * int(b.ctype[-4:-2].strip("t")) // 8 for b in owned
     )
+
+
+# -- row kernels (issue 14, item 6) ----------------------------------------
+_KERNEL_MAIN = """
+#include <stdint.h>
+#include "model.h"
+
+/* Every row length 0..40 and inputs from -32767 to 32767 (1: the spike
+   path), against a plain loop; weight rows word-aligned, as generated. */
+static const int32_t xs[] = {1, 0, -1, 2, 3, 4, -7, 127, -127, 32767,
+                             -32767};
+static int8_t w[44] KSNN_ALIGN;
+static int32_t acc[44], ref[44];
+
+int main(void)
+{
+    uint32_t seed = 12345u;
+    for (int32_t n = 0; n <= 40; ++n) {
+        for (uint32_t k = 0; k < sizeof(xs) / sizeof(xs[0]); ++k) {
+            for (int32_t o = 0; o < 44; ++o) {
+                seed = seed * 1103515245u + 12345u;
+                w[o] = (int8_t)(seed >> 16);
+                acc[o] = ref[o] = (int32_t)(seed >> 4) - (1 << 27);
+            }
+            for (int32_t o = 0; o < n; ++o) {
+                ref[o] += w[o] * xs[k];
+            }
+            if (xs[k] == 1 && (n & 1)) {
+                ksnn_accumulate_s8_spikes(acc, w, n);
+            } else {
+                ksnn_accumulate_s8(acc, w, n, xs[k]);
+            }
+            for (int32_t o = 0; o < 44; ++o) {
+                if (acc[o] != ref[o]) {
+                    return 10;
+                }
+            }
+        }
+    }
+    /* ksnn_requant_fast against ksnn_requantize_one where the generator
+       would choose it (see ksnn_requant_fast): every shift, extreme and
+       random accumulators, 16- and 32-bit output ranges. */
+    for (int n = 2; n <= 62; ++n) {
+        for (int32_t k = 0; k < 400; ++k) {
+            seed = seed * 1103515245u + 12345u;
+            const int32_t m = (int32_t)((1u << 30) | (seed >> 2));
+            seed = seed * 1103515245u + 12345u;
+            const int32_t bias = (int32_t)(seed >> 2) - (1 << 29);
+            seed = seed * 1103515245u + 12345u;
+            const int32_t limit = n < 32 ? (int32_t)((1u << (n - 1)) - 1u)
+                                         : INT32_MAX;
+            int32_t acc = (int32_t)(seed % ((uint32_t)limit + 1u));
+            acc = k % 4 == 0 ? limit : k % 4 == 1 ? -limit : acc;
+            acc = (k & 1) ? -acc : acc;
+            const ksnn_requant_fast_t fast =
+                ksnn_requant_fast_setup(m, n, bias);
+            for (int32_t bits = 16; bits <= 32; bits += 16) {
+                const int32_t hi = (int32_t)((1ull << (bits - 1)) - 1u);
+                const int32_t lo = -hi - 1;
+                if (ksnn_requant_fast(acc, &fast, lo, hi) !=
+                    ksnn_requantize_one(acc, m, n, bias, lo, hi)) {
+                    return 20;
+                }
+            }
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])
+def test_kernels_equal_their_definitions(networks, platform, tmp_path):
+    # ksnn_accumulate_s8(_spikes): the Cortex-M4 assembly (blocks of 16
+    # and 8 outputs, then one at a time) and the portable C; the 32-bit
+    # requantization against the 64-bit definition.
+    _, qgraph = networks["dense"]
+    files = c_target.generate(qgraph)
+    files["model_main_example.c"] = _KERNEL_MAIN
+    if platform == "cortex-m4":
+        elf = c_target.build_cortex_m4(files, tmp_path)
+        c_target.run_qemu(elf)  # a non-zero exit is a ConsumerError
+    else:
+        exe = c_target.build_host(files, tmp_path, sanitize=True)
+        c_target.run_host(exe)
+
+
+@pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])
+def test_general_arithmetic_paths_equal_the_reference(
+    networks, platform, tmp_path, monkeypatch
+):
+    # The 64-bit requantization (ksnn_requantize, for layers whose bounds
+    # do not allow the 32-bit one) and the 64-bit neuron step (states
+    # wider than 16 bits), bit for bit.
+    from edge.targets.c import plan as plan_module
+
+    model, _ = networks["conv_soft_membrane"]
+    graph = fuse.fuse(ir.extract(model))
+    wide = quantize.quantize(graph, images(64, graph.input_shape, seed=1), 24)
+    monkeypatch.setattr(plan_module, "fast_requant_exact", lambda *a: False)
+    source = c_target.generate(wide)["model.c"]
+    assert "ksnn_requantize_fast" not in source
+    assert "ksnn_neuron_step(" in source
+    x = _inputs(wide, 4)
+    raw, _ = c_target.run_c(wide, x, tmp_path, platform)
+    np.testing.assert_array_equal(raw, integer.run_integer(wide, x)[1])
+
+
+def test_fast_requantization_needs_its_bounds():
+    from edge.targets.c.plan import fast_requant_exact
+
+    m = (1 << 31) - 1
+    assert fast_requant_exact([(1 << 19) - 1], [m], [20], [0])
+    assert not fast_requant_exact([1 << 19], [m], [20], [0])
+    assert not fast_requant_exact([0], [m], [1], [0])
+    assert fast_requant_exact([(1 << 31) - 1], [m], [40], [(1 << 30) - 1])
+    limit = (1 << 31) - (1 << 29)  # |r| + |bias| reaches 2^31
+    assert fast_requant_exact([(1 << 31) - 1], [m], [33], [limit - 1])
+    assert not fast_requant_exact([(1 << 31) - 1], [m], [33], [limit])

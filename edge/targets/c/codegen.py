@@ -46,7 +46,17 @@ spikes) are event driven: they loop over the inputs, skip the zeros, and
 add the weight row of each input that fired to the accumulators of the
 outputs it reaches (scatter), so silent inputs cost no work, as on
 neuromorphic hardware. The int8 input layer is an ordinary
-multiply-accumulate (gather).
+multiply-accumulate (gather; zero inputs skipped). Weight rows are padded
+to whole words; on Cortex-M4 the row kernels (`ksnn_accumulate_s8`,
+`_spikes`) are Thumb-2 assembly with eight accumulators in registers.
+
+The arithmetic of a step is defined once, in `ksnn_runtime.h`
+(`ksnn_requantize_one`, `ksnn_neuron_step`); node functions only call it.
+Where the planner proves them exact from the layer's accumulator bounds,
+32-bit forms replace the 64-bit ones (`ksnn_requant_fast`,
+`ksnn_neuron_step16`), and a synaptic layer read only by a 16-bit spiking
+neuron is requantized by that neuron in the same pass
+(`ksnn_requantize_neuron16`).
 """
 
 import os

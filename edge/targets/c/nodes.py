@@ -29,6 +29,17 @@ def banner(plan, what):
     ]
 
 
+def row_stride(n):
+    """Bytes from one weight row to the next: `n` rounded up to a word."""
+    return -(-int(n) // 4) * 4
+
+
+def _pad_rows(kernel):
+    """`kernel` with its last axis zero-padded to `row_stride`."""
+    pad = row_stride(kernel.shape[-1]) - kernel.shape[-1]
+    return np.pad(kernel, [(0, 0)] * (kernel.ndim - 1) + [(0, pad)])
+
+
 class NodeWriter:
     """Builds the per-node C functions and constants of a `Plan`."""
 
@@ -53,10 +64,14 @@ class NodeWriter:
         layout = ""
         if node.op == "dense" and not event:
             kernel, layout = kernel.T, " (out, in)"  # rows for the MAC
-        elif node.op == "dense":
-            layout = " (in, out)"
-        elif node.op == "conv2d":
-            layout = " (kh, kw, in, out)"
+        elif node.op in ("dense", "conv2d"):
+            # Rows of outputs, each padded to whole words (the row
+            # kernels load weights with word-aligned LDRD).
+            kernel = _pad_rows(kernel)
+            layout = " (in, out)" if node.op == "dense" else ""
+            layout = layout or " (kh, kw, in, out)"
+            if kernel.shape[-1] != node.shape[-1]:
+                layout += f" rows padded to {kernel.shape[-1]}"
         what = f"{node.name}: {node.op}{layout}"
         self.constants += array(
             "int8_t", self.const(c, "weights"), kernel, f"{what} weights", True
@@ -92,12 +107,29 @@ class NodeWriter:
             f"    {plan.sat_max},",
             "};",
         ]
+        requantize = (
+            "ksnn_requantize_fast"
+            if plan.fast_requant[node.name]
+            else "ksnn_requantize"
+        )
         body = getattr(self, f"_{node.op}_{'events' if event else 'mac'}")(
             node, src, buf
         )
         kind = (
             "event-driven (spiking input)" if event else "multiply-accumulate"
         )
+        if node.name in plan.requant_in_neuron:
+            # Raw accumulators: the neuron that reads them requantizes.
+            reader = plan.requant_in_neuron[node.name].name
+            self.function(
+                node,
+                f"{node.op} {tuple(src.node.shape)} -> {tuple(node.shape)}, "
+                f"{kind}; accumulators only ('{reader}' requantizes them)",
+                [f"const {src.ctype} *x", "int32_t *y"],
+                body,
+                [src.expr, buf.expr],
+            )
+            return
         self.function(
             node,
             f"{node.op} {tuple(src.node.shape)} -> {tuple(node.shape)}, {kind}",
@@ -108,8 +140,7 @@ class NodeWriter:
             ],
             body
             + [
-                f"    return ksnn_requantize(y, {buf.size // channels}, "
-                "params);",
+                f"    return {requantize}(y, {buf.size // channels}, params);",
             ],
             [src.expr, buf.expr, f"&{requant}"],
             returns=True,
@@ -142,7 +173,7 @@ class NodeWriter:
             "            continue; /* no spike, no work */",
             "        }",
             *value,
-            f"        const int8_t *w = &{w}[i * {n_out}];",
+            f"        const int8_t *w = &{w}[i * {row_stride(n_out)}];",
             (
                 f"        ksnn_accumulate_s8_spikes(y, w, {n_out});"
                 if src.binary
@@ -185,10 +216,14 @@ class NodeWriter:
             f"                    const {src.ctype} *xp = "
             f"&x[(iy * {w} + ix) * {ci}];",
             f"                    const int8_t *wp = "
-            f"&{weights}[(ky * {kw} + kx) * {ci * co}];",
+            f"&{weights}[(ky * {kw} + kx) * {ci * row_stride(co)}];",
             f"                    for (int32_t c = 0; c < {ci}; ++c) {{",
             "                        const int32_t x_c = xp[c];",
-            f"                        ksnn_accumulate_s8(acc, &wp[c * {co}], "
+            "                        if (x_c == 0) {",
+            "                            continue; /* adds nothing */",
+            "                        }",
+            "                        ksnn_accumulate_s8(acc, "
+            f"&wp[c * {row_stride(co)}], "
             f"{co}, x_c);",
             "                    }",
             "                }",
@@ -241,7 +276,7 @@ class NodeWriter:
             "                        int32_t *acc = "
             f"&y[((ty / {sh}) * {ow} + tx / {sw}) * {co}];",
             "                        const int8_t *wp = "
-            f"&{weights}[((ky * {kw} + kx) * {ci} + c) * {co}];",
+            f"&{weights}[((ky * {kw} + kx) * {ci} + c) * {row_stride(co)}];",
             f"                        {term}",
             "                    }",
             "                }",
@@ -353,44 +388,23 @@ class NodeWriter:
             "    KSNN_STATE_MAX,",
             "};",
         ]
+        if node.inputs[0] in plan.requant_in_neuron:
+            self._requant_neuron(node, buf, state, params)
+            return
         # |v * decay_q| <= 2^30 for 16-bit states: the leak and the sum
-        # then fit int32 (the same rounding, fewer instructions).
-        narrow = plan.bits <= 16 and max(abs(src.lo), abs(src.hi)) < 1 << 30
-        if narrow:
-            leak = (
-                "        const int64_t u = ksnn_rshift_round32((int32_t)v[i] "
-                "* p->decay_q, KSNN_DECAY_BITS) + x[i];"
-            )
-        else:
-            leak = (
-                "        const int64_t u = ksnn_rshift_round((int64_t)v[i] * "
-                "p->decay_q, KSNN_DECAY_BITS) + x[i];"
-            )
+        # then fit int32 (the same arithmetic, fewer instructions).
+        narrow = plan.narrow_neuron(node)
+        step = "ksnn_neuron_step16" if narrow else "ksnn_neuron_step"
         lines = [
             f"    for (int32_t i = 0; i < {buf.size}; ++i) {{",
-            "        /* decay_q = 2^15 (no leak) gives v exactly. */",
-            leak,
+            "        int fire;",
+            f"        v[i] = ({st}){step}(v[i], x[i], p, &fire);",
         ]
         if node.op == "integrator":
-            lines += [
-                f"        v[i] = ({st})ksnn_saturate(u, p->state_min, "
-                "p->state_max);",
-                "        y[i] = v[i];",
-                "    }",
-            ]
+            lines += ["        (void)fire;", "        y[i] = v[i];", "    }"]
             what = f"leaky integrator (membrane readout), {decay}"
         else:
-            lines += [
-                "        const int fire = u >= p->threshold;",
-                "        y[i] = (uint8_t)fire;",
-                "        const int64_t r = !fire ? u",
-                "            : p->reset == KSNN_RESET_HARD ? 0",
-                "            : p->reset == KSNN_RESET_SOFT ? u - p->threshold",
-                "            : u;",
-                f"        v[i] = ({st})ksnn_saturate(r, p->state_min, "
-                "p->state_max);",
-                "    }",
-            ]
+            lines += ["        y[i] = (uint8_t)fire;", "    }"]
             what = f"spiking neuron, {decay}, threshold {threshold}, "
             what += f"{reset} reset"
         self.function(
@@ -404,6 +418,38 @@ class NodeWriter:
             ],
             lines,
             [src.expr, f"state->{state}", buf.expr, f"&{params}"],
+        )
+
+    def _requant_neuron(self, node, buf, state, params):
+        """A spiking neuron that requantizes its synaptic layer's output."""
+        plan, p = self.plan, node.params
+        src = plan.source(node)
+        channels = int(node.shape[-1])
+        requant = self.const(src.cname, "requant")
+        self.function(
+            node,
+            f"requantization of '{src.node.name}', then spiking neuron, "
+            f"decay {int(p['decay_q'])}/2^{fixed_point.DECAY_BITS}, "
+            f"threshold {int(p['threshold_q'])}, {p['reset']} reset",
+            [
+                "const int32_t *acc",
+                "int16_t *v",
+                f"{buf.ctype} *y",
+                "const ksnn_requant_params_t *q",
+                "const ksnn_neuron_params_t *p",
+            ],
+            [
+                "    return ksnn_requantize_neuron16(acc, v, y, "
+                f"{buf.size // channels}, q, p);",
+            ],
+            [
+                src.expr,
+                f"state->{state}",
+                buf.expr,
+                f"&{requant}",
+                f"&{params}",
+            ],
+            returns=True,
         )
 
     def function(self, node, what, params, body, args, returns=False):

@@ -112,6 +112,29 @@ def pads(node, in_shape, kernel_hw):
     )
 
 
+def fast_requant_exact(bounds, multipliers, shifts, biases):
+    """Whether `ksnn_requant_fast` equals `ksnn_requantize_one` on a layer.
+
+    Args:
+        bounds: per channel, the largest `|acc|` the layer can produce.
+        multipliers, shifts, biases: the channels' requantization.
+
+    Returns:
+        True when every channel has `n >= 2`, `|acc| < 2^(n-1)` if
+        `n < 32` (so `acc * 2^(32-n)` fits int32) and
+        `|rshift_round(acc * m, n)| + |bias| < 2^31` (the bias is added in
+        int32), the conditions stated in `ksnn_runtime.h`.
+    """
+    channels = zip(bounds, multipliers, shifts, biases, strict=True)
+    for bound, m, n, b in channels:
+        bound, m, n, b = int(bound), int(m), int(n), int(b)
+        if n < 2 or (n < 32 and bound >= 1 << (n - 1)):
+            return False
+        if ((bound * m) >> n) + 1 + abs(b) >= 1 << 31:
+            return False
+    return True
+
+
 class Plan:
     """Checks every node and assigns its buffer, before any C is written."""
 
@@ -140,6 +163,8 @@ class Plan:
         taken = {"input", "output"}
         self.buffers = {}
         self.states = []  # (node, cname)
+        # Synaptic node -> whether ksnn_requantize_fast is exact for it.
+        self.fast_requant = {}
         nodes = graph.nodes
         if not nodes or nodes[0].op != "input":
             raise ExportError("The graph must start with its input node.")
@@ -174,7 +199,39 @@ class Plan:
         if graph.output not in self.buffers:
             raise ExportError(f"Unknown output node {graph.output!r}")
         self.output = self.buffers[graph.output]
+        self.requant_in_neuron = self._fusions()
         self.scratch_bytes = self._allocate()
+
+    def narrow_neuron(self, node):
+        """Whether `ksnn_neuron_step16` is exact for a neuron/integrator:
+        16-bit states and inputs below 2^30 (`|v * decay_q| <= 2^30`)."""
+        src = self.source(node)
+        return self.bits <= 16 and max(abs(src.lo), abs(src.hi)) < 1 << 30
+
+    def _fusions(self):
+        """Synaptic node name -> the neuron that requantizes its output.
+
+        Where a synaptic layer's only reader is a spiking neuron with
+        16-bit states and its requantization is `ksnn_requant_fast`, the
+        neuron requantizes each accumulator as it reads it
+        (`ksnn_requantize_neuron16`): one pass instead of two.
+        """
+        readers = {}
+        for node in self.graph.nodes:
+            for name in node.inputs:
+                readers.setdefault(name, []).append(node)
+        fused = {}
+        for node in self.graph.nodes:
+            if node.op != "neuron" or not self.narrow_neuron(node):
+                continue
+            name = node.inputs[0]
+            if (
+                self.fast_requant.get(name)
+                and readers[name] == [node]
+                and name != self.graph.output
+            ):
+                fused[name] = node
+        return fused
 
     def _allocate(self):
         """Places the owned buffers in one scratch arena; returns its bytes.
@@ -340,7 +397,11 @@ class Plan:
             fan_in = np.abs(kernel)
         # |acc| <= sum |W| max|x| must hold in int32 (the reference uses
         # int64; the product acc * m then always fits in int64).
-        bound = int(fan_in.max(initial=0)) * max(abs(src.lo), abs(src.hi))
+        x_max = max(abs(src.lo), abs(src.hi))
+        bound = int(fan_in.max(initial=0)) * x_max
+        self.fast_requant[node.name] = fast_requant_exact(
+            [int(f) * x_max for f in fan_in], multiplier, shift, bias
+        )
         if bound > _INT32_MAX:
             raise unsupported(
                 node,

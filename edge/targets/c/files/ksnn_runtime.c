@@ -10,126 +10,138 @@ ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
         return KSNN_ERROR_ARGUMENT;
     }
     const int32_t channels = params->channels;
-    const int32_t lo = params->act_min;
-    const int32_t hi = params->act_max;
-    /* Channel by channel, so that each channel's constants are set up
-       once: 64-bit product (|acc| < 2^31 and m < 2^31). */
-    for (int32_t c = 0; c < channels; ++c) {
-        const int32_t m = params->multiplier[c];
-        const int n = params->shift[c];
-        const int32_t b = params->bias[c];
-        int32_t *p = y + c;
-        if (n >= 32) {
-            /* = ksnn_rshift_round(acc * m, n) without a 64-bit variable
-               shift: the rounding constant and the shift act on the high
-               word (|acc * m + half| < 2^62). */
-            const int64_t half =
-                n > 32 ? (int64_t)((uint64_t)(1u << (n - 33)) << 32)
-                       : (int64_t)((uint32_t)1u << 31);
-            const int s = n - 32;
-            for (int32_t i = 0; i < pixels; ++i, p += channels) {
-                const int32_t scaled =
-                    (int32_t)(((int64_t)*p * m + half) >> 32) >> s;
-                *p = ksnn_saturate((int64_t)scaled + b, lo, hi);
-            }
-        } else {
-            for (int32_t i = 0; i < pixels; ++i, p += channels) {
-                const int64_t scaled = ksnn_rshift_round((int64_t)*p * m, n);
-                *p = ksnn_saturate(scaled + b, lo, hi);
-            }
+    for (int32_t i = 0; i < pixels; ++i, y += channels) {
+        for (int32_t c = 0; c < channels; ++c) {
+            y[c] = ksnn_requantize_one(y[c], params->multiplier[c],
+                                       params->shift[c], params->bias[c],
+                                       params->act_min, params->act_max);
         }
     }
     return KSNN_OK;
 }
 
-/* Cortex-M4 DSP instructions (as CMSIS's __SXTB16, __SMLABB, ...), written
-   here so that the runtime needs no CMSIS headers. */
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+/* Cortex-M4: the row kernels in assembly (Thumb-2 with the DSP extension),
+   so that eight accumulators stay in registers r4-r11 and move with one
+   LDM and one STM per eight outputs. Weights: LDRD (word-aligned rows,
+   see ksnn_runtime.h), then SXTAB (spikes) or SXTB16 + SMLABB/SMLATB (one
+   16-bit multiply-accumulate per output). Plain C elsewhere. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 #define KSNN_DSP 1
 #endif
 
 #ifdef KSNN_DSP
-/* Four outputs: acc[0..3] += w[0..3] * x, pointers advanced. */
-#define KSNN_MAC4(acc, w, x)                                               \
-    do {                                                                   \
-        uint32_t w4_, e_, o_;                                              \
-        int32_t a0_, a1_, a2_, a3_;                                        \
-        __asm__("ldr %[w4], [%[w]], #4\n\t"                                \
-                "ldrd %[a0], %[a1], [%[acc]]\n\t"                          \
-                "ldrd %[a2], %[a3], [%[acc], #8]\n\t"                      \
-                "sxtb16 %[e], %[w4]\n\t"                                   \
-                "sxtb16 %[o], %[w4], ror #8\n\t"                           \
-                "smlabb %[a0], %[e], %[x], %[a0]\n\t"                      \
-                "smlabb %[a1], %[o], %[x], %[a1]\n\t"                      \
-                "smlatb %[a2], %[e], %[x], %[a2]\n\t"                      \
-                "smlatb %[a3], %[o], %[x], %[a3]\n\t"                      \
-                "strd %[a0], %[a1], [%[acc]], #8\n\t"                      \
-                "strd %[a2], %[a3], [%[acc]], #8"                          \
-                : [acc] "+r"(acc), [w] "+r"(w), [w4] "=&r"(w4_),           \
-                  [e] "=&r"(e_), [o] "=&r"(o_), [a0] "=&r"(a0_),           \
-                  [a1] "=&r"(a1_), [a2] "=&r"(a2_), [a3] "=&r"(a3_)        \
-                : [x] "r"(x)                                               \
-                : "memory");                                               \
-    } while (0)
-
-/* Four outputs: acc[0..3] += w[0..3], pointers advanced. */
-#define KSNN_ADD4(acc, w)                                                  \
-    do {                                                                   \
-        uint32_t w4_;                                                      \
-        int32_t a0_, a1_, a2_, a3_;                                        \
-        __asm__("ldr %[w4], [%[w]], #4\n\t"                                \
-                "ldrd %[a0], %[a1], [%[acc]]\n\t"                          \
-                "ldrd %[a2], %[a3], [%[acc], #8]\n\t"                      \
-                "sxtab %[a0], %[a0], %[w4]\n\t"                            \
-                "sxtab %[a1], %[a1], %[w4], ror #8\n\t"                    \
-                "sxtab %[a2], %[a2], %[w4], ror #16\n\t"                   \
-                "sxtab %[a3], %[a3], %[w4], ror #24\n\t"                   \
-                "strd %[a0], %[a1], [%[acc]], #8\n\t"                      \
-                "strd %[a2], %[a3], [%[acc]], #8"                          \
-                : [acc] "+r"(acc), [w] "+r"(w), [w4] "=&r"(w4_),           \
-                  [a0] "=&r"(a0_), [a1] "=&r"(a1_), [a2] "=&r"(a2_),       \
-                  [a3] "=&r"(a3_)                                          \
-                :                                                          \
-                : "memory");                                               \
-    } while (0)
-#endif
-
+__asm__(
+    "    .pushsection .text.ksnn_accumulate_s8,\"ax\",%progbits\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    /* acc r4-r11 += 8 spikes' weights from r12 (w0..3) and lr (w4..7) */
+    "    .macro KSNN_ADD8\n"
+    "    ldm r0, {r4-r11}\n"
+    "    ldrd r12, lr, [r1], #8\n"
+    "    sxtab r4, r4, r12\n"
+    "    sxtab r5, r5, r12, ror #8\n"
+    "    sxtab r6, r6, r12, ror #16\n"
+    "    sxtab r7, r7, r12, ror #24\n"
+    "    sxtab r8, r8, lr\n"
+    "    sxtab r9, r9, lr, ror #8\n"
+    "    sxtab r10, r10, lr, ror #16\n"
+    "    sxtab r11, r11, lr, ror #24\n"
+    "    stmia r0!, {r4-r11}\n"
+    "    .endm\n"
+    /* acc r4-r11 += w * x, x in the low half of r3, r2 a temporary */
+    "    .macro KSNN_MAC8\n"
+    "    ldm r0, {r4-r11}\n"
+    "    ldrd r12, lr, [r1], #8\n"
+    "    sxtb16 r2, r12\n"
+    "    sxtb16 r12, r12, ror #8\n"
+    "    smlabb r4, r2, r3, r4\n"
+    "    smlabb r5, r12, r3, r5\n"
+    "    smlatb r6, r2, r3, r6\n"
+    "    smlatb r7, r12, r3, r7\n"
+    "    sxtb16 r2, lr\n"
+    "    sxtb16 lr, lr, ror #8\n"
+    "    smlabb r8, r2, r3, r8\n"
+    "    smlabb r9, lr, r3, r9\n"
+    "    smlatb r10, r2, r3, r10\n"
+    "    smlatb r11, lr, r3, r11\n"
+    "    stmia r0!, {r4-r11}\n"
+    "    .endm\n"
+    /* ksnn_accumulate_s8_spikes(acc r0, w r1, n r2) */
+    "    .global ksnn_accumulate_s8_spikes\n"
+    "    .type ksnn_accumulate_s8_spikes, %function\n"
+    "    .thumb_func\n"
+    "    .align 2\n"
+    "ksnn_accumulate_s8_spikes:\n"
+    "    push {r4-r11, lr}\n"
+    "    lsrs r3, r2, #4\n"
+    "    beq 2f\n"
+    "1:  KSNN_ADD8\n"
+    "    KSNN_ADD8\n"
+    "    subs r3, r3, #1\n"
+    "    bne 1b\n"
+    "2:  tst r2, #8\n"
+    "    beq 3f\n"
+    "    KSNN_ADD8\n"
+    "3:  ands r2, r2, #7\n"
+    "    beq 5f\n"
+    "4:  ldrsb r12, [r1], #1\n"
+    "    ldr r4, [r0]\n"
+    "    add r4, r4, r12\n"
+    "    str r4, [r0], #4\n"
+    "    subs r2, r2, #1\n"
+    "    bne 4b\n"
+    "5:  pop {r4-r11, pc}\n"
+    "    .size ksnn_accumulate_s8_spikes, .-ksnn_accumulate_s8_spikes\n"
+    /* ksnn_accumulate_s8(acc r0, w r1, n r2, x r3): x == 1 is a spike;
+       otherwise the count of 16-output blocks, minus one, rides in the
+       high half of r3 (SMLAxB reads only its low half), n on the stack. */
+    "    .global ksnn_accumulate_s8\n"
+    "    .type ksnn_accumulate_s8, %function\n"
+    "    .thumb_func\n"
+    "    .align 2\n"
+    "ksnn_accumulate_s8:\n"
+    "    cmp r3, #1\n"
+    "    beq ksnn_accumulate_s8_spikes\n"
+    "    push {r2, r4-r11, lr}\n"
+    "    uxth r3, r3\n"
+    "    lsrs r12, r2, #4\n"
+    "    beq 2f\n"
+    "    sub r12, r12, #1\n"
+    "    orr r3, r3, r12, lsl #16\n"
+    "1:  KSNN_MAC8\n"
+    "    KSNN_MAC8\n"
+    "    subs r3, r3, #0x10000\n"
+    "    bpl 1b\n"
+    "2:  ldr r2, [sp]\n"
+    "    tst r2, #8\n"
+    "    beq 3f\n"
+    "    KSNN_MAC8\n"
+    "    ldr r2, [sp]\n"
+    "3:  ands r2, r2, #7\n"
+    "    beq 5f\n"
+    "4:  ldrsb r12, [r1], #1\n"
+    "    ldr r4, [r0]\n"
+    "    smlabb r4, r12, r3, r4\n"
+    "    str r4, [r0], #4\n"
+    "    subs r2, r2, #1\n"
+    "    bne 4b\n"
+    "5:  pop {r2, r4-r11, pc}\n"
+    "    .size ksnn_accumulate_s8, .-ksnn_accumulate_s8\n"
+    "    .purgem KSNN_ADD8\n"
+    "    .purgem KSNN_MAC8\n"
+    "    .popsection\n");
+#else
 void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x)
 {
-    int32_t o = 0;
-#ifdef KSNN_DSP
-    for (; o < (n & ~15); o += 16) {
-        KSNN_MAC4(acc, w, x);
-        KSNN_MAC4(acc, w, x);
-        KSNN_MAC4(acc, w, x);
-        KSNN_MAC4(acc, w, x);
-    }
-    for (; o < (n & ~3); o += 4) {
-        KSNN_MAC4(acc, w, x);
-    }
-    acc -= o;
-    w -= o;
-#endif
-    for (; o < n; ++o) {
+    for (int32_t o = 0; o < n; ++o) {
         acc[o] += w[o] * x;
     }
 }
 
 void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n)
 {
-    int32_t o = 0;
-#ifdef KSNN_DSP
-    for (; o < (n & ~7); o += 8) {
-        KSNN_ADD4(acc, w);
-        KSNN_ADD4(acc, w);
-    }
-    for (; o < (n & ~3); o += 4) {
-        KSNN_ADD4(acc, w);
-    }
-    acc -= o;
-    w -= o;
-#endif
-    for (; o < n; ++o) {
+    for (int32_t o = 0; o < n; ++o) {
         acc[o] += w[o];
     }
 }
+#endif

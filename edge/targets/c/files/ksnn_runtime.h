@@ -12,6 +12,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+#include <arm_acle.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,8 +22,12 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define KSNN_ALIGN __attribute__((aligned(16)))
+/* Layer loops inlined into each node, so that its constant parameters
+   fold into the code. */
+#define KSNN_LAYER_INLINE static inline __attribute__((always_inline))
 #else
 #define KSNN_ALIGN
+#define KSNN_LAYER_INLINE static inline
 #endif
 
 /* The rounding shifts need an arithmetic >> on negative signed values
@@ -79,6 +86,12 @@ typedef struct {
 /** Fractional bits of `decay_q`. */
 #define KSNN_DECAY_BITS 15
 
+/* -- The arithmetic of a step, each part defined once ---------------------
+   Rounding shift, saturation, requantization (ksnn_requantize_one, and
+   ksnn_requant_fast_* for channels whose bounds the generator proved) and
+   the neuron (ksnn_neuron_step, and ksnn_neuron_step16 for 16-bit
+   states). A change of the integer reference is an edit here. */
+
 /** (z + 2^(n-1)) >> n: divide by 2^n, halves round up (1 <= n <= 62). */
 static inline int64_t ksnn_rshift_round(int64_t z, int n)
 {
@@ -98,15 +111,124 @@ static inline int32_t ksnn_saturate(int64_t z, int32_t lo, int32_t hi)
     return (int32_t)(z < lo ? lo : z > hi ? hi : z);
 }
 
+/** Clamp an int32 to [lo, hi]. With the saturation instructions (ACLE
+    __ssat) one SSAT for the 8-, 16- and 24-bit ranges known at compile
+    time (GCC does not find it in loops, where it keeps lo and hi in
+    registers). */
+static inline int32_t ksnn_saturate32(int32_t z, int32_t lo, int32_t hi)
+{
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+    if (__builtin_constant_p(lo) && __builtin_constant_p(hi)) {
+        if (lo == -32768 && hi == 32767) {
+            return __ssat(z, 16);
+        }
+        if (lo == -128 && hi == 127) {
+            return __ssat(z, 8);
+        }
+        if (lo == -8388608 && hi == 8388607) {
+            return __ssat(z, 24);
+        }
+    }
+#endif
+    return z < lo ? lo : z > hi ? hi : z;
+}
+
+/** Requantization of one accumulator of channel c, the definition:
+    saturate(rshift_round(acc * m[c], n[c]) + bias[c]) to [act_min,
+    act_max], with a 64-bit product. */
+static inline int32_t ksnn_requantize_one(int32_t acc, int32_t m, int n,
+                                          int32_t bias, int32_t lo,
+                                          int32_t hi)
+{
+    return ksnn_saturate(ksnn_rshift_round((int64_t)acc * m, n) + bias, lo,
+                         hi);
+}
+
+/** Constants of ksnn_requant_fast for one channel. */
+typedef struct {
+    int32_t m;     /* the multiplier */
+    int32_t up;    /* 2^(32 - n) for n < 32, else 1 */
+    int64_t round; /* 2^(max(n, 32) - 1) */
+    int down;      /* max(n, 32) - 32 */
+    int32_t bias;
+} ksnn_requant_fast_t;
+
+/** Sets up ksnn_requant_fast for a channel (multiplier m, shift n). */
+static inline ksnn_requant_fast_t ksnn_requant_fast_setup(int32_t m, int n,
+                                                          int32_t bias)
+{
+    ksnn_requant_fast_t k;
+    k.m = m;
+    k.up = n < 32 ? (int32_t)1 << (32 - n) : 1;
+    k.round = (int64_t)1 << ((n > 32 ? n : 32) - 1);
+    k.down = n > 32 ? n - 32 : 0;
+    k.bias = bias;
+    return k;
+}
+
+/** ksnn_requantize_one in 32-bit steps, bit for bit, where the generator
+    proved for the channel's accumulators: n >= 2, |acc| < 2^(n-1) if
+    n < 32, and |rshift_round(acc * m, n)| + |bias| < 2^31. Then
+    rshift_round(acc * m, n) is the high word of
+    acc * 2^(32-n) * m + 2^31 (n <= 32), or of acc * m + 2^(n-1) shifted
+    right by n - 32 (n > 32): one SMLAL and a shift. */
+static inline int32_t ksnn_requant_fast(int32_t acc,
+                                        const ksnn_requant_fast_t *k,
+                                        int32_t lo, int32_t hi)
+{
+    const int32_t high =
+        (int32_t)(((int64_t)(acc * k->up) * k->m + k->round) >> 32);
+    return ksnn_saturate32((high >> k->down) + k->bias, lo, hi);
+}
+
+/** One step of a spiking neuron or leaky integrator, the definition:
+    u = rshift_round(v * decay_q, 15) + x; *fire = u >= threshold; returns
+    the new state saturate(reset(u)) in [state_min, state_max]. A leaky
+    integrator ignores *fire (its reset is KSNN_RESET_NONE). */
+static inline int32_t ksnn_neuron_step(int32_t v, int32_t x,
+                                       const ksnn_neuron_params_t *p,
+                                       int *fire)
+{
+    const int64_t u =
+        ksnn_rshift_round((int64_t)v * p->decay_q, KSNN_DECAY_BITS) + x;
+    *fire = u >= p->threshold;
+    const int64_t r = !*fire                         ? u
+                      : p->reset == KSNN_RESET_HARD ? 0
+                      : p->reset == KSNN_RESET_SOFT ? u - p->threshold
+                                                    : u;
+    return ksnn_saturate(r, p->state_min, p->state_max);
+}
+
+/** ksnn_neuron_step in 32-bit arithmetic, bit for bit, for 16-bit states
+    and |x| < 2^30 (|v * decay_q| <= 2^30, so u fits int32). */
+static inline int32_t ksnn_neuron_step16(int32_t v, int32_t x,
+                                         const ksnn_neuron_params_t *p,
+                                         int *fire)
+{
+    const int32_t u =
+        ksnn_rshift_round32(v * p->decay_q, KSNN_DECAY_BITS) + x;
+    *fire = u >= p->threshold;
+    const int32_t r = !*fire                         ? u
+                      : p->reset == KSNN_RESET_HARD ? 0
+                      : p->reset == KSNN_RESET_SOFT ? u - p->threshold
+                                                    : u;
+    return ksnn_saturate32(r, p->state_min, p->state_max);
+}
+
 /**
  * @brief acc[o] += w[o] * x for o < n: one input's weight row added to the
- *        outputs it reaches (|x| < 2^15). Cortex-M4 DSP instructions where
- *        the compiler targets them (__ARM_FEATURE_DSP), plain C elsewhere.
+ *        outputs it reaches (|x| < 2^15; x == 1 takes the spike path).
+ *        On Cortex-M4 (__ARM_FEATURE_DSP) hand-written Thumb-2, eight
+ *        outputs per block; plain C elsewhere.
+ * @param[in,out] acc  n int32 accumulators, 4-byte aligned.
+ * @param[in]     w    n int8 weights, 4-byte aligned (the generated rows
+ *                     are padded to whole words).
  */
 void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x);
 
 /**
- * @brief acc[o] += w[o] for o < n: the weight row of an input that spiked.
+ * @brief acc[o] += w[o] for o < n: the weight row of an input that spiked
+ *        (alignment as for ksnn_accumulate_s8).
  */
 void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n);
 
@@ -119,6 +241,68 @@ void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n);
  */
 ksnn_status_t ksnn_requantize(int32_t *y, int32_t pixels,
                               const ksnn_requant_params_t *params);
+
+/**
+ * @brief ksnn_requantize through ksnn_requant_fast, for layers whose every
+ *        channel meets its conditions (the generator checks them). Inline,
+ *        so that the compiler sees the constant parameters.
+ */
+KSNN_LAYER_INLINE ksnn_status_t
+ksnn_requantize_fast(int32_t *y, int32_t pixels,
+                     const ksnn_requant_params_t *params)
+{
+    if (y == NULL || params == NULL || params->multiplier == NULL ||
+        params->shift == NULL || params->bias == NULL) {
+        return KSNN_ERROR_ARGUMENT;
+    }
+    const int32_t channels = params->channels;
+    const int32_t lo = params->act_min;
+    const int32_t hi = params->act_max;
+    /* Channel by channel: each channel's constants are set up once. */
+    for (int32_t c = 0; c < channels; ++c) {
+        const ksnn_requant_fast_t k = ksnn_requant_fast_setup(
+            params->multiplier[c], params->shift[c], params->bias[c]);
+        int32_t *p = y + c;
+        for (int32_t i = 0; i < pixels; ++i, p += channels) {
+            *p = ksnn_requant_fast(*p, &k, lo, hi);
+        }
+    }
+    return KSNN_OK;
+}
+
+/**
+ * @brief ksnn_requantize_fast, then ksnn_neuron_step16 on each current, in
+ *        one pass: a synaptic layer whose only reader is a spiking neuron
+ *        with 16-bit states (the generator checks the conditions of both).
+ * @param[in]     acc     `pixels * q->channels` accumulators.
+ * @param[in,out] v       The neuron's states.
+ * @param[out]    spikes  0 or 1 per neuron.
+ * @return KSNN_OK, or KSNN_ERROR_ARGUMENT for a NULL pointer.
+ */
+KSNN_LAYER_INLINE ksnn_status_t ksnn_requantize_neuron16(
+    const int32_t *acc, int16_t *v, uint8_t *spikes, int32_t pixels,
+    const ksnn_requant_params_t *q, const ksnn_neuron_params_t *p)
+{
+    if (acc == NULL || v == NULL || spikes == NULL || q == NULL ||
+        p == NULL || q->multiplier == NULL || q->shift == NULL ||
+        q->bias == NULL) {
+        return KSNN_ERROR_ARGUMENT;
+    }
+    const int32_t channels = q->channels;
+    /* Channel by channel: each channel's constants are set up once. */
+    for (int32_t c = 0; c < channels; ++c) {
+        const ksnn_requant_fast_t k =
+            ksnn_requant_fast_setup(q->multiplier[c], q->shift[c], q->bias[c]);
+        for (int32_t i = c; i < pixels * channels; i += channels) {
+            const int32_t x = ksnn_requant_fast(acc[i], &k, q->act_min,
+                                                q->act_max);
+            int fire;
+            v[i] = (int16_t)ksnn_neuron_step16(v[i], x, p, &fire);
+            spikes[i] = (uint8_t)fire;
+        }
+    }
+    return KSNN_OK;
+}
 
 #ifdef __cplusplus
 }
