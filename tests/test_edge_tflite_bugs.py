@@ -1,14 +1,19 @@
 """Regressions of the TFLite target found by random networks (issue 13).
 
 - A `MembraneReadout` head's potential is both the step's output `y` and
-  its state, so the converted model has one tensor under two signature
-  names; TFLite-Micro and the integer reference lost one of them
-  (`KeyError: 'v_membrane_readout'`).
+  its state, so the step model has one tensor under two signature names;
+  TFLite-Micro and the integer reference lost one of them
+  (`KeyError: 'v_membrane_readout'`). The integer (16x8) model keeps the
+  one tensor.
 - A neuron layer whose potential spans 255 or more got an int8
   GREATER_EQUAL input scale of 1 or more, on which TFLite-Micro's
-  `ComparisonsPrepare` aborts (SIGABRT, no message). The step model now
-  compares `u * 2**-k` with `theta * 2**-k` for such a layer.
+  `ComparisonsPrepare` aborts (SIGABRT, no message). The integer model
+  compares int32 potentials with no scale (CAST, then GREATER_EQUAL).
 - A failing TFLite-Micro run reported an empty message.
+- A hard-reset layer that fires at every step on the calibration data had
+  a constant selection the int8 converter could not calibrate; the
+  integer model needs no calibration of its selections. A layer that never
+  fires is refused by the quantizer, which names it.
 """
 
 import subprocess
@@ -22,15 +27,16 @@ from edge_models import fold
 from edge_models import images
 
 from edge import fuse
+from edge import integer
 from edge import ir
+from edge import quantize
 from edge.errors import CalibrationError
 from edge.errors import ConsumerError
-from edge.errors import ExportError
 from edge.errors import consumer_failure
 from edge.errors import run_consumer
 from edge.targets.tflite import converter as tflite
+from edge.targets.tflite import integer_model
 from edge.targets.tflite import step_model
-from edge.targets.tflite.tflm_reference import TFLiteIntegerReference
 from keras_snn import layers
 
 
@@ -77,20 +83,24 @@ def _export(make, *args):
     return model, graph, _inputs(model, 48, seed=1)
 
 
-def _all_int8_consumers(model_bytes, graph, x):
-    """The raw int8 outputs of LiteRT (reference kernels), the integer
-    reference and TFLite-Micro, run by our step loops."""
-    litert = tflite.run_quantized(
-        tflite.LiteRTRunner(model_bytes, reference_kernels=True),
-        graph,
-        model_bytes,
-        x,
-    )[1]
-    reference = tflite.run_quantized(
-        tflite.IntegerReferenceRunner(model_bytes), graph, model_bytes, x
-    )[1]
-    tflm = tflite.run_tflm(model_bytes, graph, x)[1]
-    return litert, reference, tflm
+def _integer(graph, calibration):
+    """The quantized graph and its integer (16x8) TFLite model."""
+    qgraph = quantize.quantize(graph, calibration)
+    return qgraph, integer_model.build_integer_model(qgraph)
+
+
+def _all_integer_consumers(qgraph, model_bytes, x):
+    """The raw integer outputs of the integer reference, LiteRT (default
+    and reference kernels) and TFLite-Micro."""
+    reference = integer.run_integer(qgraph, x)[1]
+    litert = [
+        integer_model.run_integer_steps(
+            tflite.LiteRTRunner(model_bytes, reference_kernels), qgraph, x
+        )[1]
+        for reference_kernels in (False, True)
+    ]
+    tflm = integer_model.run_integer_tflm(model_bytes, qgraph, x)[1]
+    return reference, [*litert, tflm]
 
 
 # -- MembraneReadout heads ---------------------------------------------------
@@ -109,13 +119,13 @@ MEMBRANE = [
 )
 def membrane(request):
     model, graph, x = _export(*request.param)
-    int8 = tflite.convert(graph, "int8", x[:32])
-    return model, graph, x[32:], int8
+    qgraph, model_bytes = _integer(graph, x[:32])
+    return model, graph, x[32:], qgraph, model_bytes
 
 
 def test_membrane_readout_state_and_output_share_a_tensor(membrane):
-    _, _, _, int8 = membrane
-    inputs, outputs = tflite.io_names(int8)
+    _, _, _, _, model_bytes = membrane
+    inputs, outputs = tflite.io_names(model_bytes)
     (shared,) = {names for names in outputs if "y" in names}
     assert len(shared) == 2 and shared[0].startswith("v_membrane_readout")
     named = {name for names in outputs for name in names}
@@ -123,7 +133,7 @@ def test_membrane_readout_state_and_output_share_a_tensor(membrane):
 
 
 def test_membrane_readout_float32_tflite_equals_keras(membrane):
-    model, graph, x, _ = membrane
+    model, graph, x, _, _ = membrane
     float_bytes = tflite.convert(graph)
     runner = tflite.LiteRTRunner(float_bytes)
     output = np.concatenate(
@@ -133,15 +143,16 @@ def test_membrane_readout_float32_tflite_equals_keras(membrane):
     np.testing.assert_allclose(output, expected, atol=1e-4)
 
 
-def test_membrane_readout_int8_bit_exact_in_litert_tflm_and_reference(
+def test_membrane_readout_int16x8_bit_exact_in_litert_tflm_and_reference(
     membrane,
 ):
-    model, graph, x, int8 = membrane
-    litert, reference, tflm = _all_int8_consumers(int8, graph, x)
+    model, graph, x, qgraph, model_bytes = membrane
+    x = x[:6]
+    reference, consumers = _all_integer_consumers(qgraph, model_bytes, x)
     assert reference.shape == (len(x), graph.timesteps, model.output_shape[1])
     assert len(np.unique(reference)) > 3  # real potentials, not a constant
-    np.testing.assert_array_equal(litert, reference)
-    np.testing.assert_array_equal(tflm, reference)
+    for raw in consumers:
+        np.testing.assert_array_equal(raw, reference)
 
 
 # -- Potentials that span 255 or more ------------------------------------------
@@ -150,36 +161,32 @@ def wide():
     return _export(_minimal_wide_potential)
 
 
-def test_comparison_factor_only_where_the_potential_is_wide(wide):
-    _, graph, x = wide
-    trace = tflite._calibration_trace(graph, x[:32])
-    factors = step_model.comparison_factors(graph, trace)
-    (name,) = factors
-    assert graph.node(name).op == "neuron"
-    # The span (about 600) times the factor is at most 127, and no larger
-    # factor (a power of two) would do.
-    assert factors[name] in (2.0**-3, 2.0**-4, 2.0**-5)
-    keras.utils.set_random_seed(5)
-    normal = fuse.fuse(ir.extract(_dense_membrane("soft")))
-    normal_trace = tflite._calibration_trace(normal, images(8))
-    assert step_model.comparison_factors(normal, normal_trace) == {}
-
-
-def test_wide_potential_int8_runs_in_tflm_bit_exact(wide):
+def test_wide_potential_int16x8_runs_in_tflm_bit_exact(wide):
     model, graph, x = wide
-    int8 = tflite.convert(graph, "int8", x[:32])
-    # Every comparison input has a scale in (0, 1): the port, which
-    # refuses any other scale as TFLM does, loads the model.
-    reference_model = TFLiteIntegerReference(int8)
-    assert "GREATER_EQUAL" in reference_model.ops
-    litert, reference, tflm = _all_int8_consumers(int8, graph, x[32:])
+    qgraph, model_bytes = _integer(graph, x[:32])
+    (lif,) = [n for n in qgraph.graph.nodes if n.op == "neuron"]
+    # The potential spans 255 or more: its int16 range in real units.
+    assert lif.params["scale"] * 32767 >= 255
+    # The comparison is on int32 potentials with no quantization: nothing
+    # for TFLite-Micro's ComparisonsPrepare to refuse.
+    flat = tflite._unpack(model_bytes)
+    tensors = flat.subgraphs[0].tensors
+    schema = tflite._schema()
+    compares = [
+        op for name, op in tflite._operators(flat) if name == "GREATER_EQUAL"
+    ]
+    assert compares
+    for op in compares:
+        for index in op.inputs:
+            assert tensors[index].type == schema.TensorType.INT32
+            quantization = tensors[index].quantization
+            assert quantization is None or not quantization.scale
+    reference, consumers = _all_integer_consumers(qgraph, model_bytes, x[32:])
     assert len(np.unique(reference)) > 1  # the layer fires on some inputs
-    np.testing.assert_array_equal(litert, reference)
-    np.testing.assert_array_equal(tflm, reference)
-    # The int8 model still follows the float one.
-    output = tflite.run_quantized(
-        tflite.IntegerReferenceRunner(int8), graph, int8, x[32:]
-    )[0]
+    for raw in consumers:
+        np.testing.assert_array_equal(raw, reference)
+    # The integer model still follows the float one.
+    output = integer.run_integer(qgraph, x[32:])[0]
     expected = model.predict(x[32:], verbose=0)
     assert np.mean(output.argmax(1) == expected.argmax(1)) >= 0.75
 
@@ -193,30 +200,27 @@ def test_wide_potential_float32_is_unchanged(wide):
     )
 
 
-def _without_factors(monkeypatch):
-    monkeypatch.setattr(
-        step_model, "comparison_factors", lambda graph, trace: {}
-    )
+def _unpreparable_model():
+    """A comparison of int8 tensors in scale 2: TFLite-Micro's
+    `ComparisonsPrepare` needs a scale below 1 and aborts."""
+    writer = integer_model._Writer("minimal")
+    x = writer.tensor("x", (1, 4), "int8", 2.0)
+    threshold = writer.tensor("threshold", (1,), "int8", 2.0, data=[3])
+    y = writer.tensor("y", (1, 4), "bool")
+    writer.op("GREATER_EQUAL", [x, threshold], [y])
+    return writer.finish([("x", x)], [("y", y)])
 
 
-def test_a_comparison_tflm_cannot_prepare_is_refused(wide, monkeypatch):
-    _, graph, x = wide
-    _without_factors(monkeypatch)
-    with pytest.raises(ExportError, match=r"'minimal'.*scale.*0 < scale < 1"):
-        tflite.convert(graph, "int8", x[:32])
-
-
-def test_tflm_abort_is_reported_with_its_signal(wide, monkeypatch):
-    _, graph, x = wide
-    _without_factors(monkeypatch)
-    monkeypatch.setattr(tflite, "_check_int8_model", lambda *args: None)
-    int8 = tflite.convert(graph, "int8", x[:32])
+def test_tflm_abort_is_reported_with_its_signal():
     message = (
         r"TFLite-Micro on 'minimal' failed \(killed by SIGABRT\): "
         r"\(it printed nothing\)"
     )
     with pytest.raises(ConsumerError, match=message):
-        tflite.run_tflm(int8, graph, x[:1])
+        tflite.run_tflm_arrays(
+            _unpreparable_model(), np.ones((1, 1, 1, 4), np.int8), {},
+            "minimal",
+        )
 
 
 def test_consumer_failure_carries_the_consumers_message():
@@ -230,19 +234,9 @@ def test_consumer_failure_carries_the_consumers_message():
     )
 
 
-@pytest.mark.parametrize(
-    "bias, message",
-    [
-        (-50.0, r"layer\(s\) 'lif\w*' \(layer 'lif\w*'\) of 'minimal' never"),
-        (50.0, r"layer\(s\) 'lif\w*' \(layer 'lif\w*'\) .* fires at every"),
-    ],
-)
-def test_calibration_on_which_a_hard_reset_layer_is_constant_is_refused(
-    bias, message
-):
-    # Silent: the spikes' selection gets the range [0, 0]. Firing at every
-    # step: the hard reset's where(fire, 0, 1) does (it was reported as
-    # "never fired").
+def _constant_hard_reset(bias):
+    """dense-LIF(hard)-Decoding whose LIF never fires (bias -50) or fires
+    at every step (bias 50) on inputs in [0, 1]."""
     keras.utils.set_random_seed(5)
     inputs = keras.Input((16,))
     x = layers.DirectEncoding(2)(inputs)
@@ -252,9 +246,30 @@ def test_calibration_on_which_a_hard_reset_layer_is_constant_is_refused(
     model = keras.Model(inputs, layers.Decoding(2)(x), name="minimal")
     kernel, _ = dense.get_weights()
     dense.set_weights([kernel, np.full(4, bias, "float32")])
-    graph = fuse.fuse(ir.extract(model))
+    return model, fuse.fuse(ir.extract(model))
+
+
+def test_a_hard_reset_layer_firing_at_every_step_is_bit_exact():
+    # The int8 converter could not calibrate the hard reset's constant
+    # selection; the integer model's selections need no calibration.
+    model, graph = _constant_hard_reset(50.0)
+    x = _inputs(model, 12, seed=0)
+    qgraph, model_bytes = _integer(graph, x[:8])
+    reference, consumers = _all_integer_consumers(qgraph, model_bytes, x[8:])
+    _, _, trace = integer.run_integer(qgraph, x[8:], record=True)
+    (lif,) = [n.name for n in graph.nodes if n.op == "neuron"]
+    assert np.all(np.stack(trace[lif]) == 1)
+    for raw in consumers:
+        np.testing.assert_array_equal(raw, reference)
+
+
+def test_a_silent_layer_is_named_by_the_quantizer():
+    # The layer after a silent one gets no input: its scale ratio cannot
+    # be expressed, and the error names the silent layer.
+    model, graph = _constant_hard_reset(-50.0)
+    message = r"layer\(s\) 'lif\w*' \(layer 'lif\w*'\) never fire"
     with pytest.raises(CalibrationError, match=message):
-        tflite.convert(graph, "int8", _inputs(model, 8, seed=0))
+        quantize.quantize(graph, _inputs(model, 8, seed=0))
 
 
 def test_export_of_a_membrane_readout_to_tflite(tmp_path):
@@ -268,15 +283,23 @@ def test_export_of_a_membrane_readout_to_tflite(tmp_path):
     report = edge.export(
         model,
         tmp_path / "out",
-        targets=("tflite",),
+        targets=("tflite", "tflite-int16x8"),
         calibration_data=x[:32],
         eval_data=(x[32:], np.arange(16) % 10),
         allow_accuracy_drop=True,  # an untrained model: not the point here
         verbose=0,
     )
-    int8 = [row for row in report.rows if row.target == "tflite-int8"]
-    assert {row.consumer for row in int8} == {"LiteRT", "TFLite-Micro"}
-    for row in int8:
-        assert row.checks["tflm_equals_tflm_emulator"] is True
-        assert row.checks["litert_equals_tflm_emulator"] is True
+    rows = [row for row in report.rows if row.target == "tflite-int16x8"]
+    assert {row.consumer for row in rows} == {
+        "LiteRT",
+        "LiteRT (reference kernels)",
+        "TFLite-Micro",
+    }
+    for row in rows:
+        assert row.checks["tflm_equals_integer_reference"] is True
+        assert row.checks["litert_equals_integer_reference"] is True
+        assert (
+            row.checks["litert_reference_kernels_equals_integer_reference"]
+            is True
+        )
     assert report.row("tflite-float32").max_abs_diff < 1e-4
