@@ -20,8 +20,12 @@ from edge.errors import ConsumerError
 from edge.errors import ExportError
 
 EDGE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "edge")
-BUILT_IN = ("tflite", "onnx", "c", "loihi", "nir")
-TARGET_PACKAGES = [f"edge.targets.{name}" for name in BUILT_IN]
+BUILT_IN = ("tflite", "tflite-int16x8", "onnx", "c", "loihi", "nir")
+# The packages of the built-in targets: edge.targets.tflite registers both
+# "tflite" and "tflite-int16x8".
+TARGET_PACKAGES = [
+    f"edge.targets.{name}" for name in ("tflite", "onnx", "c", "loihi", "nir")
+]
 
 FAKE_MODULE = textwrap.dedent(
     '''
@@ -53,6 +57,7 @@ FAKE_MODULE = textwrap.dedent(
         "fake",
         export_fake,
         requirements=(Requirement.module("numpy", "pip install numpy"),),
+        integer=True,  # it deploys the integer reference
     )
     MISSING = Target(
         "needy",
@@ -171,7 +176,8 @@ def test_the_cli_lists_the_registered_targets(fake_entry_points, capsys):
     with pytest.raises(SystemExit):
         cli.main(["export", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "of tflite, onnx, c, loihi, nir, fake (default: all)" in help_text
+    listed = ", ".join((*BUILT_IN, "fake"))
+    assert f"of {listed} (default: all)" in help_text
 
 
 def test_make_row_is_the_one_way_to_measure_a_row():
@@ -274,7 +280,7 @@ def test_listing_targets_imports_no_target_and_no_tensorflow():
         "import sys\n"
         "from edge import targets\n"
         "import edge.cli\n"
-        "assert targets.names()[:2] == ('tflite', 'onnx')\n"
+        "assert targets.names()[:3] == ('tflite', 'tflite-int16x8', 'onnx')\n"
         "bad = [m for m in sys.modules if m.startswith('edge.targets.')\n"
         "       or m == 'tensorflow' or m == 'edge.exporter']\n"
         "assert not bad, bad\n"
