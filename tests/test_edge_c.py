@@ -177,10 +177,16 @@ def test_generated_sources_api_and_no_dynamic_allocation(networks):
         assert f"u >= {node.params['threshold_q']}" not in functions
     # The arithmetic (rounding shift, requantization, neuron step,
     # saturation) is in ksnn_runtime.h, once: node functions call it.
-    # Each neuron here reads a conv or dense layer, and requantizes it
-    # in the same pass.
+    # Each neuron here reads a conv or dense layer; those whose layer has
+    # the bounds of the 32-bit requantization requantize in the same pass
+    # (not the encoding layer: int8 inputs times int8 weights).
+    from edge.targets.c.plan import Plan
+
+    plan = Plan(qgraph, "kws")
+    fast = [n for n in neurons if plan.fast_requant[n.inputs[0]]]
+    assert 0 < len(fast) < len(neurons)
     fused = "return ksnn_requantize_neuron16(acc, v, y,"
-    assert functions.count(fused) == len(neurons)
+    assert functions.count(fused) == len(fast)
     assert "ksnn_requantize" in functions
     for word in ("rshift_round", "->decay_q", "->threshold", ">>", "m[c]"):
         assert word not in functions, word
@@ -556,19 +562,22 @@ int main(void)
         }
     }
     /* ksnn_requant_fast against ksnn_requantize_one where the generator
-       would choose it (see ksnn_requant_fast): every shift, extreme and
-       random accumulators, 16- and 32-bit output ranges. */
-    for (int n = 2; n <= 62; ++n) {
+       would choose it (see ksnn_requant_fast): every shift, 15-bit
+       multipliers, extreme and random accumulators and biases within the
+       bound, 16- and 32-bit output ranges. */
+    for (int n = 1; n <= 30; ++n) {
         for (int32_t k = 0; k < 400; ++k) {
             seed = seed * 1103515245u + 12345u;
-            const int32_t m = (int32_t)((1u << 30) | (seed >> 2));
+            const int32_t m = (int32_t)((1u << 14) | (seed >> 18));
+            const int32_t total =
+                (int32_t)(((1u << 31) - (1u << (n - 1)) - 1u) / (uint32_t)m);
             seed = seed * 1103515245u + 12345u;
-            const int32_t bias = (int32_t)(seed >> 2) - (1 << 29);
+            const int32_t bias =
+                (int32_t)(seed % ((uint32_t)total + 1u)) - total / 2;
+            const int32_t room = total - (bias < 0 ? -bias : bias);
             seed = seed * 1103515245u + 12345u;
-            const int32_t limit = n < 32 ? (int32_t)((1u << (n - 1)) - 1u)
-                                         : INT32_MAX;
-            int32_t acc = (int32_t)(seed % ((uint32_t)limit + 1u));
-            acc = k % 4 == 0 ? limit : k % 4 == 1 ? -limit : acc;
+            int32_t acc = (int32_t)(seed % ((uint32_t)room + 1u));
+            acc = k % 4 == 0 ? room : k % 4 == 1 ? -room : acc;
             acc = (k & 1) ? -acc : acc;
             const ksnn_requant_fast_t fast =
                 ksnn_requant_fast_setup(m, n, bias);
@@ -627,11 +636,12 @@ def test_general_arithmetic_paths_equal_the_reference(
 def test_fast_requantization_needs_its_bounds():
     from edge.targets.c.plan import fast_requant_exact
 
-    m = (1 << 31) - 1
-    assert fast_requant_exact([(1 << 19) - 1], [m], [20], [0])
-    assert not fast_requant_exact([1 << 19], [m], [20], [0])
-    assert not fast_requant_exact([0], [m], [1], [0])
-    assert fast_requant_exact([(1 << 31) - 1], [m], [40], [(1 << 30) - 1])
-    limit = (1 << 31) - (1 << 29)  # |r| + |bias| reaches 2^31
-    assert fast_requant_exact([(1 << 31) - 1], [m], [33], [limit - 1])
-    assert not fast_requant_exact([(1 << 31) - 1], [m], [33], [limit])
+    m = (1 << 15) - 1
+    # (|acc| + |bias|) * m + 2^(n-1) < 2^31, with 1 <= n <= 30.
+    largest = ((1 << 31) - (1 << 19) - 1) // m
+    assert fast_requant_exact([largest], [m], [20], [0])
+    assert fast_requant_exact([largest - 5], [m], [20], [-5])
+    assert not fast_requant_exact([largest + 1], [m], [20], [0])
+    assert not fast_requant_exact([largest - 5], [m], [20], [6])
+    assert not fast_requant_exact([0], [m], [31], [0])
+    assert not fast_requant_exact([0], [m], [0], [0])

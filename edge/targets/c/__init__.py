@@ -13,6 +13,8 @@ Modules, by job:
   `count_instructions`.
 """
 
+from edge.targets import Requirement
+from edge.targets import Target
 from edge.targets.c.codegen import generate
 from edge.targets.c.harness import generate_harness
 from edge.targets.c.harness import read_outputs
@@ -30,6 +32,7 @@ from edge.targets.c.toolchain import size_cortex_m4
 
 __all__ = [
     "SUPPORTED_OPS",
+    "TARGET",
     "build_cortex_m4",
     "build_host",
     "count_instructions",
@@ -44,3 +47,22 @@ __all__ = [
     "size_cortex_m4",
     "synaptic_operations",
 ]
+
+TARGET = Target(
+    "c",
+    export_target,
+    requirements=(
+        Requirement.program("gcc", "apt install gcc libc6-dev"),
+        Requirement.program("make", "apt install make"),
+        Requirement.program(
+            "arm-none-eabi-gcc",
+            "apt install gcc-arm-none-eabi libnewlib-arm-none-eabi",
+        ),
+        Requirement.program(
+            "arm-none-eabi-size", "apt install binutils-arm-none-eabi"
+        ),
+        Requirement.program("qemu-system-arm", "apt install qemu-system-arm"),
+    ),
+    description="c/: the C99 runtime (gcc on the host, QEMU Cortex-M4)",
+    integer=True,
+)

@@ -92,7 +92,7 @@ class NodeWriter:
             "int32_t",
             self.const(c, "bias"),
             p["bias_q"],
-            f"{node.name}: biases (in the output scale)",
+            f"{node.name}: biases (in the accumulator scale)",
         )
         channels = int(node.shape[-1])
         requant = self.const(c, "requant")

@@ -120,17 +120,16 @@ def fast_requant_exact(bounds, multipliers, shifts, biases):
         multipliers, shifts, biases: the channels' requantization.
 
     Returns:
-        True when every channel has `n >= 2`, `|acc| < 2^(n-1)` if
-        `n < 32` (so `acc * 2^(32-n)` fits int32) and
-        `|rshift_round(acc * m, n)| + |bias| < 2^31` (the bias is added in
-        int32), the conditions stated in `ksnn_runtime.h`.
+        True when every channel has `1 <= n <= 30` and
+        `(|acc| + |bias|) * m + 2^(n-1) < 2^31` (the sum, its product
+        and the rounding term fit int32), the conditions stated in
+        `ksnn_runtime.h`.
     """
     channels = zip(bounds, multipliers, shifts, biases, strict=True)
     for bound, m, n, b in channels:
-        bound, m, n, b = int(bound), int(m), int(n), int(b)
-        if n < 2 or (n < 32 and bound >= 1 << (n - 1)):
-            return False
-        if ((bound * m) >> n) + 1 + abs(b) >= 1 << 31:
+        total = int(bound) + abs(int(b))
+        m, n = int(m), int(n)
+        if not 1 <= n <= 30 or total * m + (1 << (n - 1)) >= 1 << 31:
             return False
     return True
 

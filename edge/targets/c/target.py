@@ -138,7 +138,7 @@ def export_target(context):
         ConsumerError: a toolchain is missing, a build or run fails, or an
             output differs from the integer reference.
     """
-    qgraph = context.qgraph
+    qgraph = context.ensure_integer()
     files = generate(qgraph)  # refuses unsupported nodes first
     rows = []
     labels = None if context.labels is None else np.asarray(context.labels)

@@ -54,12 +54,12 @@ typedef struct {
 } ksnn_context_t;
 
 /** Requantization of a synaptic layer:
-    y[c] = saturate(rshift_round(acc * multiplier[c], shift[c]) + bias[c]),
+    y[c] = saturate(rshift_round((acc + bias[c]) * multiplier[c], shift[c])),
     clamped to [act_min, act_max]. */
 typedef struct {
     const int32_t *multiplier; /* Q31, in [0, 2^31) */
     const int8_t *shift;       /* in [1, 62] */
-    const int32_t *bias;       /* in the output scale */
+    const int32_t *bias;       /* in the accumulator's scale */
     int32_t channels;
     int32_t act_min;
     int32_t act_max;
@@ -133,23 +133,41 @@ static inline int32_t ksnn_saturate32(int32_t z, int32_t lo, int32_t hi)
     return z < lo ? lo : z > hi ? hi : z;
 }
 
-/** Requantization of one accumulator of channel c, the definition:
-    saturate(rshift_round(acc * m[c], n[c]) + bias[c]) to [act_min,
-    act_max], with a 64-bit product. */
+/** Requantization of one accumulator of channel c, the definition
+    (keras_snn.fixed_point.requantize): the bias joins the accumulator,
+    then saturate(rshift_round((acc + bias[c]) * m[c], n[c])) to
+    [act_min, act_max], with a 64-bit product. */
 static inline int32_t ksnn_requantize_one(int32_t acc, int32_t m, int n,
                                           int32_t bias, int32_t lo,
                                           int32_t hi)
 {
-    return ksnn_saturate(ksnn_rshift_round((int64_t)acc * m, n) + bias, lo,
-                         hi);
+    return ksnn_saturate(ksnn_rshift_round(((int64_t)acc + bias) * m, n),
+                         lo, hi);
+}
+
+/** x / 2^e rounded to nearest, ties away from zero (gemmlowp's
+    RoundingDivideByPOT; keras_snn.fixed_point.rounding_divide_by_pot),
+    0 <= e <= 62. */
+static inline int64_t ksnn_rounding_divide_by_pot(int64_t x, int e)
+{
+    const int64_t mask = ((int64_t)1 << e) - 1;
+    const int64_t threshold = (mask >> 1) + (x < 0);
+    return (x >> e) + ((x & mask) > threshold);
+}
+
+/** ksnn_rounding_divide_by_pot on int32 (0 <= e <= 30). */
+static inline int32_t ksnn_rounding_divide_by_pot32(int32_t x, int e)
+{
+    const int32_t mask = ((int32_t)1 << e) - 1;
+    const int32_t threshold = (mask >> 1) + (x < 0);
+    return (x >> e) + ((x & mask) > threshold);
 }
 
 /** Constants of ksnn_requant_fast for one channel. */
 typedef struct {
-    int32_t m;     /* the multiplier */
-    int32_t up;    /* 2^(32 - n) for n < 32, else 1 */
-    int64_t round; /* 2^(max(n, 32) - 1) */
-    int down;      /* max(n, 32) - 32 */
+    int32_t m;     /* the 15-bit multiplier */
+    int32_t round; /* 2^(n - 1) */
+    int n;         /* the shift */
     int32_t bias;
 } ksnn_requant_fast_t;
 
@@ -159,44 +177,43 @@ static inline ksnn_requant_fast_t ksnn_requant_fast_setup(int32_t m, int n,
 {
     ksnn_requant_fast_t k;
     k.m = m;
-    k.up = n < 32 ? (int32_t)1 << (32 - n) : 1;
-    k.round = (int64_t)1 << ((n > 32 ? n : 32) - 1);
-    k.down = n > 32 ? n - 32 : 0;
+    k.round = (int32_t)1 << (n - 1);
+    k.n = n;
     k.bias = bias;
     return k;
 }
 
 /** ksnn_requantize_one in 32-bit steps, bit for bit, where the generator
-    proved for the channel's accumulators: n >= 2, |acc| < 2^(n-1) if
-    n < 32, and |rshift_round(acc * m, n)| + |bias| < 2^31. Then
-    rshift_round(acc * m, n) is the high word of
-    acc * 2^(32-n) * m + 2^31 (n <= 32), or of acc * m + 2^(n-1) shifted
-    right by n - 32 (n > 32): one SMLAL and a shift. */
+    proved for the channel's accumulators: 1 <= n <= 30 and
+    (|acc| + |bias|) * m + 2^(n-1) < 2^31, so that (acc + bias) * m plus
+    the rounding term fits int32: one MLA and a shift. */
 static inline int32_t ksnn_requant_fast(int32_t acc,
                                         const ksnn_requant_fast_t *k,
                                         int32_t lo, int32_t hi)
 {
-    const int32_t high =
-        (int32_t)(((int64_t)(acc * k->up) * k->m + k->round) >> 32);
-    return ksnn_saturate32((high >> k->down) + k->bias, lo, hi);
+    return ksnn_saturate32(((acc + k->bias) * k->m + k->round) >> k->n, lo,
+                           hi);
 }
 
-/** One step of a spiking neuron or leaky integrator, the definition:
-    u = rshift_round(v * decay_q, 15) + x; *fire = u >= threshold; returns
-    the new state saturate(reset(u)) in [state_min, state_max]. A leaky
-    integrator ignores *fire (its reset is KSNN_RESET_NONE). */
+/** One step of a spiking neuron or leaky integrator, the definition
+    (edge.integer): u = saturate(rounding_divide_by_pot(v * decay_q, 15)
+    + x) in [state_min, state_max]; *fire = u >= threshold; returns the
+    new state reset(u) (hard: 0, soft: u - threshold >= 0, none: u). A
+    leaky integrator ignores *fire (its reset is KSNN_RESET_NONE). */
 static inline int32_t ksnn_neuron_step(int32_t v, int32_t x,
                                        const ksnn_neuron_params_t *p,
                                        int *fire)
 {
-    const int64_t u =
-        ksnn_rshift_round((int64_t)v * p->decay_q, KSNN_DECAY_BITS) + x;
+    const int32_t u = ksnn_saturate(
+        ksnn_rounding_divide_by_pot((int64_t)v * p->decay_q,
+                                    KSNN_DECAY_BITS) +
+            x,
+        p->state_min, p->state_max);
     *fire = u >= p->threshold;
-    const int64_t r = !*fire                         ? u
-                      : p->reset == KSNN_RESET_HARD ? 0
-                      : p->reset == KSNN_RESET_SOFT ? u - p->threshold
-                                                    : u;
-    return ksnn_saturate(r, p->state_min, p->state_max);
+    return !*fire                         ? u
+           : p->reset == KSNN_RESET_HARD ? 0
+           : p->reset == KSNN_RESET_SOFT ? u - p->threshold
+                                         : u;
 }
 
 /** ksnn_neuron_step in 32-bit arithmetic, bit for bit, for 16-bit states
@@ -205,14 +222,14 @@ static inline int32_t ksnn_neuron_step16(int32_t v, int32_t x,
                                          const ksnn_neuron_params_t *p,
                                          int *fire)
 {
-    const int32_t u =
-        ksnn_rshift_round32(v * p->decay_q, KSNN_DECAY_BITS) + x;
+    const int32_t u = ksnn_saturate32(
+        ksnn_rounding_divide_by_pot32(v * p->decay_q, KSNN_DECAY_BITS) + x,
+        p->state_min, p->state_max);
     *fire = u >= p->threshold;
-    const int32_t r = !*fire                         ? u
-                      : p->reset == KSNN_RESET_HARD ? 0
-                      : p->reset == KSNN_RESET_SOFT ? u - p->threshold
-                                                    : u;
-    return ksnn_saturate32(r, p->state_min, p->state_max);
+    return !*fire                         ? u
+           : p->reset == KSNN_RESET_HARD ? 0
+           : p->reset == KSNN_RESET_SOFT ? u - p->threshold
+                                         : u;
 }
 
 /**
