@@ -266,13 +266,15 @@ HAND_X = np.float32([[1.0], [-3.0], [-11 / 64]])
 def test_one_neuron_by_hand(reset):
     model = _one_neuron(reset)
     graph = fuse.fuse(ir.extract(model))
-    # Calibration: max |x| = 1. On x = 1, I = 0.875 and the float states
-    # are 0.875, 0.3125, 0.03125, 0.890625 (soft) or 0.875, 0, 0.875, 0
-    # (hard): R = max|I| + max|v| = 1.765625 or 1.75, in (1, 2).
-    qgraph = quantize.quantize(graph, np.float32([[1.0], [0.0]]))
+    # Calibration on x = 1.5 and 0. On 1.5, I = 1.25 and the float states
+    # are 0.25, 0.375, 0.4375, 0.46875 (soft) or 0 (hard, firing at every
+    # step); on 0, I = 0.125 and the states reach 0.234375. R = max|I| +
+    # max|v| = 1.71875 (soft) or 1.484375 (hard), in (1, 2) either way.
+    qgraph = quantize.quantize(graph, np.float32([[1.5], [0.0]]))
     dense, lif = graph.nodes[1], graph.nodes[2]
     d, n = qgraph.node(dense.name).params, qgraph.node(lif.name).params
-    # s_in: the power of two at or above 1 / 127: 2^-6 (64 <= 127 < 128).
+    # s_in: 2^-6 (1.5 / 2^-6 = 96 <= 127; 1.5 / 2^-7 = 192 would saturate
+    # a third of the range, beyond the top 1/65 that edge.quantize allows).
     assert qgraph.input_scale == 2.0**-6
     # s_v: the power of two at or above R / 32767 with 1 < R < 2: 2^-14.
     assert n["scale"] == d["scale"] == 2.0**-14
