@@ -357,3 +357,25 @@ def test_one_neuron_by_hand(reset):
     np.testing.assert_array_equal(
         model.predict(HAND_X, verbose=0)[..., 0], spikes
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="edge.quantize gives a graph whose output is a neuron's spikes "
+    "the neuron's potential scale as output_scale (`elif output.op in "
+    "STATEFUL`), so spikes dequantize to s_v instead of 1",
+)
+def test_spike_outputs_dequantize_to_spikes():
+    model = _one_neuron("soft")
+    graph = fuse.fuse(ir.extract(model))
+    qgraph = quantize.quantize(graph, np.float32([[1.5], [0.0]]))
+    expected = model.predict(HAND_X, verbose=0)
+    output, raw = integer.run_integer(qgraph, HAND_X)
+    np.testing.assert_array_equal(raw, expected)  # the integers are right
+    assert qgraph.output_scale == 1.0
+    np.testing.assert_array_equal(output, expected)
+    model_bytes = integer_model.build_integer_model(qgraph)
+    output, _ = integer_model.run_integer_steps(
+        tflite.LiteRTRunner(model_bytes), qgraph, HAND_X
+    )
+    np.testing.assert_array_equal(output, expected)
