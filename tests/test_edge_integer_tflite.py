@@ -75,6 +75,7 @@ def _quantized(name, state_bits=16):
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def built(request):
+    """`(name, qgraph, integer model bytes, evaluation inputs)`."""
     qgraph, x = _quantized(request.param)
     return request.param, qgraph, integer_model.build_integer_model(qgraph), x
 
@@ -116,20 +117,22 @@ def test_litert_and_tflm_equal_the_integer_reference(built):
 def test_every_state_output_equals_the_reference_state(built):
     # The states fed back are the reference's states, not only `y`.
     _, qgraph, model_bytes, x = built
+    # (The models' DirectEncoding feeds the same input at every step.)
     _, _, trace = integer.run_integer(qgraph, x[:2], record=True)
-    runner = tflite.LiteRTRunner(model_bytes, reference_kernels=True)
-    for i in range(2):
-        states = integer_model.initial_states(qgraph)
-        for t in range(qgraph.graph.timesteps):
+    for reference_kernels in (False, True):
+        runner = tflite.LiteRTRunner(model_bytes, reference_kernels)
+        for i in range(2):
+            states = integer_model.initial_states(qgraph)
             x_t = integer.quantize_input(qgraph, x[i : i + 1])
-            result = runner({"x": x_t.astype(np.int16), **states})
-            states = {key: result[key] for key in states}
-            for node in qgraph.graph.state_nodes:
-                np.testing.assert_array_equal(
-                    states[state_name(node)][0],
-                    trace[f"{node.name}:state"][t][i],
-                    err_msg=f"{node.name} at t={t}",
-                )
+            for t in range(qgraph.graph.timesteps):
+                result = runner({"x": x_t.astype(np.int16), **states})
+                states = {key: result[key] for key in states}
+                for node in qgraph.graph.state_nodes:
+                    np.testing.assert_array_equal(
+                        states[state_name(node)][0],
+                        trace[f"{node.name}:state"][t][i],
+                        err_msg=f"{node.name} at t={t}",
+                    )
 
 
 # -- what the model declares -------------------------------------------------
