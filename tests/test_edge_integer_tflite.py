@@ -362,13 +362,9 @@ def test_one_neuron_by_hand(reset):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge.quantize gives a graph whose output is a neuron's spikes "
-    "the neuron's potential scale as output_scale (`elif output.op in "
-    "STATEFUL`), so spikes dequantize to s_v instead of 1",
-)
 def test_spike_outputs_dequantize_to_spikes():
+    # A graph whose output is a neuron's spikes has the output scale 1
+    # (it had the potential's scale, so spikes read as s_v).
     model = _one_neuron("soft")
     graph = fuse.fuse(ir.extract(model))
     qgraph = quantize.quantize(graph, np.float32([[1.5], [0.0]]))
