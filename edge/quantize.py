@@ -250,7 +250,7 @@ def quantize(graph, calibration_data, state_bits=16):
             _max_abs(trace[output.name]), levels
         )
         assign(output.name, output_scale, output.name)
-    elif output.op in STATEFUL:
+    elif output.op == "integrator":
         output_scale = output.params["scale"]
     else:
         output_scale = 1.0  # spikes (or pooled spike counts)

@@ -412,12 +412,16 @@ def _silent_model():
 
 
 def test_a_layer_silent_in_calibration_is_named(tmp_path):
+    # The integer targets quantize, and the quantizer names the layer.
     keras.utils.set_random_seed(1)
     with pytest.raises(
         edge.CalibrationError, match=r"'deaf_lif'\) never fire.*Train"
     ):
-        _export(tmp_path / "out", _silent_model())
+        _export(tmp_path / "out", _silent_model(), targets="tflite-int16x8")
     assert os.listdir(tmp_path) == []
+    # A float target alone does not quantize: the model exports.
+    _export(tmp_path / "float", _silent_model(), targets="onnx")
+    assert _tree(tmp_path / "float") == ["model.onnx", "report.json"]
 
 
 def test_output_folder_errors_before_any_work(tmp_path, monkeypatch):

@@ -75,6 +75,7 @@ def _quantized(name, state_bits=16):
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def built(request):
+    """`(name, qgraph, integer model bytes, evaluation inputs)`."""
     qgraph, x = _quantized(request.param)
     return request.param, qgraph, integer_model.build_integer_model(qgraph), x
 
@@ -116,20 +117,22 @@ def test_litert_and_tflm_equal_the_integer_reference(built):
 def test_every_state_output_equals_the_reference_state(built):
     # The states fed back are the reference's states, not only `y`.
     _, qgraph, model_bytes, x = built
+    # (The models' DirectEncoding feeds the same input at every step.)
     _, _, trace = integer.run_integer(qgraph, x[:2], record=True)
-    runner = tflite.LiteRTRunner(model_bytes, reference_kernels=True)
-    for i in range(2):
-        states = integer_model.initial_states(qgraph)
-        for t in range(qgraph.graph.timesteps):
+    for reference_kernels in (False, True):
+        runner = tflite.LiteRTRunner(model_bytes, reference_kernels)
+        for i in range(2):
+            states = integer_model.initial_states(qgraph)
             x_t = integer.quantize_input(qgraph, x[i : i + 1])
-            result = runner({"x": x_t.astype(np.int16), **states})
-            states = {key: result[key] for key in states}
-            for node in qgraph.graph.state_nodes:
-                np.testing.assert_array_equal(
-                    states[state_name(node)][0],
-                    trace[f"{node.name}:state"][t][i],
-                    err_msg=f"{node.name} at t={t}",
-                )
+            for t in range(qgraph.graph.timesteps):
+                result = runner({"x": x_t.astype(np.int16), **states})
+                states = {key: result[key] for key in states}
+                for node in qgraph.graph.state_nodes:
+                    np.testing.assert_array_equal(
+                        states[state_name(node)][0],
+                        trace[f"{node.name}:state"][t][i],
+                        err_msg=f"{node.name} at t={t}",
+                    )
 
 
 # -- what the model declares -------------------------------------------------
@@ -266,13 +269,15 @@ HAND_X = np.float32([[1.0], [-3.0], [-11 / 64]])
 def test_one_neuron_by_hand(reset):
     model = _one_neuron(reset)
     graph = fuse.fuse(ir.extract(model))
-    # Calibration: max |x| = 1. On x = 1, I = 0.875 and the float states
-    # are 0.875, 0.3125, 0.03125, 0.890625 (soft) or 0.875, 0, 0.875, 0
-    # (hard): R = max|I| + max|v| = 1.765625 or 1.75, in (1, 2).
-    qgraph = quantize.quantize(graph, np.float32([[1.0], [0.0]]))
+    # Calibration on x = 1.5 and 0. On 1.5, I = 1.25 and the float states
+    # are 0.25, 0.375, 0.4375, 0.46875 (soft) or 0 (hard, firing at every
+    # step); on 0, I = 0.125 and the states reach 0.234375. R = max|I| +
+    # max|v| = 1.71875 (soft) or 1.484375 (hard), in (1, 2) either way.
+    qgraph = quantize.quantize(graph, np.float32([[1.5], [0.0]]))
     dense, lif = graph.nodes[1], graph.nodes[2]
     d, n = qgraph.node(dense.name).params, qgraph.node(lif.name).params
-    # s_in: the power of two at or above 1 / 127: 2^-6 (64 <= 127 < 128).
+    # s_in: 2^-6 (1.5 / 2^-6 = 96 <= 127; 1.5 / 2^-7 = 192 would saturate
+    # a third of the range, beyond the top 1/65 that edge.quantize allows).
     assert qgraph.input_scale == 2.0**-6
     # s_v: the power of two at or above R / 32767 with 1 < R < 2: 2^-14.
     assert n["scale"] == d["scale"] == 2.0**-14
@@ -355,3 +360,21 @@ def test_one_neuron_by_hand(reset):
     np.testing.assert_array_equal(
         model.predict(HAND_X, verbose=0)[..., 0], spikes
     )
+
+
+def test_spike_outputs_dequantize_to_spikes():
+    # A graph whose output is a neuron's spikes has the output scale 1
+    # (it had the potential's scale, so spikes read as s_v).
+    model = _one_neuron("soft")
+    graph = fuse.fuse(ir.extract(model))
+    qgraph = quantize.quantize(graph, np.float32([[1.5], [0.0]]))
+    expected = model.predict(HAND_X, verbose=0)
+    output, raw = integer.run_integer(qgraph, HAND_X)
+    np.testing.assert_array_equal(raw, expected)  # the integers are right
+    assert qgraph.output_scale == 1.0
+    np.testing.assert_array_equal(output, expected)
+    model_bytes = integer_model.build_integer_model(qgraph)
+    output, _ = integer_model.run_integer_steps(
+        tflite.LiteRTRunner(model_bytes), qgraph, HAND_X
+    )
+    np.testing.assert_array_equal(output, expected)

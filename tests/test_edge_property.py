@@ -199,10 +199,14 @@ def test_every_consumer_equals_its_reference(spec, targets):
         if outcome.status == "refused":  # names the layer (or the model)
             assert any(f"'{name}'" in outcome.detail for name in names), outcome
     # The float targets take every drawn network.
+    status = {o.target: o.status for o in outcomes}
     for target in ("tflite-float32", "onnx"):
         if target in targets:
-            status = next(o for o in outcomes if o.target == target).status
-            assert status == "exact", (target, status)
+            assert status[target] == "exact", (target, status[target])
+    # LiteRT and TFLite-Micro run one integer model: both take it or
+    # both refuse it.
+    if {"tflite-int16x8", "tflm"} <= set(targets):
+        assert status["tflite-int16x8"] == status["tflm"], status
 
 
 def test_the_check_has_teeth(monkeypatch, targets):
@@ -229,6 +233,37 @@ def test_the_check_has_teeth(monkeypatch, targets):
     monkeypatch.setattr(onnx_export, "convert", wrong)
     outcomes = fuzz.check_network(model, calibration, x, ["onnx"])
     assert outcomes[0].status == "mismatched", outcomes
+
+
+def test_the_integer_check_has_teeth(monkeypatch, targets):
+    # An integer model whose first threshold is doubled is a mismatch in
+    # LiteRT and in TFLite-Micro.
+    if "tflm" not in targets:
+        pytest.skip("TFLite-Micro is not installed")
+    from edge.targets.tflite import integer_model
+
+    rng = np.random.default_rng(3)
+    spec = fuzz.draw_spec(fuzz.RandomChooser(rng))
+    model = fuzz.build(spec)
+    calibration, x = _data(spec)
+    build = integer_model.build_integer_model
+
+    def wrong(qgraph):
+        nodes = list(qgraph.graph.nodes)
+        for i, node in enumerate(nodes):
+            if node.op == "neuron":
+                params = dict(node.params)
+                params["threshold_q"] = 2 * params["threshold_q"]
+                nodes[i] = dataclasses.replace(node, params=params)
+                break
+        graph = qgraph.graph.replace(nodes)
+        return build(dataclasses.replace(qgraph, graph=graph))
+
+    monkeypatch.setattr(integer_model, "build_integer_model", wrong)
+    outcomes = fuzz.check_network(
+        model, calibration, x, ["tflite-int16x8", "tflm"]
+    )
+    assert [o.status for o in outcomes] == ["mismatched"] * 2, outcomes
 
 
 # -- the long run ----------------------------------------------------------

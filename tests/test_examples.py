@@ -35,16 +35,17 @@ def test_quickstart_digits_reaches_95_percent_and_exports(tmp_path):
     rows = {}
     for line in result.stdout.splitlines():
         parts = line.split()
-        if parts and parts[0] in ("keras", "tflite-int8", "onnx"):
+        if parts and parts[0] in ("keras", "tflite-int16x8", "onnx"):
             rows.setdefault(parts[0], []).append(line)
     accuracies = {
         name: [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines]
         for name, lines in rows.items()
     }
     float_accuracy = accuracies["keras"][0]
-    assert len(accuracies["tflite-int8"]) == 2  # LiteRT and TFLite-Micro
-    for accuracy in accuracies["tflite-int8"] + accuracies["onnx"]:
+    # LiteRT, LiteRT with reference kernels and TFLite-Micro.
+    assert len(accuracies["tflite-int16x8"]) == 3
+    for accuracy in accuracies["tflite-int16x8"] + accuracies["onnx"]:
         assert abs(accuracy - float_accuracy) <= 0.01
     export_dir = tmp_path / "export"
-    assert (export_dir / "model_int8.tflite").stat().st_size > 0
+    assert (export_dir / "model_int16x8.tflite").stat().st_size > 0
     assert (export_dir / "report.json").exists()

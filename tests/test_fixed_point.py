@@ -182,12 +182,33 @@ def test_power_of_two_scale_hand_values(bound, levels, expected):
     assert fixed_point.power_of_two_scale(bound, levels) == expected
 
 
+@pytest.mark.parametrize(
+    "bound, clip, expected",
+    [
+        # 127 (1 + 1/64) = 128.98: 1 / 2^-7 = 128 fits, 1.0 saturates to
+        # 127 (the input of edge.quantize).
+        (1.0, 1 / 64, 2.0**-7),
+        (1.0, 0.0, 2.0**-6),
+        (1.5, 1 / 64, 2.0**-6),  # 192 > 128.98; 96 fits
+        (128.98 * 2.0**-7, 1 / 64, 2.0**-7),
+        (129.0 * 2.0**-7, 1 / 64, 2.0**-6),
+    ],
+)
+def test_power_of_two_scale_with_clip(bound, clip, expected):
+    assert fixed_point.power_of_two_scale(bound, 127, clip) == expected
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.floats(2.0**-30, 2.0**30), st.sampled_from([127, 32767]))
-def test_power_of_two_scale_is_the_smallest_that_fits(bound, levels):
-    scale = fixed_point.power_of_two_scale(bound, levels)
+@given(
+    st.floats(2.0**-30, 2.0**30),
+    st.sampled_from([127, 32767]),
+    st.sampled_from([0.0, 1 / 64]),
+)
+def test_power_of_two_scale_is_the_smallest_that_fits(bound, levels, clip):
+    scale = fixed_point.power_of_two_scale(bound, levels, clip)
     assert math.frexp(scale)[0] == 0.5  # a power of two
-    assert bound / scale <= levels < 2 * bound / scale
+    limit = levels * (1.0 + clip)
+    assert bound / scale <= limit < 2 * bound / scale
 
 
 # -- the TFLite convention --------------------------------------------------
