@@ -32,29 +32,13 @@ def quantized_quickstart(epochs, seed, timesteps):
     import keras_snn  # noqa: F401  (TensorFlow defaults first)
 
     # isort: split
-    import keras
     import quickstart_digits as qs
 
     from edge import fuse
     from edge import ir
     from edge import quantize
 
-    keras.utils.set_random_seed(seed)
-    x_train, x_test, y_train, _ = qs.load_digits(seed=seed)
-    model = qs.build_model(timesteps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
-    )
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=32,
-        epochs=epochs,
-        validation_split=0.1,
-        verbose=0,
-    )
+    model, (x_train, x_test, _, _) = qs.train(epochs, timesteps, seed)
     graph = ir.extract(model)
     qgraph = quantize.quantize(fuse.fuse(graph), x_train[:500], 16)
     return qgraph, x_test

@@ -190,24 +190,10 @@ def quickstart(epochs, seed):
     import keras_snn  # noqa: F401  (TensorFlow defaults first)
 
     # isort: split
-    import keras
     import quickstart_digits as qs
 
-    keras.utils.set_random_seed(seed)
-    x_train, x_test, y_train, y_test = qs.load_digits(seed=seed)
-    model = qs.build_model(QUICKSTART_TIMESTEPS)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
-    )
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=32,
-        epochs=epochs,
-        validation_split=0.1,
-        verbose=0,
+    model, (x_train, x_test, _, y_test) = qs.train(
+        epochs, QUICKSTART_TIMESTEPS, seed
     )
     return model, x_train[:QUICKSTART_CALIBRATION], x_test, y_test
 

@@ -74,6 +74,37 @@ def build_model(timesteps=4, input_shape=(8, 8, 1), num_classes=10):
     return keras.Model(inputs, outputs, name="digits_snn")
 
 
+def train(epochs=30, timesteps=4, seed=0, batch_size=32, verbose=0):
+    """Trains the quickstart network as the command does.
+
+    Returns:
+        `(model, (x_train, x_test, y_train, y_test))`.
+    """
+    keras.utils.set_random_seed(seed)
+    data = load_digits(seed=seed)
+    x_train, _, y_train, _ = data
+    model = build_model(timesteps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=True,
+    )
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_split=0.1,
+        verbose=verbose,
+        # XLA steps cannot warn about silent layers themselves; this does.
+        callbacks=[
+            keras_snn.analysis.SilentLayerWarning(x_train[:batch_size])
+        ],
+    )
+    return model, data
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -93,27 +124,9 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    keras.utils.set_random_seed(args.seed)
-    x_train, x_test, y_train, y_test = load_digits(seed=args.seed)
-    model = build_model(args.timesteps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=True,
-    )
     start = time.perf_counter()
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        validation_split=0.1,
-        verbose=2,
-        # XLA steps cannot warn about silent layers themselves; this does.
-        callbacks=[
-            keras_snn.analysis.SilentLayerWarning(x_train[: args.batch_size])
-        ],
+    model, (x_train, x_test, y_train, y_test) = train(
+        args.epochs, args.timesteps, args.seed, args.batch_size, verbose=2
     )
     train_s = time.perf_counter() - start
 
