@@ -6,8 +6,9 @@ calibration images, 16-bit states), and measures what the `c-cortex-m4`
 row of the export reports: executed instructions per inference on the
 first `--samples` test images, synaptic operations, their ratio, flash
 and RAM. `--profile` adds the instructions per C function (from the same
-QEMU trace, by program counter). The quantized graph is cached in
-`--cache` so that a rerun after changing the generator skips training.
+QEMU trace, by program counter). The trained model is cached in
+`--cache` (a `.keras` file) so that a rerun after changing the generator
+or the quantizer skips training; it is quantized anew on every run.
 
 Run:
 
@@ -18,17 +19,22 @@ import argparse
 import bisect
 import collections
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "..", "examples"), os.path.join(HERE, "..")]
 
 
-def quantized_quickstart(epochs, seed, timesteps):
-    """`(qgraph, x_test)` of a freshly trained quickstart network."""
+def quantized_quickstart(epochs, seed, timesteps, cache):
+    """`(qgraph, x_test)` of the trained quickstart network, quantized now.
+
+    The trained model (not its quantization, which changes with `edge`) is
+    cached as `cache` (a `.keras` file) with its data beside it.
+    """
     import keras_snn  # noqa: F401  (TensorFlow defaults first)
 
     # isort: split
@@ -37,8 +43,17 @@ def quantized_quickstart(epochs, seed, timesteps):
     from edge import fuse
     from edge import ir
     from edge import quantize
+    from keras_snn import saving
 
-    model, (x_train, x_test, _, _) = qs.train(epochs, timesteps, seed)
+    data_path = cache + ".npz"
+    if os.path.exists(cache) and os.path.exists(data_path):
+        model = saving.load_model(cache)
+        with np.load(data_path) as data:
+            x_train, x_test = data["x_train"], data["x_test"]
+    else:
+        model, (x_train, x_test, _, _) = qs.train(epochs, timesteps, seed)
+        model.save(cache)
+        np.savez(data_path, x_train=x_train, x_test=x_test)
     graph = ir.extract(model)
     qgraph = quantize.quantize(fuse.fuse(graph), x_train[:500], 16)
     return qgraph, x_test
@@ -88,7 +103,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timesteps", type=int, default=4)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--cache", default=None, help="pickled qgraph")
+    parser.add_argument("--cache", default=None, help="trained model (.keras)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--no-inline",
@@ -99,17 +114,11 @@ def main(argv=None):
 
     cache = args.cache or os.path.join(
         tempfile.gettempdir(),
-        f"ksnn_quickstart_e{args.epochs}_s{args.seed}_t{args.timesteps}.pkl",
+        f"ksnn_quickstart_e{args.epochs}_s{args.seed}_t{args.timesteps}.keras",
     )
-    if os.path.exists(cache):
-        with open(cache, "rb") as f:
-            qgraph, x_test = pickle.load(f)
-    else:
-        qgraph, x_test = quantized_quickstart(
-            args.epochs, args.seed, args.timesteps
-        )
-        with open(cache, "wb") as f:
-            pickle.dump((qgraph, x_test), f)
+    qgraph, x_test = quantized_quickstart(
+        args.epochs, args.seed, args.timesteps, cache
+    )
 
     from edge.targets import c as c_target
     from edge.targets.c import toolchain
