@@ -51,6 +51,7 @@ import numpy as np
 from edge import reference
 from edge.errors import CalibrationError
 from edge.errors import UnsupportedLayerError
+from edge.ir import Node
 from keras_snn import fixed_point
 from keras_snn.fixed_point import (
     quantize_multiplier_shift as quantize_multiplier,
@@ -59,6 +60,7 @@ from keras_snn.fixed_point import (
 __all__ = [
     "QuantizedGraph",
     "check_numbers",
+    "integer_form",
     "quantize",
     "quantize_multiplier",
 ]
@@ -207,10 +209,8 @@ def quantize(graph, calibration_data, state_bits=16):
             "Fold the batch norms first (edge.fuse.fuse): the graph still "
             "has batch_norm nodes."
         )
+    graph = integer_form(graph)
     _, trace = reference.run_float(graph, calibration_data, record=True)
-    graph = graph.replace(
-        [dataclasses.replace(n, params=dict(n.params)) for n in graph.nodes]
-    )
     levels = (1 << (state_bits - 1)) - 1
     by_name = {node.name: node for node in graph.nodes}
     # Scales of the values each node outputs.
@@ -295,6 +295,92 @@ def quantize(graph, calibration_data, state_bits=16):
         else:  # max_pool, flatten
             scales[node.name] = source_scale
     return QuantizedGraph(graph, input_scale, output_scale, state_bits)
+
+
+def integer_form(graph):
+    """The fused graph rewritten into the form the integer arithmetic needs.
+
+    Two rewrites compute the same values in float:
+
+    - an `affine` node (a batch norm on spikes) whose only reader is a
+      dense layer (also through a flatten) or a "valid" convolution is
+      folded into that layer:
+      `W (s x + o) + b = (W s) x + (W o + b)` (a "same" convolution pads
+      the affine's output with zeros, not with `o`, so it keeps the node
+      and is refused);
+    - an input of an `add` that is not a current (the spikes of an
+      identity shortcut) gets an identity `affine` node, which puts it in
+      the add's scale like any current.
+
+    Args:
+        graph: a fused `edge.ir.Graph`.
+
+    Returns:
+        A new `Graph` (the input is not changed).
+    """
+    nodes = [
+        dataclasses.replace(n, params=dict(n.params), inputs=list(n.inputs))
+        for n in graph.nodes
+    ]
+    folded = set()
+
+    def only_reader(name):
+        readers = [n for n in nodes if name in n.inputs]
+        return readers[0] if len(readers) == 1 else None
+
+    for node in nodes:
+        if node.op != "affine" or node.name == graph.output:
+            continue
+        reader = only_reader(node.name)
+        scale = np.asarray(node.params["scale"], np.float64)
+        offset = np.asarray(node.params["offset"], np.float64)
+        layer = reader
+        if reader is not None and reader.op == "flatten":
+            # Flattening (H, W, C) repeats the channels' scale and offset.
+            layer = only_reader(reader.name)
+            repeat = int(np.prod(node.shape[:-1]))
+            scale, offset = np.tile(scale, repeat), np.tile(offset, repeat)
+        if layer is None or not _folds_affine(layer):
+            continue
+        p = layer.params
+        kernel = np.asarray(p["kernel"], np.float64)
+        taps = kernel.sum(axis=tuple(range(kernel.ndim - 2)))
+        bias = 0.0 if p.get("bias") is None else np.asarray(p["bias"])
+        p["bias"] = bias + offset @ taps
+        p["kernel"] = kernel * scale[:, None]
+        reader.inputs = [
+            node.inputs[0] if name == node.name else name
+            for name in reader.inputs
+        ]
+        folded.add(node.name)
+    by_name = {n.name: n for n in nodes}
+    result = []
+    for node in nodes:
+        if node.name in folded:
+            continue
+        if node.op == "add":
+            for index, name in enumerate(node.inputs):
+                if by_name[name].op in SYNAPTIC or by_name[name].op == "add":
+                    continue
+                channels = by_name[name].shape[-1]
+                identity = Node(
+                    f"{node.name}_identity{index}",
+                    "affine",
+                    [name],
+                    by_name[name].shape,
+                    {"scale": np.ones(channels), "offset": np.zeros(channels)},
+                    layer=node.layer,
+                )
+                result.append(identity)
+                node.inputs[index] = identity.name
+        result.append(node)
+    return graph.replace(result)
+
+
+def _folds_affine(reader):
+    return reader.op == "dense" or (
+        reader.op == "conv2d" and reader.params.get("padding") == "valid"
+    )
 
 
 def _scale_error(graph, trace, node, error):
