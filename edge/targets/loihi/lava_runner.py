@@ -1,4 +1,4 @@
-"""Running a NetX file in Lava's fixed_pt simulator (in `.venv-lava`)."""
+"""Running a NetX file in Lava's fixed_pt simulator (its own Python 3.10)."""
 
 import os
 import signal
@@ -7,8 +7,8 @@ import tempfile
 
 import numpy as np
 
+from edge import consumers
 from edge.errors import ConsumerError
-from edge.targets.loihi.quantization import LAVA_PYTHON_ENV
 from edge.targets.loihi.quantization import LAVA_TIMEOUT
 
 __all__ = [
@@ -19,23 +19,15 @@ __all__ = [
 
 
 # -- running the file in Lava ----------------------------------------------
-def _repository_root():
-    here = os.path.abspath(__file__)  # <root>/edge/targets/loihi/lava.py
-    for _ in range(4):
-        here = os.path.dirname(here)
-    return here
-
-
 def lava_python():
     """The Python of the Lava environment, or `None` if it is missing.
 
-    `$KERAS_SNN_LAVA_PYTHON` if set, else `.venv-lava/bin/python` at the
-    repository root (made by `.ci/install_lava.sh`).
+    Found by `edge.consumers` (`$KERAS_SNN_LAVA_PYTHON`, the per-user
+    consumers folder, a source checkout's `.venv-lava`); made by
+    `keras-snn consumers install --targets loihi`.
     """
-    path = os.environ.get(LAVA_PYTHON_ENV) or os.path.join(
-        _repository_root(), ".venv-lava", "bin", "python"
-    )
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    found = consumers.find("lava")
+    return None if found is None else found.python
 
 
 def make_stream(lgraph, spikes):
@@ -84,8 +76,8 @@ def run_lava(lgraph, path, stream, reset_interval, timeout=LAVA_TIMEOUT):
     The file is loaded by `lava.lib.dl.netx.hdf5.Network(net_config=path,
     reset_interval=R, reset_offset=1)`, fed by a `RingBuffer` source and
     read by a `RingBuffer` sink, in `_lava_worker.py` (beside this module)
-    under the `.venv-lava` Python, in a process group of its own that is
-    killed on timeout.
+    under the Lava environment's Python (`lava_python`), in a process group
+    of its own that is killed on timeout.
 
     Args:
         lgraph: the `LoihiGraph` the file was written from (for layouts).
@@ -102,11 +94,7 @@ def run_lava(lgraph, path, stream, reset_interval, timeout=LAVA_TIMEOUT):
     """
     python = lava_python()
     if python is None:
-        raise ConsumerError(
-            "The Lava environment is missing: run .ci/install_lava.sh "
-            "(it creates .venv-lava with lava-nc 0.10.0 and lava-dl 0.6.0), "
-            f"or set ${LAVA_PYTHON_ENV}."
-        )
+        raise ConsumerError(consumers.missing_message("lava"))
     stream = np.asarray(stream, np.int8)
     here = os.path.dirname(os.path.abspath(__file__))
     worker = os.path.join(here, "_lava_worker.py")

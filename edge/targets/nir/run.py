@@ -1,4 +1,4 @@
-"""Running a NIR file in Norse or snnTorch, in `.venv-nir` (`run`)."""
+"""Running a NIR file in Norse or snnTorch, in their environment (`run`)."""
 
 import json
 import os
@@ -6,12 +6,12 @@ import tempfile
 
 import numpy as np
 
+from edge import consumers
 from edge import reference
 from edge.errors import ConsumerError
 from edge.errors import ExportError
 from edge.errors import run_consumer
 from edge.targets.nir.convert import CONSUMERS
-from edge.targets.nir.convert import INSTALL_SCRIPT
 from edge.targets.nir.convert import NIR_DT
 from edge.targets.nir.convert import NIR_TIMEOUT
 
@@ -20,36 +20,27 @@ __all__ = [
     "run",
 ]
 
-# <root>/edge/targets/nir/run.py -> <root>
-_ROOT = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "..")
-)
 _WORKER = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "_nir_worker.py"
 )
 
 
 def nir_python():
-    """The Python of the NIR environment: `$KERAS_SNN_NIR_PYTHON`, else
-    `.venv-nir/bin/python` at the repository root.
+    """The Python of the NIR consumers' environment (Norse, snnTorch).
+
+    Found by `edge.consumers` (`$KERAS_SNN_NIR_PYTHON`, the per-user
+    consumers folder, a source checkout's `.venv-nir`); made by
+    `keras-snn consumers install --targets nir`.
 
     Raises:
-        ConsumerError: it does not exist (run `.ci/install_nir.sh`).
+        ConsumerError: it is missing (the message names the command that
+            installs it).
     """
-    python = os.environ.get("KERAS_SNN_NIR_PYTHON") or os.path.join(
-        _ROOT, ".venv-nir", "bin", "python"
-    )
-    if not os.path.exists(python):
-        raise ConsumerError(
-            f"The NIR consumers' environment is missing ({python} not "
-            f"found). Create it with {INSTALL_SCRIPT} (torch CPU, nir, "
-            "nirtorch, snntorch, norse), or set KERAS_SNN_NIR_PYTHON."
-        )
-    return python
+    return consumers.python("nir")
 
 
 def run(path, x, consumer="norse", record=(), batched=False, timeout=None):
-    """Runs a NIR file in Norse or snnTorch (in `.venv-nir`).
+    """Runs a NIR file in Norse or snnTorch (in `nir_python()`).
 
     Args:
         path: the `.nir` file.
