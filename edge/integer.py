@@ -18,7 +18,10 @@ Arithmetic, per time step (all values integers):
   `rshift_round(z, n) = (z + 2^(n-1)) >> n` in int64, an arithmetic shift,
   so halves round up).
 - Average pooling of spikes: the window **sum** (the `1/k^2` is folded into
-  the next layer's multiplier); max pooling, flatten: as in float.
+  the next layer's multiplier); a window over the border, with `n < k^2`
+  positions inside the input, gives `rounded_average(k^2 sum, n)` (TFLite's
+  average of spikes worth `k^2`), the same real average in units of
+  `1/k^2`; max pooling, flatten: as in float.
 - Add: saturating sum of currents that share one scale.
 - Neuron (Wu et al. 2019, Eq. 5-6 through `keras_snn.functional.neuron_step`,
   the same function the Keras layers use): with the current `I` (already
@@ -46,6 +49,7 @@ from keras_snn.fixed_point import DECAY_BITS
 from keras_snn.fixed_point import decay_multiply
 from keras_snn.fixed_point import requantize
 from keras_snn.fixed_point import round_half_away
+from keras_snn.fixed_point import rounded_average
 from keras_snn.fixed_point import rshift_round
 from keras_snn.fixed_point import saturate
 
@@ -98,8 +102,15 @@ def apply_integer(node, inputs, state, bits):
     if op in ("conv2d", "dense", "affine"):
         return _synaptic(node, x, bits), None
     if op == "avg_pool":
-        return kernels.avg_pool2d(
+        window = int(np.prod(p["pool_size"]))
+        sums = kernels.avg_pool2d(
             x, p["pool_size"], p["strides"], p["padding"], divide=False
+        )
+        counts = kernels.pool_counts(
+            x.shape[1:], p["pool_size"], p["strides"], p["padding"]
+        )
+        return rounded_average(
+            window * sums, counts[None, :, :, None]
         ), None
     if op == "max_pool":
         return kernels.max_pool2d(

@@ -37,8 +37,11 @@ everywhere, the scales are `fixed_point.power_of_two_scale`, the decay is
 (re-exported here as `quantize_multiplier`): the constants are rounded by
 the functions of `keras_snn.fixed_point`, their one definition.
 
-Spikes are the integers 0/1 (scale 1); an average pool outputs window sums,
-so the next layer's input scale is `1 / (kh kw)`.
+Spikes are the integers 0/1 (scale 1); an average pool outputs its window's
+spike count in units of `1 / (kh kw)` (the count itself for a window inside
+the input; `rounded_average(kh kw sum, n)` for a window with `n` positions
+inside it, as TFLite averages spikes worth `kh kw`), so the next layer's
+input scale is `1 / (kh kw)`.
 
 Refusals (`UnsupportedLayerError`) concern the integer targets only; the
 float targets never run this module.
@@ -290,8 +293,7 @@ def quantize(graph, calibration_data, state_bits=16):
                     f"Node '{node.name}' (layer '{node.layer}') pools "
                     "currents; the integer reference pools spikes only."
                 )
-            counts = _pool_counts(graph, node)
-            scales[node.name] = 1.0 / counts
+            scales[node.name] = 1.0 / int(np.prod(p["pool_size"]))
         else:  # max_pool, flatten
             scales[node.name] = source_scale
     return QuantizedGraph(graph, input_scale, output_scale, state_bits)
@@ -404,23 +406,6 @@ def _scale_error(graph, trace, node, error):
         "lower the threshold, or check that the calibration data are "
         "training inputs scaled as in training."
     )
-
-
-def _pool_counts(graph, node):
-    from edge import kernels
-
-    p = node.params
-    source = graph.node(node.inputs[0])
-    counts = kernels.pool_counts(
-        source.shape, p["pool_size"], p["strides"], p["padding"]
-    )
-    if counts.min() != counts.max():
-        raise UnsupportedLayerError(
-            f"Node '{node.name}' (layer '{node.layer}'): 'same' average "
-            "pooling with windows over the border divides by different "
-            "counts; use padding='valid' or sizes divisible by the pool."
-        )
-    return int(counts.flat[0])
 
 
 def _quantize_synaptic(node, input_scale, output_scale):

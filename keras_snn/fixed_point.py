@@ -62,6 +62,7 @@ __all__ = [
     "quantize_threshold",
     "requantize",
     "round_half_away",
+    "rounded_average",
     "rounding_divide_by_pot",
     "rshift_round",
     "saturate",
@@ -221,6 +222,28 @@ def quantize_multiplier_shift(real):
             "[1, 46]."
         )
     return m, n
+
+
+def rounded_average(total, count):
+    """`total / count` rounded to nearest, halves away from zero, as
+    TFLite's integer AVERAGE_POOL_2D divides a window's sum by its count:
+    `(total + count // 2) / count` for a positive total, `(total -
+    count // 2) / count` otherwise, dividing with truncation (C's `/`).
+
+    Args:
+        total: array-like of integers (window sums).
+        count: int or int array > 0 (the window's positions inside the
+            input).
+
+    Returns:
+        int64 NumPy array.
+    """
+    total = np.asarray(total, np.int64)
+    count = np.asarray(count, np.int64)
+    half = count // 2
+    nudged = np.where(total > 0, total + half, total - half)
+    quotient = np.abs(nudged) // count
+    return np.where(nudged < 0, -quotient, quotient)
 
 
 def power_of_two_scale(bound, levels, clip=0.0):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from edge import kernels
 from edge.targets.c.plan import pads
 from keras_snn import fixed_point
 
@@ -307,10 +308,19 @@ class NodeWriter:
         kh, kw = p["pool_size"]
         sh, sw = p["strides"]
         pt, pl = pads(node, src.node.shape, (kh, kw))
+        counts = kernels.pool_counts(
+            src.node.shape, p["pool_size"], p["strides"], p["padding"]
+        )
+        border = node.op == "avg_pool" and int(counts.min()) != kh * kw
+        result = "acc"
         if node.op == "avg_pool":
             start, update = "0", "acc += x[j];"
             what = "average pooling as window sums (the 1/k is in the next "
             what += "layer's multiplier)"
+            if border:
+                # Windows over the border: ksnn_rounded_average.
+                update += " ++n;"
+                result = f"ksnn_rounded_average(acc * {kh * kw}, n)"
         else:
             start, update = "INT32_MIN", "acc = x[j] > acc ? x[j] : acc;"
             what = "max pooling (padded positions never win)"
@@ -319,6 +329,7 @@ class NodeWriter:
             f"        for (int32_t ox = 0; ox < {ow}; ++ox) {{",
             f"            for (int32_t c = 0; c < {channels}; ++c) {{",
             f"                int32_t acc = {start};",
+            *(["                int32_t n = 0;"] if border else []),
             f"                for (int32_t ky = 0; ky < {kh}; ++ky) {{",
             f"                    const int32_t iy = oy * {sh} - {pt} + ky;",
             f"                    if (iy < 0 || iy >= {h}) {{",
@@ -336,7 +347,7 @@ class NodeWriter:
             "                    }",
             "                }",
             f"                y[(oy * {ow} + ox) * {channels} + c] = "
-            f"({buf.ctype})acc;",
+            f"({buf.ctype}){result};",
             "            }",
             "        }",
             "    }",

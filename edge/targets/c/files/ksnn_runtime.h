@@ -163,6 +163,15 @@ static inline int32_t ksnn_rounding_divide_by_pot32(int32_t x, int e)
     return (x >> e) + ((x & mask) > threshold);
 }
 
+/** total / count rounded to nearest, halves away from zero, as TFLite's
+    integer AVERAGE_POOL_2D (keras_snn.fixed_point.rounded_average):
+    the average of a pooling window over the border, count > 0. */
+static inline int32_t ksnn_rounded_average(int32_t total, int32_t count)
+{
+    return total > 0 ? (total + count / 2) / count
+                     : (total - count / 2) / count;
+}
+
 /** Constants of ksnn_requant_fast for one channel. */
 typedef struct {
     int32_t m;     /* the 15-bit multiplier */
