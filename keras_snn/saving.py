@@ -34,13 +34,48 @@ import keras
 from keras_snn import __version__
 from keras_snn import formats
 
-__all__ = ["check_archive", "load_model", "unregistered_objects"]
+__all__ = [
+    "PACKAGE",
+    "check_archive",
+    "load_model",
+    "register",
+    "unregistered_objects",
+]
+
+PACKAGE = "keras_snn"
 
 _ACCEPTED = (
     "keras_snn.saving.load_model reads the .keras archives written by "
     "model.save('....keras') and keras-snn train"
 )
 _H5_SUFFIXES = (".h5", ".hdf5")
+
+
+def register(obj):
+    """Registers a class or function of keras_snn for Keras serialization.
+
+    The one registration decorator of the package (the role of keras-hub's
+    `keras_hub_export`): it files `obj` in Keras' registry under
+    `"keras_snn>ClassName"`, the package name being fixed here once, so
+    that `keras.saving.load_model` finds every keras_snn object of a
+    `.keras` archive, with no `custom_objects`, once `keras_snn` is
+    imported.
+
+    Args:
+        obj: a class with `get_config`, or a function.
+
+    Returns:
+        `obj`, registered.
+
+    Example:
+
+    ```python
+    @keras_snn.saving.register
+    class MyLayer(keras.layers.Layer):
+        ...
+    ```
+    """
+    return keras.saving.register_keras_serializable(package=PACKAGE)(obj)
 
 
 def _not_keras(path, what, hint=""):

@@ -13,16 +13,15 @@ from keras_snn import surrogates
 from keras_snn.layers.checks import POSITIVE
 from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_number
+from keras_snn.saving import register
 
 __all__ = ["IFCell", "LIFCell"]
-
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 # Lowest value a trainable threshold may reach.
 MIN_THRESHOLD = 1e-3
 
 
-@_register
+@register
 class LIFCell(keras.layers.Layer):
     """One time step of the leaky integrate-and-fire neuron.
 
@@ -212,7 +211,7 @@ class LIFCell(keras.layers.Layer):
         return config
 
 
-@_register
+@register
 class IFCell(LIFCell):
     """One time step of the integrate-and-fire neuron (no leak).
 

@@ -15,10 +15,9 @@ from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import in_xla_context
 from keras_snn.layers.checks import propagate_non_finite
 from keras_snn.layers.wrappers import repeat_over_time
+from keras_snn.saving import register
 
 __all__ = ["BernoulliEncoding", "DirectEncoding", "PoissonEncoding"]
-
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 
 def _validate_timesteps(timesteps):
@@ -67,7 +66,7 @@ class _Encoding(keras.layers.Layer):
         return config
 
 
-@_register
+@register
 class DirectEncoding(_Encoding):
     """Repeats a static input at every time step (direct/constant encoding).
 
@@ -153,7 +152,7 @@ class _RandomEncoding(_Encoding):
         return config
 
 
-@_register
+@register
 class BernoulliEncoding(_RandomEncoding):
     """Rate coding: at each step a unit spikes with probability `x`.
 
@@ -191,7 +190,7 @@ class BernoulliEncoding(_RandomEncoding):
         return ops.clip(inputs, 0.0, 1.0)
 
 
-@_register
+@register
 class PoissonEncoding(_RandomEncoding):
     """Poisson rate coding: events of a Poisson process with rate `x`.
 

@@ -24,17 +24,16 @@ from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import in_xla_context
 from keras_snn.layers.checks import propagate_non_finite
 from keras_snn.layers.checks import silence_warning
+from keras_snn.saving import register
 
 __all__ = ["IF", "IFCell", "LIF", "LIFCell"]
-
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 # Largest static sequence length the time loop is unrolled for when
 # `unroll=None`; longer (or unknown) lengths use a symbolic while loop.
 MAX_AUTO_UNROLL = 64
 
 
-@_register
+@register
 class LIF(keras.layers.RNN):
     """Leaky integrate-and-fire neurons over a sequence of input currents.
 
@@ -372,6 +371,15 @@ class LIF(keras.layers.RNN):
                 spikes = ops.stack([spikes, u], axis=-1)
             return spikes, [v]
 
+        # `keras.src.backend.rnn` is private: it is the time loop of
+        # `keras.layers.RNN` itself. No public API checked (Keras 3.15) fits:
+        # `keras.ops.scan`, `fori_loop` and `while_loop` take no mask
+        # (`zero_output_for_mask`) and never unroll (on TensorFlow, `scan`'s
+        # `unroll` only sets `parallel_iterations`); and
+        # `keras.layers.RNN.inner_loop` calls `cell.__call__` at every step,
+        # recomputing the cell's threshold and decay per step, with no way
+        # to stack `return_potentials` in. NeuNorm, with no mask, uses
+        # `tf.scan`.
         return backend_rnn(
             step,
             sequences,
@@ -429,7 +437,7 @@ class LIF(keras.layers.RNN):
         return cls(**config)
 
 
-@_register
+@register
 class IF(LIF):
     """Integrate-and-fire neurons over a sequence of input currents.
 

@@ -10,7 +10,6 @@ live in `keras_snn.functional` (`fold_batch_norm`, `neunorm_step`,
 
 import keras
 from keras import ops
-from keras.src.backend import rnn as backend_rnn
 
 from keras_snn import functional
 from keras_snn.layers.checks import FRACTION
@@ -20,10 +19,9 @@ from keras_snn.layers.checks import check_float_input
 from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import serialize_options
 from keras_snn.layers.neurons import MAX_AUTO_UNROLL
+from keras_snn.saving import register
 
 __all__ = ["NeuNorm", "TDBatchNormalization"]
-
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 
 # Default momentum of the moving statistics of keras_snn's batch norms: 0.9,
@@ -44,7 +42,7 @@ def _check_rank(layer, shape, what):
     return shape
 
 
-@_register
+@register
 class TDBatchNormalization(keras.layers.Layer):
     """Threshold-dependent batch normalization (tdBN) over batch and time.
 
@@ -360,7 +358,7 @@ class TDBatchNormalization(keras.layers.Layer):
         return config
 
 
-@_register
+@register
 class NeuNorm(keras.layers.Layer):
     """Neuron normalization (NeuNorm) of spikes across feature maps.
 
@@ -507,22 +505,32 @@ class NeuNorm(keras.layers.Layer):
         """Returns `x[t]` for all steps, shape `(batch, time, ..., 1)`."""
         decay, scale = self.decay, self.effective_scale
 
-        def step(spikes, states):
-            x = functional.neunorm_step(spikes, states[0], decay, scale)
-            return x, [x]
-
+        # A public loop instead of the private `keras.src.backend.rnn`:
+        # `tf.scan` (the layers need the TensorFlow backend), not
+        # `keras.ops.scan`, whose TensorFlow loop has no
+        # `maximum_iterations`, so its gradient does not compile with XLA.
+        # Neither unrolls, so a short known sequence is unrolled here in
+        # Python, as `keras.layers.RNN(unroll=True)` does.
         timesteps = inputs.shape[1]
         unroll = self.unroll
         if unroll is None:
             unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
-        _, states, _ = backend_rnn(
-            step,
-            inputs,
-            [ops.zeros_like(inputs[:, 0, ..., :1])],
-            unroll=bool(unroll) and timesteps is not None,
-            input_length=timesteps,
+        initial = ops.zeros_like(inputs[:, 0, ..., :1])
+        if unroll and timesteps is not None:
+            x, states = initial, []
+            for t in range(timesteps):
+                x = functional.neunorm_step(inputs[:, t], x, decay, scale)
+                states.append(x)
+            return ops.stack(states, axis=1)
+
+        import tensorflow as tf
+
+        states = tf.scan(
+            lambda x, spikes: functional.neunorm_step(spikes, x, decay, scale),
+            ops.moveaxis(inputs, 1, 0),
+            initializer=initial,
         )
-        return states
+        return ops.moveaxis(states, 0, 1)
 
     def call(self, inputs):
         check_float_input(self, inputs, "spikes")

@@ -19,10 +19,9 @@ from keras_snn import functional
 from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_number
 from keras_snn.layers.checks import serialize_options
+from keras_snn.saving import register
 
 __all__ = ["Decoding", "MembraneReadout", "Voting"]
-
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 
 def _check_spike_shape(layer, shape):
@@ -38,7 +37,7 @@ def _check_spike_shape(layer, shape):
     return shape[-1]
 
 
-@_register
+@register
 class Voting(keras.layers.Layer):
     """Population voting over time (the voting layer of Wu et al. 2019).
 
@@ -242,7 +241,7 @@ class _DenseReadout(keras.layers.Layer):
         return config
 
 
-@_register
+@register
 class Decoding(_DenseReadout):
     """Fully connected decoding layer averaged over time (logits).
 
@@ -341,7 +340,7 @@ class Decoding(_DenseReadout):
         return config
 
 
-@_register
+@register
 class MembraneReadout(_DenseReadout):
     """Non-spiking output neurons that integrate their input current.
 

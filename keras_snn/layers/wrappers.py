@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_snn.saving import register
+
 __all__ = ["TimeFolded", "repeat_over_time"]
 
 # Layers whose output for one sample is a deterministic function of that
@@ -95,7 +97,7 @@ def _repeated_source(inputs):
 _PASS_THROUGH = ("Cast", "Identity")
 
 
-@keras.saving.register_keras_serializable(package="keras_snn")
+@register
 class TimeFolded(keras.layers.Wrapper):
     """Applies a layer to every time step by folding time into the batch.
 
