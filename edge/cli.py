@@ -120,7 +120,7 @@ def register(commands):
         action="store_true",
         help="print no progress lines (only the table)",
     )
-    parser.set_defaults(handler=export_command)
+    parser.set_defaults(handler=export_command, imports_tensorflow=True)
 
 
 def _load_file(path, what):

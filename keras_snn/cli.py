@@ -23,14 +23,26 @@ backup marks that epoch done, so `history.csv` has each epoch once.
 
 A user error (bad option, network string, file or folder) prints one line
 and exits with status 2; Ctrl-C prints one line and exits with 130.
+
+The command line is quick and quiet: the arguments are parsed before Keras
+or TensorFlow is imported (`keras-snn --help` imports neither), and a
+command that uses TensorFlow imports it with TensorFlow's C++ logging off
+(`TF_CPP_MIN_LOG_LEVEL=3`, unless set by the user) and without the lines
+its native code prints while loading (absl's "All log messages before
+absl::InitializeLog()", oneDNN's notice). `keras-snn --verbose COMMAND`
+keeps them all. A subcommand registered through `keras_snn.commands`
+asks for this by setting the parser default `imports_tensorflow=True`.
 """
 
 import argparse
+import contextlib
 import errno
 import json
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
@@ -79,6 +91,16 @@ RUN_ARGUMENTS = (
 )
 SEED_LIMIT = 2**32  # NumPy's seeds are below 2**32
 
+# A line that TensorFlow's native code writes to stderr by itself: absl's
+# warning before its logging is set up, a log line "I0000 00:00:... 123
+# port.cc:153] ..." (any severity; the time is the epoch before absl's
+# set-up) and the second line of cpu_feature_guard's notice.
+NATIVE_LOG_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
+    r"|To enable the following instructions: "
+)
+
 
 def _option(accepted, convert, predicate):
     """An argparse `type` that accepts `convert(text)` if `predicate` holds.
@@ -120,6 +142,13 @@ def _build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-snn",
         description="Train and evaluate spiking neural networks with Keras.",
+    )
+    parser.add_argument(
+        "--verbose",
+        dest="tf_logs",
+        action="store_true",
+        help="keep TensorFlow's own log lines (hidden by default); put it "
+        "before the command",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -240,8 +269,8 @@ def _build_parser():
     )
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", default=None, help="also write results")
-    train.set_defaults(handler=train_command)
-    evaluate.set_defaults(handler=evaluate_command)
+    train.set_defaults(handler=train_command, imports_tensorflow=True)
+    evaluate.set_defaults(handler=evaluate_command, imports_tensorflow=True)
     for register in _plugin_commands():
         register(commands)
     return parser
@@ -252,8 +281,11 @@ def _plugin_commands():
 
     A package adds a subcommand by naming such a function under the entry
     point group `keras_snn.commands` (the `edge` package adds `export`);
-    the function adds its parser and sets `handler`. keras_snn itself
-    imports nothing of them.
+    the function adds its parser and sets `handler` (and
+    `imports_tensorflow=True` if the handler uses TensorFlow). keras_snn
+    itself imports nothing of them. Every `keras-snn` command, `--help`
+    included, calls all these functions: they must not import TensorFlow
+    or Keras (the handler does).
     """
     from importlib.metadata import entry_points
 
@@ -651,6 +683,8 @@ def main(argv=None):
     """
     args = _build_parser().parse_args(argv)
     try:
+        if getattr(args, "imports_tensorflow", False):
+            import_tensorflow(verbose=args.tf_logs)
         args.handler(args)
     except KeyboardInterrupt:
         hint = (
@@ -667,6 +701,74 @@ def main(argv=None):
         )
         return EXIT_USAGE
     return 0
+
+
+def import_tensorflow(verbose=False):
+    """Imports TensorFlow, by default without its native log lines.
+
+    Unless `verbose`, sets `TF_CPP_MIN_LOG_LEVEL=3` (TensorFlow's C++
+    logging off; kept if the user has set it) and imports TensorFlow inside
+    `native_logs_hidden()`, for the lines printed while it loads. Only
+    logging changes: `TF_ENABLE_ONEDNN_OPTS` (numerics) is left alone.
+
+    Args:
+        verbose: keep TensorFlow's logging as it is.
+
+    Returns:
+        The `tensorflow` module.
+    """
+    if verbose:
+        import tensorflow
+
+        return tensorflow
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_logs_hidden():
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
+def native_logs_hidden():
+    """Hides the TensorFlow log lines native code writes to stderr.
+
+    Such lines bypass `sys.stderr`: file descriptor 2 is pointed to a
+    temporary file for the duration of the block, then restored, and what
+    was written there is written back to `sys.stderr` except the lines of
+    TensorFlow's native logging (`NATIVE_LOG_LINE`). Python's warnings and
+    errors are therefore kept (printed at the end of the block); an
+    exception raised in the block propagates unchanged. Where file
+    descriptor 2 cannot be redirected, nothing is hidden.
+
+    Example:
+
+    >>> with native_logs_hidden():
+    ...     tflite_bytes = converter.convert()
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+            kept = [
+                line
+                for line in text.splitlines(keepends=True)
+                if not NATIVE_LOG_LINE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _message(error):

@@ -18,6 +18,7 @@ a time limit, because TFLM can crash or hang on graphs it does not
 support).
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -140,6 +141,19 @@ def op_names(model_bytes):
     return sorted({name for name, _ in _operators(_unpack(model_bytes))})
 
 
+def _converter_logs_hidden():
+    """Hides the converter's native log lines ("Reading SavedModel from",
+    loader.cc, ...) when TensorFlow's C++ logging is turned down
+    (`TF_CPP_MIN_LOG_LEVEL` >= 1, as `keras-snn` sets it); its errors
+    still reach the `ExportError` and other stderr text is kept."""
+    from keras_snn import cli
+
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    if level.isdigit() and int(level) >= 1:
+        return cli.native_logs_hidden()
+    return contextlib.nullcontext()
+
+
 def convert(graph):
     """Converts a fused graph's float32 step model to a .tflite flatbuffer.
 
@@ -160,7 +174,8 @@ def convert(graph):
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
-            return converter.convert()
+            with _converter_logs_hidden():
+                return converter.convert()
         except Exception as error:
             raise ExportError(
                 f"TFLite conversion of '{graph.name}' failed: "
