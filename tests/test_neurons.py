@@ -277,28 +277,3 @@ def test_cell_units_mismatch_is_rejected():
         keras.layers.RNN(layers.LIFCell(units=3))(
             np.zeros((1, 2, 4), "float32")
         )
-
-
-@pytest.mark.parametrize(
-    "layer",
-    [
-        layers.LIF(
-            threshold=0.7,
-            decay=0.3,
-            reset="soft",
-            surrogate=surrogates.ATan(3.0),
-            detach_reset=True,
-            trainable_decay=True,
-            return_potentials=True,
-        ),
-        layers.IF(threshold=2.0, reset="none", stateful=False),
-        layers.LIFCell(threshold=0.5, surrogate="triangle"),
-        layers.IFCell(threshold=0.5, units=4),
-    ],
-    ids=lambda layer: type(layer).__name__,
-)
-def test_config_round_trip(layer):
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    assert "cell" not in config

@@ -568,41 +568,6 @@ def test_neunorm_rejects_unknown_feature_shape_and_integers():
         layers.NeuNorm()(np.zeros((1, 2, 3), "int32"))
 
 
-@pytest.mark.parametrize(
-    "layer",
-    [
-        layers.TDBatchNormalization(
-            alpha=0.5,
-            threshold=2.0,
-            axis=2,
-            momentum=0.9,
-            epsilon=1e-5,
-            center=False,
-            synchronized=True,
-            gamma_regularizer="l2",
-            beta_constraint="non_neg",
-        ),
-        layers.NeuNorm(
-            decay=0.3,
-            scale=0.25,
-            weight_initializer="ones",
-            weight_regularizer="l2",
-            unroll=False,
-        ),
-    ],
-    ids=["tdbn", "neunorm"],
-)
-def test_config_round_trip(layer):
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(layer)
-    )
-    assert type(restored) is type(layer)
-    assert restored.get_config() == config
-
-
 def test_save_and_load_model_with_both_layers(tmp_path):
     rng = np.random.default_rng(30)
     inputs = keras.Input((4, 6, 6, 1))

@@ -412,27 +412,3 @@ def test_symbolic_output_shape(name):
     out = layer(keras.Input((5, 6)))
     assert tuple(out.shape) == (None, 2)
     assert layer.compute_output_shape((None, 5, 6)) == (None, 2)
-
-
-@pytest.mark.parametrize(
-    "layer",
-    [
-        layers.Voting(5, population=2, name="votes"),
-        layers.Decoding(
-            7,
-            use_bias=False,
-            kernel_initializer="he_normal",
-            kernel_regularizer=keras.regularizers.L2(1e-3),
-        ),
-        layers.MembraneReadout(
-            4, decay=0.25, mode="max", bias_constraint="non_neg"
-        ),
-    ],
-    ids=lambda layer: type(layer).__name__,
-)
-def test_config_round_trip(layer):
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    restored = keras.layers.deserialize(keras.layers.serialize(layer))
-    assert type(restored) is type(layer)
