@@ -1,7 +1,7 @@
 """edge.targets.loihi: Loihi fixed point, NetX HDF5 file, Lava bit-exactness.
 
 The Lava tests run the NetX file in lava-nc 0.10.0 / lava-dl 0.6.0 (Python
-3.10, `.venv-lava`, made by `.ci/install_lava.sh`). They skip only when the
+3.10, made by `keras-snn consumers install`). They skip only when the
 environment is missing and `CI` is unset; in CI a missing environment fails.
 """
 
@@ -78,8 +78,8 @@ def _lgraph(model):
 def lava():
     if loihi.lava_python() is None:
         message = (
-            "The Lava environment .venv-lava is missing: run "
-            ".ci/install_lava.sh"
+            "The Lava environment is missing: run keras-snn consumers "
+            "install --targets loihi"
         )
         if os.environ.get("CI"):
             pytest.fail(message)

@@ -1,7 +1,8 @@
 """edge NIR target: mapping, file round trip, Norse/snnTorch spike-exactness.
 
-The consumers run in `.venv-nir` (`.ci/install_nir.sh`). Without it the
-consumer tests skip locally and fail in CI (`CI` set).
+The consumers run in their environment (`keras-snn consumers install
+--targets nir`). Without it the consumer tests skip locally and fail in CI
+(`CI` set).
 """
 
 import os
@@ -24,7 +25,7 @@ from edge.targets import nir as nir_export
 from keras_snn import functional
 from keras_snn import layers
 
-INSTALL = ".ci/install_nir.sh"
+INSTALL = "keras-snn consumers install --targets nir"
 
 
 def _missing(what):

@@ -49,8 +49,8 @@ def targets():
     missing = [t for t in fuzz.CONSUMER_TARGETS if t not in found]
     if missing and os.environ.get("CI"):
         pytest.fail(
-            f"Consumers missing in CI: {missing}; run .ci/install_arm.sh, "
-            ".ci/install_lava.sh and .ci/install_nir.sh"
+            f"Consumers missing in CI: {missing}; run .ci/install_arm.sh "
+            "and keras-snn consumers install --targets loihi,nir"
         )
     return found
 

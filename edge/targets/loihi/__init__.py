@@ -5,7 +5,7 @@ quantize the fused step graph to Loihi's fixed point (`quantize_loihi`),
 write the NetX file (`write_netx`), run it in Lava's bit-accurate CPU models
 (`run_lava`: `lava.lib.dl.netx.hdf5.Network` with
 `Loihi2SimCfg(select_tag="fixed_pt")`, in the Python 3.10 environment
-`.venv-lava` made by `.ci/install_lava.sh`) and require its output spikes to
+`keras-snn consumers install --targets loihi`) and require its output spikes to
 equal the Loihi reference (`run_loihi_reference`) spike for spike.
 
 Partition of the model (one decision, documented here once):
@@ -143,9 +143,9 @@ TARGET = Target(
     requirements=(
         Requirement.module("h5py", "pip install h5py"),
         Requirement(
-            "the Lava environment (.venv-lava or $KERAS_SNN_LAVA_PYTHON)",
+            "the Lava environment (keras-snn consumers status)",
             _lava_available,
-            "run .ci/install_lava.sh",
+            "keras-snn consumers install --targets loihi",
         ),
     ),
     description="model_loihi.net (Lava fixed_pt)",

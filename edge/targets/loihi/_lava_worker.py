@@ -1,10 +1,10 @@
 """Runs a NetX HDF5 network in Lava (CPU, bit-accurate `fixed_pt` models).
 
-This script is executed by `edge.targets.loihi.run_lava` with the Python 3.10
-interpreter of `.venv-lava` (made by `.ci/install_lava.sh`), in a process
-group of its own, never imported by the package: it needs lava-nc and
-lava-dl, which need Python 3.10 and NumPy < 2, and it must not import
-TensorFlow.
+This script is executed by `edge.targets.loihi.run_lava` with the Python
+3.10 interpreter of the Lava environment (made by `keras-snn consumers
+install --targets loihi`), in a process group of its own, never imported by
+the package: it needs lava-nc and lava-dl, which need Python 3.10 and NumPy
+< 2, and it must not import TensorFlow.
 
 Usage: `python _lava_worker.py REQUEST.npz RESULT.npz`. The request holds
 `net` (path of the NetX file), `data` (the input spikes, shape

@@ -4,7 +4,7 @@
 1.0, the Neuromorphic Intermediate Representation), `write(nir_graph,
 path)` writes it atomically and reads it back, `run(path, x, consumer)`
 executes the file in Norse or snnTorch in their own virtual environment
-(`.venv-nir`, made by `.ci/install_nir.sh`) through the worker script
+(made by `keras-snn consumers install --targets nir`) through the worker script
 `edge/_nir_worker.py`, and `export_target(context)` is the `nir` target of
 `edge.export`.
 
@@ -102,10 +102,9 @@ TARGET = Target(
     requirements=(
         Requirement.module("nir", "pip install nir"),
         Requirement(
-            "the NIR consumers' environment (.venv-nir or "
-            "$KERAS_SNN_NIR_PYTHON)",
+            "the NIR consumers' environment (keras-snn consumers status)",
             _consumers_available,
-            "run .ci/install_nir.sh",
+            "keras-snn consumers install --targets nir",
         ),
     ),
     description="model.nir (Norse, snnTorch)",

@@ -1,9 +1,9 @@
 """Runs a NIR file in Norse or snnTorch; the subprocess of `edge.targets.nir`.
 
 This script runs in the NIR virtual environment (`.venv-nir`, made by
-`.ci/install_nir.sh`: torch, nir, nirtorch, snntorch, norse), never in the
-environment of keras_snn: it imports neither TensorFlow nor `edge`, and
-`edge` does not import it. It is started as a script:
+`keras-snn consumers install --targets nir`: torch, nir, nirtorch, snntorch,
+norse), never in the environment of keras_snn: it imports neither TensorFlow
+nor `edge`, and `edge` does not import it. It is started as a script:
 
     .venv-nir/bin/python edge/targets/nir/_nir_worker.py request.json
 

@@ -27,7 +27,7 @@ NIR_SAMPLES = 64  # evaluation samples run in each consumer
 NIR_TIMEOUT = 600  # seconds per consumer run
 NEAR_TIE = 1e-4  # |u - theta| below which float32 and float64 may disagree
 CONSUMERS = {"norse": "Norse 1.1", "snntorch": "snnTorch 1.0"}
-INSTALL_SCRIPT = ".ci/install_nir.sh"
+INSTALL_SCRIPT = "keras-snn consumers install --targets nir"
 
 
 def _refuse(node, reason):
