@@ -37,6 +37,7 @@ asks for this by setting the parser default `imports_tensorflow=True`.
 import argparse
 import contextlib
 import errno
+import importlib.util
 import json
 import math
 import os
@@ -427,11 +428,19 @@ def train(args):
     trains = analysis.spike_trains(model, sample[:1])
     plots = os.path.join(args.out, PLOTS)
     curves, rate_plot, raster = (os.path.join(plots, n) for n in PLOT_FILES)
-    plotting.plot_history(full_history, curves)
-    plotting.plot_firing_rates(rates, rate_plot)
-    plotting.plot_raster(
-        {name: spikes[0] for name, spikes in trains.items()}, raster
-    )
+    if importlib.util.find_spec("matplotlib") is None:
+        print(
+            "keras-snn train: no plots (matplotlib is not installed: pip "
+            "install 'keras-snn[plots]'); the model, history and metrics "
+            "are written.",
+            file=sys.stderr,
+        )
+    else:
+        plotting.plot_history(full_history, curves)
+        plotting.plot_firing_rates(rates, rate_plot)
+        plotting.plot_raster(
+            {name: spikes[0] for name, spikes in trains.items()}, raster
+        )
     metrics = {
         "dataset": args.dataset,
         "model": args.model,
