@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from edge.fuzz.networks import randomize_normalization
 from keras_snn import layers
 from keras_snn import models
 
@@ -11,20 +12,8 @@ fold = layers.TimeFolded
 
 def set_batch_norm_statistics(model, seed=0):
     """Gives every batch norm non-trivial gamma, beta, mean and variance,
-    so that folding them is a real test."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        inner = getattr(layer, "layer", layer)
-        if getattr(inner, "moving_variance", None) is None:
-            continue
-        channels = inner.moving_variance.shape[0]
-        if getattr(inner, "gamma", None) is not None:
-            inner.gamma.assign(rng.uniform(0.5, 2.0, channels))
-        if getattr(inner, "beta", None) is not None:
-            inner.beta.assign(rng.uniform(-0.3, 0.3, channels))
-        inner.moving_mean.assign(rng.uniform(-0.2, 0.2, channels))
-        inner.moving_variance.assign(rng.uniform(0.05, 0.5, channels))
-    return model
+    so that folding them is a real test (`edge.fuzz`'s drawing)."""
+    return randomize_normalization(model, np.random.default_rng(seed))
 
 
 def conv_model(

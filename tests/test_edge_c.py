@@ -366,17 +366,23 @@ int main(void)
 """
 
 
-@pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])
-def test_every_function_returns_a_status(networks, platform, tmp_path):
-    _, qgraph = networks["conv_hard"]
+def _run_test_main(qgraph, main_source, platform, tmp_path):
+    """Builds the generated C of `qgraph` with `main_source` as its main,
+    for the host (ASan/UBSan) or QEMU's Cortex-M4, and runs it; a non-zero
+    exit is a ConsumerError."""
     files = c_target.generate(qgraph)
-    files["model_main_example.c"] = _STATUS_MAIN
+    files["model_main_example.c"] = main_source
     if platform == "cortex-m4":
-        elf = c_target.build_cortex_m4(files, tmp_path)
-        c_target.run_qemu(elf)  # a non-zero exit is a ConsumerError
+        c_target.run_qemu(c_target.build_cortex_m4(files, tmp_path))
     else:
         exe = c_target.build_host(files, tmp_path, sanitize=True)
         c_target.run_host(exe)
+
+
+@pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])
+def test_every_function_returns_a_status(networks, platform, tmp_path):
+    _, qgraph = networks["conv_hard"]
+    _run_test_main(qgraph, _STATUS_MAIN, platform, tmp_path)
 
 
 def test_make_host_builds_with_warnings_as_errors(networks, tmp_path):
@@ -602,14 +608,7 @@ def test_kernels_equal_their_definitions(networks, platform, tmp_path):
     # and 8 outputs, then one at a time) and the portable C; the 32-bit
     # requantization against the 64-bit definition.
     _, qgraph = networks["dense"]
-    files = c_target.generate(qgraph)
-    files["model_main_example.c"] = _KERNEL_MAIN
-    if platform == "cortex-m4":
-        elf = c_target.build_cortex_m4(files, tmp_path)
-        c_target.run_qemu(elf)  # a non-zero exit is a ConsumerError
-    else:
-        exe = c_target.build_host(files, tmp_path, sanitize=True)
-        c_target.run_host(exe)
+    _run_test_main(qgraph, _KERNEL_MAIN, platform, tmp_path)
 
 
 @pytest.mark.parametrize("platform", ["host-sanitize", "cortex-m4"])

@@ -289,9 +289,17 @@ def _head(x, spec):
     return keras.layers.Dense(classes, name="head")(rate)
 
 
-def _randomize_normalization(model, rng):
-    """Non-trivial gamma, beta and moving statistics in every batch norm,
-    so that folding them is tested."""
+def randomize_normalization(model, rng):
+    """Gives every batch norm non-trivial gamma, beta and moving statistics,
+    so that folding them is tested (also used by the tests' models).
+
+    Args:
+        model: a Keras model; its batch norms are changed in place.
+        rng: a `numpy.random.Generator`.
+
+    Returns:
+        `model`.
+    """
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
         if getattr(inner, "moving_variance", None) is None:
@@ -303,6 +311,7 @@ def _randomize_normalization(model, rng):
             inner.beta.assign(rng.uniform(-0.3, 0.3, channels))
         inner.moving_mean.assign(rng.uniform(-0.2, 0.2, channels))
         inner.moving_variance.assign(rng.uniform(0.05, 0.5, channels))
+    return model
 
 
 def inputs_for(spec, count, seed):
@@ -410,7 +419,7 @@ def build(spec):
         x = _block(x, block, index)
     outputs = _head(x, spec)
     model = keras.Model(inputs, outputs, name=f"fuzz_{spec['seed']}")
-    _randomize_normalization(model, np.random.default_rng(spec["seed"]))
+    randomize_normalization(model, np.random.default_rng(spec["seed"]))
     x = inputs_for(spec, 32, spec["seed"])
     _scale_to_fire(model, x)
     _set_outliers(model, spec)
