@@ -102,6 +102,7 @@ def test_example_smoke_run(name, tmp_path, monkeypatch, capsys):
     if name == "quickstart_digits.py":
         argv = [*argv, "--out", str(tmp_path / "digits.keras")]
     monkeypatch.chdir(tmp_path)  # anything an example writes lands here
+    monkeypatch.setattr(sys, "path", list(sys.path))  # energy_digits adds one
     load_example(name).main(argv)
     assert re.search(pattern, capsys.readouterr().out)
 
