@@ -35,6 +35,7 @@ from keras_snn.layers.readout import Decoding
 from keras_snn.layers.readout import MembraneReadout
 from keras_snn.layers.readout import Voting
 from keras_snn.layers.wrappers import TimeFolded
+from keras_snn.saving import register
 
 __all__ = [
     "ASFModel",
@@ -43,7 +44,6 @@ __all__ = [
     "scale_factor",
 ]
 
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 ENCODERS = (DirectEncoding, PoissonEncoding, BernoulliEncoding)
 HEADS = (MembraneReadout, Decoding, Voting, keras.layers.GlobalAveragePooling1D)
@@ -363,7 +363,7 @@ def _call(layer, x, training):
     return layer(x)
 
 
-@_register
+@register
 class ASFModel(keras.Model):
     """Trains a spiking model with ASF-BP (accumulated spiking flows).
 

@@ -35,16 +35,15 @@ asks for this by setting the parser default `imports_tensorflow=True`.
 """
 
 import argparse
-import contextlib
 import errno
 import importlib.util
 import json
 import math
 import os
-import re
 import sys
-import tempfile
 import time
+
+from keras_snn import native_logs
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
 AUGMENTATIONS = {
@@ -55,6 +54,10 @@ AUGMENTATIONS = {
 }
 SHIFT_PIXELS = 2
 PLUGIN_GROUP = "keras_snn.commands"
+# TensorFlow without its native log lines (re-exported: plugins use them).
+NATIVE_LOG_LINE = native_logs.NATIVE_LOG_LINE
+import_tensorflow = native_logs.import_tensorflow
+native_logs_hidden = native_logs.native_logs_hidden
 EXIT_USAGE = 2  # bad input, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
@@ -91,17 +94,6 @@ RUN_ARGUMENTS = (
     "seed",
 )
 SEED_LIMIT = 2**32  # NumPy's seeds are below 2**32
-
-# A line that TensorFlow's native code writes to stderr by itself: absl's
-# warning before its logging is set up, a log line "I0000 00:00:... 123
-# port.cc:153] ..." (any severity; the time is the epoch before absl's
-# set-up) and the second line of cpu_feature_guard's notice.
-NATIVE_LOG_LINE = re.compile(
-    r"WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
-    r"|To enable the following instructions: "
-)
-
 
 def _option(accepted, convert, predicate):
     """An argparse `type` that accepts `convert(text)` if `predicate` holds.
@@ -710,74 +702,6 @@ def main(argv=None):
         )
         return EXIT_USAGE
     return 0
-
-
-def import_tensorflow(verbose=False):
-    """Imports TensorFlow, by default without its native log lines.
-
-    Unless `verbose`, sets `TF_CPP_MIN_LOG_LEVEL=3` (TensorFlow's C++
-    logging off; kept if the user has set it) and imports TensorFlow inside
-    `native_logs_hidden()`, for the lines printed while it loads. Only
-    logging changes: `TF_ENABLE_ONEDNN_OPTS` (numerics) is left alone.
-
-    Args:
-        verbose: keep TensorFlow's logging as it is.
-
-    Returns:
-        The `tensorflow` module.
-    """
-    if verbose:
-        import tensorflow
-
-        return tensorflow
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with native_logs_hidden():
-        import tensorflow
-    return tensorflow
-
-
-@contextlib.contextmanager
-def native_logs_hidden():
-    """Hides the TensorFlow log lines native code writes to stderr.
-
-    Such lines bypass `sys.stderr`: file descriptor 2 is pointed to a
-    temporary file for the duration of the block, then restored, and what
-    was written there is written back to `sys.stderr` except the lines of
-    TensorFlow's native logging (`NATIVE_LOG_LINE`). Python's warnings and
-    errors are therefore kept (printed at the end of the block); an
-    exception raised in the block propagates unchanged. Where file
-    descriptor 2 cannot be redirected, nothing is hidden.
-
-    Example:
-
-    >>> with native_logs_hidden():
-    ...     tflite_bytes = converter.convert()
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", errors="replace")
-            kept = [
-                line
-                for line in text.splitlines(keepends=True)
-                if not NATIVE_LOG_LINE.match(line)
-            ]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
 
 
 def _message(error):

@@ -3,10 +3,12 @@
 import keras
 from keras import ops
 
+from keras_snn.saving import register
+
 __all__ = ["Clip"]
 
 
-@keras.saving.register_keras_serializable(package="keras_snn")
+@register
 class Clip(keras.constraints.Constraint):
     """Clips a weight to `[min_value, max_value]` after each update.
 

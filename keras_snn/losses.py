@@ -12,10 +12,12 @@ The logits of `keras_snn.layers.Decoding` and
 import keras
 from keras import ops
 
+from keras_snn.saving import register
+
 __all__ = ["VotingMSE"]
 
 
-@keras.saving.register_keras_serializable(package="keras_snn")
+@register
 class VotingMSE(keras.losses.Loss):
     """Squared error between the label vector and the voting output.
 

@@ -31,6 +31,7 @@ from keras import ops
 from keras_snn.functional import heaviside
 from keras_snn.functional import validate_number
 from keras_snn.functional import validate_positive
+from keras_snn.saving import register
 
 __all__ = [
     "ATan",
@@ -47,10 +48,9 @@ __all__ = [
     "serialize",
 ]
 
-_register = keras.saving.register_keras_serializable(package="keras_snn")
 
 
-@_register
+@register
 class Surrogate:
     """Base class: Heaviside forward pass, `grad(x)` as backward pass.
 
@@ -108,7 +108,7 @@ class Surrogate:
         return hash((type(self).__name__, tuple(self.get_config().items())))
 
 
-@_register
+@register
 class Rectangular(Surrogate):
     """Rectangular window surrogate of Wu et al. 2019, Eq. 14.
 
@@ -133,7 +133,7 @@ class Rectangular(Surrogate):
         return {"width": self.width}
 
 
-@_register
+@register
 class FastSigmoid(Surrogate):
     """Fast-sigmoid surrogate of Ledinauskas et al. 2020, Eq. 9.
 
@@ -164,7 +164,7 @@ class FastSigmoid(Surrogate):
         return {"gamma": self.gamma, "beta": self.beta}
 
 
-@_register
+@register
 class Triangle(Surrogate):
     """Triangular surrogate: `grad(x) = max(0, 1 - |x| / width) / width`.
 
@@ -184,7 +184,7 @@ class Triangle(Surrogate):
         return {"width": self.width}
 
 
-@_register
+@register
 class Exponential(Surrogate):
     """SLAYER-style exponential surrogate: `scale * exp(-|x| / tau)`.
 
@@ -208,7 +208,7 @@ class Exponential(Surrogate):
         return {"tau": self.tau, "scale": self.scale}
 
 
-@_register
+@register
 class Sigmoid(Surrogate):
     """Sigmoid surrogate: `grad(x) = alpha s (1 - s)`, `s = sigmoid(alpha x)`.
 
@@ -227,7 +227,7 @@ class Sigmoid(Surrogate):
         return {"alpha": self.alpha}
 
 
-@_register
+@register
 class ATan(Surrogate):
     """Arc-tangent surrogate: `grad(x) = alpha / (2 (1 + (pi alpha x / 2)^2))`.
 
@@ -246,7 +246,7 @@ class ATan(Surrogate):
         return {"alpha": self.alpha}
 
 
-@_register
+@register
 class StraightThrough(Surrogate):
     """Straight-through estimator: `grad(x) = 1` everywhere."""
 
@@ -254,7 +254,7 @@ class StraightThrough(Surrogate):
         return ops.ones_like(x)
 
 
-@_register
+@register
 class LIFPseudoDerivative(Surrogate):
     """Constant LIF pseudo-derivative of Srinivasan et al., Eq. 1.
 

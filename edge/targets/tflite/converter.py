@@ -146,11 +146,11 @@ def _converter_logs_hidden():
     loader.cc, ...) when TensorFlow's C++ logging is turned down
     (`TF_CPP_MIN_LOG_LEVEL` >= 1, as `keras-snn` sets it); its errors
     still reach the `ExportError` and other stderr text is kept."""
-    from keras_snn import cli
+    from keras_snn import native_logs
 
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
     if level.isdigit() and int(level) >= 1:
-        return cli.native_logs_hidden()
+        return native_logs.native_logs_hidden()
     return contextlib.nullcontext()
 
 
