@@ -103,8 +103,8 @@ class DirectEncoding(_Encoding):
         Larger, Better", AAAI 2019, section "Encoding and decoding schemes".
     """
 
-    def __init__(self, timesteps, **kwargs):
-        super().__init__(timesteps, **kwargs)
+    def __init__(self, timesteps, check_finite=True, **kwargs):
+        super().__init__(timesteps, check_finite=check_finite, **kwargs)
         self._build_at_init()
 
     def call(self, inputs):

@@ -458,9 +458,9 @@ class IF(LIF):
         detach_reset: bool, keep the reset out of the gradient. Defaults to
             `False`.
         trainable_threshold: bool, learn the threshold. Defaults to `False`.
-        return_sequences, return_potentials, return_state, stateful,
-            unroll, fused: as for `keras_snn.layers.LIF`.
-        **kwargs: Base layer keyword arguments.
+        **kwargs: `return_sequences`, `return_potentials`, `return_state`,
+            `stateful`, `unroll` and `fused` as for `keras_snn.layers.LIF`,
+            and the base layer's keyword arguments.
 
     Call arguments:
         sequences: float input currents `(batch, time, ...)`.
