@@ -27,10 +27,12 @@ NATIVE_LOG_PIECES = (
 
 # The `keras-snn` script imports the keras_snn package before its cli
 # module: these need a keras_snn/__init__.py that imports Keras and its
-# submodules on first use (not yet the case at this commit).
-NEEDS_LAZY_PACKAGE = pytest.mark.xfail(
-    reason="keras_snn/__init__.py still imports Keras eagerly",
-    strict=False,
+# submodules on first use, which issue #15 still has to decide (a bare
+# `import keras_snn` registers the layers for keras.models.load_model
+# today). Skipped rather than expected to fail: they would spend minutes
+# of CI on a known result. Remove this marker with that change.
+NEEDS_LAZY_PACKAGE = pytest.mark.skip(
+    reason="issue #15: keras_snn/__init__.py still imports Keras eagerly"
 )
 
 
