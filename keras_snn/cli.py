@@ -37,13 +37,17 @@ asks for this by setting the parser default `imports_tensorflow=True`.
 import argparse
 import errno
 import importlib.util
-import json
 import math
 import os
 import sys
 import time
 
 from keras_snn import native_logs
+from keras_snn import runs
+from keras_snn.runs import BACKUP
+from keras_snn.runs import MANIFEST  # noqa: F401 (re-exported)
+from keras_snn.runs import PLOT_FILES
+from keras_snn.runs import PLOTS
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
 AUGMENTATIONS = {
@@ -61,38 +65,6 @@ native_logs_hidden = native_logs.native_logs_hidden
 EXIT_USAGE = 2  # bad input, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
-# The files `keras-snn train` writes into --out. MANIFEST records the
-# arguments of the run, to tell a resume from a different run.
-MANIFEST = "run.json"
-BACKUP = "backup"
-PLOTS = "plots"
-PLOT_FILES = ("curves.png", "firing_rates.png", "raster.png")
-RUN_FILES = (
-    MANIFEST,
-    "history.csv",
-    "checkpoint.keras",
-    "model.keras",
-    "history.json",
-    "metrics.json",
-)
-# The arguments that define a run (not where it reads or writes, nor how
-# much it prints): a resume with any of them changed is refused.
-RUN_ARGUMENTS = (
-    "dataset",
-    "model",
-    "timesteps",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "norm",
-    "neuron",
-    "threshold",
-    "decay",
-    "surrogate",
-    "dropout",
-    "augment",
-    "seed",
-)
 SEED_LIMIT = 2**32  # NumPy's seeds are below 2**32
 
 def _option(accepted, convert, predicate):
@@ -362,7 +334,7 @@ def train(args):
         dropout=args.dropout,
         name="snn",
     )
-    _prepare_run_folder(args)
+    runs.prepare_run_folder(args)
     (x_train, y_train), (x_test, y_test) = datasets.load_arrays(
         args.dataset, data_dir=args.data_dir
     )
@@ -473,107 +445,6 @@ def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _run_arguments(args):
-    """The arguments that define the run in `args`, as stored in MANIFEST."""
-    return {name: getattr(args, name) for name in RUN_ARGUMENTS}
-
-
-def _flag(name):
-    return "--" + name.replace("_", "-")
-
-
-def _prepare_run_folder(args):
-    """Checks --out and what it holds; writes the run's MANIFEST.
-
-    Raises:
-        OutputError: --out is a file, below a file, or not writable.
-        ValueError: --out holds a finished run (without --overwrite), or
-            an interrupted run of other arguments.
-    """
-    from keras_snn import fileio
-
-    out = args.out
-    fileio.ensure_folder(out)
-    for folder in (out, os.path.join(out, PLOTS), os.path.join(out, BACKUP)):
-        fileio.remove_stale_temporaries(folder)
-    manifest_path = os.path.join(out, MANIFEST)
-    backup = os.path.join(out, BACKUP)
-    if args.overwrite:
-        _remove_run(out)
-    elif os.path.isdir(backup):
-        stored = _read_manifest(manifest_path)
-        if stored is not None:
-            _check_same_run(stored, _run_arguments(args), out, backup)
-    else:
-        finished = [
-            name
-            for name in ("model.keras", "metrics.json")
-            if os.path.exists(os.path.join(out, name))
-        ]
-        if finished:
-            raise ValueError(
-                f"--out {out!r} already holds a finished run "
-                f"({', '.join(finished)}). Running again would train from "
-                "epoch 1 and replace it: add --overwrite to discard it and "
-                "train afresh, or choose another --out."
-            )
-    fileio.write_json(
-        {"command": "train", "arguments": _run_arguments(args)}, manifest_path
-    )
-
-
-def _read_manifest(path):
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)["arguments"]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"The run manifest {path!r} is unreadable ({error}). Add "
-            "--overwrite to discard the run in that folder, or choose "
-            "another --out."
-        ) from error
-
-
-def _check_same_run(stored, current, out, backup):
-    differences = [
-        f"{_flag(name)} {stored.get(name)!r} (now {current[name]!r})"
-        for name in RUN_ARGUMENTS
-        if stored.get(name) != current[name]
-    ]
-    if differences:
-        raise ValueError(
-            f"--out {out!r} holds an interrupted run with other arguments: "
-            f"{'; '.join(differences)}. Its training state is in "
-            f"{backup!r}. Run its own command to resume it, add --overwrite "
-            "to discard it and train afresh, or choose another --out."
-        )
-
-
-def _remove_run(out):
-    """Removes the files of a previous run from `out` (and nothing else)."""
-    import shutil
-
-    from keras_snn import fileio
-
-    try:
-        for name in RUN_FILES:
-            path = os.path.join(out, name)
-            if os.path.isfile(path):
-                os.remove(path)
-        for name in PLOT_FILES:
-            path = os.path.join(out, PLOTS, name)
-            if os.path.isfile(path):
-                os.remove(path)
-        if os.path.isdir(os.path.join(out, BACKUP)):
-            shutil.rmtree(os.path.join(out, BACKUP))
-    except OSError as error:
-        raise fileio.output_error(error, out, "remove the old run in") from (
-            error
-        )
 
 
 def _training_data(x, y, args):
