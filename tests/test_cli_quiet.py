@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from test_cli import run_cli
 
 from keras_snn import cli
 
@@ -34,15 +35,6 @@ NATIVE_LOG_PIECES = (
 NEEDS_LAZY_PACKAGE = pytest.mark.skip(
     reason="issue #15: keras_snn/__init__.py still imports Keras eagerly"
 )
-
-
-def run_cli(*args, timeout=900):
-    return subprocess.run(
-        [sys.executable, "-m", "keras_snn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def native_log_lines(result):

@@ -85,9 +85,11 @@ def _close(got, expected):
     )
 
 
-def _float_steps(step, graph, x):
-    """Runs a float step function (dict -> dict) sample by sample, states
-    fed back by name; returns the aggregated output."""
+def _drive(step, graph, x, feed, dtype):
+    """Runs a step function (dict -> dict) sample by sample, with this
+    module's own loop: `feed(x_t)` is the step's input, states of `dtype`
+    start at 0 and are fed back by name. Returns the per-step outputs
+    `(N, T, ...)`."""
     from edge import reference
     from edge.targets.tflite import step_model
 
@@ -96,45 +98,39 @@ def _float_steps(step, graph, x):
     outputs = []
     for i in range(len(x)):
         states = {
-            name: np.zeros((1, *node.shape), np.float32)
+            name: np.zeros((1, *node.shape), dtype)
             for name, node in zip(names, graph.state_nodes, strict=True)
         }
         per_step = []
         for t in range(steps):
-            feed = {step_model.INPUT: x_at(t)[i : i + 1].astype(np.float32)}
-            result = step({**feed, **states})
+            result = step(
+                {step_model.INPUT: feed(x_at(t)[i : i + 1]), **states}
+            )
             per_step.append(np.asarray(result[step_model.OUTPUT])[0])
             states = {name: np.asarray(result[name]) for name in names}
         outputs.append(np.stack(per_step))
-    per_step = np.stack(outputs)
+    return np.stack(outputs)
+
+
+def _float_steps(step, graph, x):
+    """A float step function's aggregated output (`_drive`)."""
+    from edge import reference
+
+    per_step = _drive(
+        step, graph, x, lambda x_t: x_t.astype(np.float32), np.float32
+    )
     return reference.aggregate(list(per_step.swapaxes(0, 1)), graph.aggregate)
 
 
 def _integer_steps(step, qgraph, x):
-    """Runs an integer step function sample by sample: the input quantized
-    as `edge.integer` does, int16 states starting at 0 and fed back;
-    returns the raw outputs `(N, T, ...)`."""
+    """An integer step function's raw outputs `(N, T, ...)` (`_drive`):
+    the input quantized as `edge.integer` does, int16 states."""
     from edge import integer
-    from edge import reference
-    from edge.targets.tflite import step_model
 
-    graph = qgraph.graph
-    steps, x_at = reference.input_steps(graph, x)
-    names = [step_model.state_name(node) for node in graph.state_nodes]
-    raws = []
-    for i in range(len(x)):
-        states = {
-            name: np.zeros((1, *node.shape), np.int16)
-            for name, node in zip(names, graph.state_nodes, strict=True)
-        }
-        per_step = []
-        for t in range(steps):
-            xq = integer.quantize_input(qgraph, x_at(t)[i : i + 1])
-            result = step({step_model.INPUT: xq.astype(np.int16), **states})
-            per_step.append(np.asarray(result[step_model.OUTPUT])[0])
-            states = {name: np.asarray(result[name]) for name in names}
-        raws.append(np.stack(per_step))
-    return np.stack(raws)
+    def feed(x_t):
+        return integer.quantize_input(qgraph, x_t).astype(np.int16)
+
+    return _drive(step, qgraph.graph, x, feed, np.int16)
 
 
 def _litert(model_bytes, reference_kernels=False):
