@@ -219,8 +219,9 @@ class ExportContext:
         float_out, float_trace: the float reference's output and trace.
         timesteps: `T`.
         qgraph: its `QuantizedGraph` (the integer reference), and
-            `int_out`, `int_trace` the integer reference's output and
-            trace on `x`: `None` until `ensure_integer` computes them
+            `int_out`, `int_raw`, `int_trace` the integer reference's
+            output, per-step integers and trace on `x`: `None` until
+            `ensure_integer` computes them
             (the exporter does so for targets with `integer=True` only).
         state_bits: the width of the integer states.
         files: the files to write, filled by the target functions.
@@ -243,6 +244,7 @@ class ExportContext:
     qgraph: object = None
     int_out: np.ndarray = None
     int_trace: dict = None
+    int_raw: np.ndarray = None
     state_bits: int = 16
     files: dict = dataclasses.field(default_factory=dict)
     progress: object = None
@@ -258,24 +260,24 @@ class ExportContext:
             UnsupportedLayerError, CalibrationError: the graph has no
                 integer form (`edge.quantize.quantize`), every time.
         """
-        if self.qgraph is None:
-            from edge import integer
-            from edge import quantize
+        from edge import integer
+        from edge import quantize
 
+        if self.qgraph is None:
             failure = self.shared.get("integer_failure")
             if failure is not None:
                 raise failure
             try:
-                qgraph = quantize.quantize(
+                self.qgraph = quantize.quantize(
                     self.graph, self.calibration, int(self.state_bits)
                 )
             except ExportError as error:
                 self.shared["integer_failure"] = error
                 raise
-            self.int_out, _, self.int_trace = integer.run_integer(
-                qgraph, self.x, self.timesteps, record=True
+        if self.int_raw is None:
+            self.int_out, self.int_raw, self.int_trace = integer.run_integer(
+                self.qgraph, self.x, self.timesteps, record=True
             )
-            self.qgraph = qgraph
         return self.qgraph
 
     def log(self, line):
