@@ -556,7 +556,7 @@ def main(argv=None):
     args = _build_parser().parse_args(argv)
     try:
         if getattr(args, "imports_tensorflow", False):
-            import_tensorflow(verbose=args.tf_logs)
+            _import_package(verbose=args.tf_logs)
         args.handler(args)
     except KeyboardInterrupt:
         hint = (
@@ -573,6 +573,22 @@ def main(argv=None):
         )
         return EXIT_USAGE
     return 0
+
+
+def _import_package(verbose):
+    """TensorFlow, then Keras and every keras_snn layer, logs hidden.
+
+    Under the console script (`_keras_snn_cli`) `import keras_snn` has
+    imported none of them yet; otherwise this finds them imported.
+    """
+    import keras_snn
+
+    import_tensorflow(verbose=verbose)
+    if verbose:
+        keras_snn.import_all()
+        return
+    with native_logs_hidden():
+        keras_snn.import_all()
 
 
 def _message(error):

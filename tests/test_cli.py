@@ -14,7 +14,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def run_cli(*args, timeout=900):
     return subprocess.run(
-        [sys.executable, "-m", "keras_snn.cli", *args],
+        [sys.executable, "-m", "_keras_snn_cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

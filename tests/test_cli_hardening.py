@@ -291,7 +291,7 @@ def test_console_script_never_shows_a_traceback_for_user_errors(tmp_path):
     ]
     for argv in cases:
         result = subprocess.run(
-            [sys.executable, "-m", "keras_snn.cli", *argv],
+            [sys.executable, "-m", "_keras_snn_cli", *argv],
             capture_output=True,
             text=True,
             timeout=300,

@@ -26,17 +26,6 @@ NATIVE_LOG_PIECES = (
     "tf_tfl_flatbuffer_helpers",
 )
 
-# The `keras-snn` script imports the keras_snn package before its cli
-# module: these need a keras_snn/__init__.py that imports Keras and its
-# submodules on first use, which issue #15 still has to decide (a bare
-# `import keras_snn` registers the layers for keras.models.load_model
-# today). Skipped rather than expected to fail: they would spend minutes
-# of CI on a known result. Remove this marker with that change.
-NEEDS_LAZY_PACKAGE = pytest.mark.skip(
-    reason="issue #15: keras_snn/__init__.py still imports Keras eagerly"
-)
-
-
 def native_log_lines(result):
     return [
         line
@@ -46,11 +35,11 @@ def native_log_lines(result):
     ]
 
 
-@NEEDS_LAZY_PACKAGE
 def test_parsing_imports_neither_keras_nor_tensorflow():
     # Every command builds the whole parser (all plugins' subcommands).
     script = (
         "import sys\n"
+        "import _keras_snn_cli\n"
         "import keras_snn.cli\n"
         "keras_snn.cli._build_parser()\n"
         "heavy = {'tensorflow', 'keras'} & set(sys.modules)\n"
@@ -65,7 +54,6 @@ def test_parsing_imports_neither_keras_nor_tensorflow():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@NEEDS_LAZY_PACKAGE
 @pytest.mark.parametrize(
     "args", [["--help"], ["train", "--help"], ["export", "--help"]]
 )
@@ -109,7 +97,6 @@ def test_hidden_native_logs_keep_other_stderr_text(capfd):
     assert "a Python-level warning" in captured.err
 
 
-@NEEDS_LAZY_PACKAGE
 @pytest.mark.slow
 def test_train_export_and_doctor_print_no_tensorflow_log(tmp_path):
     run = tmp_path / "run"
@@ -160,3 +147,33 @@ def test_train_export_and_doctor_print_no_tensorflow_log(tmp_path):
         assert heading in result.stdout
     for piece in ("keras_snn", "numpy", "devices", "oneDNN", "XLA", "tflite"):
         assert piece in result.stdout, piece
+
+
+def test_package_defers_keras_only_under_the_console_script():
+    # Under the console script, `import keras_snn` waits; its submodules
+    # still import on first use. A plain `import keras_snn` registers every
+    # layer at once, so keras.models.load_model needs no custom_objects.
+    script = (
+        "import sys\n"
+        "import _keras_snn_cli\n"
+        "import keras_snn\n"
+        "assert 'keras' not in sys.modules\n"
+        "assert keras_snn.layers.LIF.__name__ == 'LIF'\n"
+        "assert 'keras' in sys.modules\n"
+        "keras_snn.import_all()\n"
+        "import keras\n"
+        "assert keras.saving.get_registered_object('keras_snn>LIF')\n"
+    )
+    plain = (
+        "import keras_snn, keras\n"
+        "assert keras.saving.get_registered_object('keras_snn>LIF')\n"
+        "assert keras.saving.get_registered_object('keras_snn>TDBatchNormalization')\n"
+    )
+    for code in (script, plain):
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
