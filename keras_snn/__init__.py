@@ -37,6 +37,7 @@ _SUBMODULES = (
     "saving",
     "stdp",
     "surrogates",
+    "training",
     "tuning",
 )
 
@@ -94,5 +95,6 @@ __all__ = [
     "saving",
     "stdp",
     "surrogates",
+    "training",
     "tuning",
 ]

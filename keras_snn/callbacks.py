@@ -47,6 +47,7 @@ __all__ = [
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
     "read_history_csv",
+    "writes_files",
 ]
 
 
@@ -149,7 +150,7 @@ class FiringRateLogger(keras.callbacks.Callback):
         if logs is not None:
             for name, rate in rates.items():
                 logs[f"{self.prefix}{name}"] = rate
-        if self.log_dir is not None:
+        if self.log_dir is not None and writes_files(self.model):
             import tensorflow as tf
 
             if self._writer is None:
@@ -235,6 +236,18 @@ def read_history_csv(path):
     return history
 
 
+def writes_files(model):
+    """Whether this process writes the training run's files.
+
+    Every process does, except the non-chief workers of multi-worker
+    training (`tf.distribute.MultiWorkerMirroredStrategy`): they train the
+    same weights as the chief, which alone writes (TensorFlow's
+    `strategy.extended.should_checkpoint`).
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy is None or bool(strategy.extended.should_checkpoint)
+
+
 class HistoryCSV(keras.callbacks.Callback):
     """Writes the history of `fit` to a CSV file, atomically, each epoch.
 
@@ -298,6 +311,8 @@ class HistoryCSV(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             row[key] = _scalar(value)
         self._rows = [r for r in self._rows if r["epoch"] < epoch] + [row]
+        if not writes_files(self.model):
+            return
         names = sorted({key for r in self._rows for key in r} - {"epoch"})
         with fileio.atomic_write(self.filename, "w", newline="") as file:
             writer = csv.DictWriter(
@@ -396,7 +411,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.filepath = os.fspath(filepath)
 
     def on_epoch_end(self, epoch, logs=None):
-        fileio.save_model(self.model, self.filepath)
+        if writes_files(self.model):
+            fileio.save_model(self.model, self.filepath)
 
     def get_config(self):
         return {"filepath": self.filepath}
@@ -483,7 +499,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             ) from error
         self.model._initial_epoch = epoch
 
+    def on_train_end(self, logs=None):
+        if writes_files(self.model):
+            super().on_train_end(logs)
+
     def _save_model(self):
+        if not writes_files(self.model):
+            return
         fileio.ensure_folder(self.backup_dir)
         name = (
             f"epoch{self._current_epoch}-batch{self._last_batch_seen}"

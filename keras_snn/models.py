@@ -61,6 +61,7 @@ def from_spec(
     voting_population=10,
     dropout=0.0,
     name=None,
+    synchronized=False,
 ):
     """Builds a spiking network from the papers' notation.
 
@@ -108,6 +109,10 @@ def from_spec(
             head, with one mask for all time steps (Ledinauskas et al. 2020
             use 0.5 "before the last layer"). Defaults to `0.0`.
         name: optional model name.
+        synchronized: bool, batch statistics of `"tdbn"` and `"bn"`
+            reduced over every replica of a `tf.distribute` strategy (the
+            global batch; Zheng et al. 2021 train with synchronized BN
+            across GPUs). Defaults to `False`.
 
     Returns:
         A `keras.Model` from the input to `(batch, num_classes)` outputs.
@@ -151,11 +156,14 @@ def from_spec(
                 alpha=1.0,
                 threshold=threshold,
                 momentum=BN_MOMENTUM,
+                synchronized=synchronized,
                 name=f"{kind}{index}_tdbn",
             )(x)
         elif norm == "bn":
             x = fold(
-                keras.layers.BatchNormalization(momentum=BN_MOMENTUM),
+                keras.layers.BatchNormalization(
+                    momentum=BN_MOMENTUM, synchronized=synchronized
+                ),
                 name=f"{kind}{index}_bn",
             )(x)
         x = _neuron(neuron, neuron_kwargs, f"{kind}{index}_{neuron}")(x)
