@@ -65,7 +65,12 @@ native_logs_hidden = native_logs.native_logs_hidden
 EXIT_USAGE = 2  # bad input, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
+# keras_snn.training.STRATEGIES, written here so that parsing imports no
+# TensorFlow (tests/test_distribute.py checks the two agree).
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+
 SEED_LIMIT = 2**32  # NumPy's seeds are below 2**32
+
 
 def _option(accepted, convert, predicate):
     """An argparse `type` that accepts `convert(text)` if `predicate` holds.
@@ -145,7 +150,11 @@ def _build_parser():
         "--epochs", type=COUNT, default=20, help="integer >= 1 (default 20)"
     )
     train.add_argument(
-        "--batch-size", type=COUNT, default=64, help="integer >= 1 (default 64)"
+        "--batch-size",
+        type=COUNT,
+        default=64,
+        help="examples per replica and step, integer >= 1 (default 64); the "
+        "global batch is this times the number of replicas",
     )
     train.add_argument(
         "--learning-rate",
@@ -205,6 +214,28 @@ def _build_parser():
         default=1,
         choices=[0, 1, 2],
         help="Keras progress: 0 silent, 1 bar, 2 one line per epoch",
+    )
+    train.add_argument(
+        "--strategy",
+        default="auto",
+        choices=STRATEGIES,
+        help="tf.distribute strategy: auto (mirrored when more than one GPU "
+        "is visible, else one), one device, mirrored (all GPUs of this "
+        "machine), multiworker (the workers named by TF_CONFIG; run the "
+        "same command on each)",
+    )
+    train.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="XLA compilation of the training step (default on; turned off "
+        "with a one-line note where the strategy's devices cannot use it)",
+    )
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the devices, replicas and global batch, then stop "
+        "(nothing is loaded or written)",
     )
 
     evaluate = commands.add_parser(
@@ -275,7 +306,7 @@ def evaluate_command(args):
     return evaluate(args)
 
 
-def _compile(model, learning_rate, steps):
+def _compile(model, learning_rate, steps, jit_compile=True):
     import keras
 
     from keras_snn import layers
@@ -292,7 +323,7 @@ def _compile(model, learning_rate, steps):
         optimizer=keras.optimizers.Adam(schedule),
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=True,
+        jit_compile=jit_compile,
     )
 
 
@@ -320,21 +351,31 @@ def train(args):
     from keras_snn import fileio
     from keras_snn import models
     from keras_snn import plotting
+    from keras_snn import training
 
+    # A multi-worker strategy must exist before TensorFlow computes.
+    strategy, info, jit = runs.strategy_for(args)
+    chief = training.is_chief(strategy)
     meta = _dataset_info(args.dataset)
+    if args.dry_run:
+        runs.print_dry_run(info, jit)
+        return info
     keras.utils.set_random_seed(args.seed)
-    model = models.from_spec(
-        args.model,
-        input_shape=meta.input_shape,
-        num_classes=meta.num_classes,
-        timesteps=args.timesteps,
-        neuron=args.neuron,
-        norm=None if args.norm == "none" else args.norm,
-        neuron_kwargs=_neuron_kwargs(args),
-        dropout=args.dropout,
-        name="snn",
-    )
-    runs.prepare_run_folder(args)
+    with strategy.scope():
+        model = models.from_spec(
+            args.model,
+            input_shape=meta.input_shape,
+            num_classes=meta.num_classes,
+            timesteps=args.timesteps,
+            neuron=args.neuron,
+            norm=None if args.norm == "none" else args.norm,
+            neuron_kwargs=_neuron_kwargs(args),
+            dropout=args.dropout,
+            name="snn",
+            synchronized=info["replicas"] > 1,
+        )
+    if chief:
+        runs.prepare_run_folder(args)
     (x_train, y_train), (x_test, y_test) = datasets.load_arrays(
         args.dataset, data_dir=args.data_dir
     )
@@ -352,8 +393,16 @@ def train(args):
                 f"{int(np.argmax(bad))}); spiking layers would silently "
                 "treat them as no input."
             )
-    steps = args.epochs * int(np.ceil(len(x_train) / args.batch_size))
-    _compile(model, args.learning_rate, steps)
+    batches = len(x_train) / info["global_batch_size"]
+    per_epoch = int(batches if info["workers"] > 1 else np.ceil(batches))
+    if per_epoch < 1:
+        raise ValueError(
+            f"--batch-size {args.batch_size}: the global batch of "
+            f"{info['global_batch_size']} is larger than the "
+            f"{len(x_train)} training images."
+        )
+    with strategy.scope():
+        _compile(model, args.learning_rate, args.epochs * per_epoch, jit)
     csv_path = os.path.join(args.out, "history.csv")
     # Keras calls callbacks in list order: an epoch's history row and
     # checkpoint are on disk before the backup marks the epoch done.
@@ -367,17 +416,31 @@ def train(args):
         ),
         snn_callbacks.AtomicBackupAndRestore(os.path.join(args.out, BACKUP)),
     ]
+    ops = AUGMENTATIONS[args.augment]
     start = time.perf_counter()
-    history = model.fit(
-        _training_data(x_train, y_train, args),
+    history = training.fit(
+        model,
+        x_train,
+        y_train,
+        per_replica_batch_size=args.batch_size,
         epochs=args.epochs,
-        shuffle=False,  # the dataset is already shuffled
+        seed=args.seed,
+        augment=training.augmentation(
+            flip="flip" in ops, shift=SHIFT_PIXELS if "shift" in ops else 0
+        ),
         validation_data=(x_test, y_test),
         callbacks=callbacks,
         verbose=args.verbose,
+        jit_compile=jit,
     )
     train_seconds = time.perf_counter() - start
-    _, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    accuracy = runs.test_accuracy(model, x_test, y_test)
+    if not chief:
+        print(
+            f"worker {info['task']}: test accuracy {accuracy:.4f}; training "
+            f"{train_seconds:.1f} s; the chief writes the run's files"
+        )
+        return {"test_accuracy": accuracy, "task": info["task"]}
     model_path = os.path.join(args.out, "model.keras")
     fileio.save_model(model, model_path)
     full_history = snn_callbacks.read_history_csv(csv_path)
@@ -445,29 +508,6 @@ def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _training_data(x, y, args):
-    """Shuffled, batched and optionally augmented training batches."""
-    import tensorflow as tf
-
-    ops = AUGMENTATIONS[args.augment]
-    height, width = x.shape[1:3]
-
-    def augment(image, label):
-        if "flip" in ops:
-            image = tf.image.random_flip_left_right(image)
-        if "shift" in ops:
-            pad = SHIFT_PIXELS
-            image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-            image = tf.image.random_crop(image, (height, width, x.shape[3]))
-        return image, label
-
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    data = data.shuffle(len(x), seed=args.seed, reshuffle_each_iteration=True)
-    if ops:
-        data = data.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _neuron_kwargs(args):

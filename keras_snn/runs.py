@@ -1,13 +1,19 @@
-"""The run folder of `keras-snn train`: its files, manifest and resumes.
+"""A run of `keras-snn train`: its folder, files, manifest, resumes and
+devices.
 
 `prepare_run_folder(args)` checks `--out` before training: a finished run
 is kept unless `--overwrite`, an interrupted run resumes only with the
 arguments it was started with (recorded in `run.json`), and `--overwrite`
 removes the files of the previous run, and nothing else.
+`strategy_for(args)` makes the run's `tf.distribute` strategy
+(`--strategy`, `--jit`), `print_dry_run` reports it, and `test_accuracy`
+measures the trained model the same way on every worker. Importing this
+module imports no TensorFlow.
 """
 
 import json
 import os
+import sys
 
 __all__ = [
     "BACKUP",
@@ -17,6 +23,9 @@ __all__ = [
     "RUN_ARGUMENTS",
     "RUN_FILES",
     "prepare_run_folder",
+    "print_dry_run",
+    "strategy_for",
+    "test_accuracy",
 ]
 
 # The files `keras-snn train` writes into --out. MANIFEST records the
@@ -152,3 +161,50 @@ def _remove_run(out):
         raise fileio.output_error(error, out, "remove the old run in") from (
             error
         )
+
+
+def strategy_for(args):
+    """The run's strategy, and whether XLA is on (a note if turned off)."""
+    from keras_snn import training
+
+    strategy = training.get_strategy(args.strategy)
+    info = training.describe(strategy, args.batch_size)
+    jit = bool(args.jit)
+    if jit and not info["jit"] and training.is_chief(strategy):
+        print(
+            f"keras-snn train: XLA is off: {info['strategy']} with "
+            f"{info['replicas']} replicas on {', '.join(info['devices'])} "
+            "cannot run one compiled step (--no-jit hides this note).",
+            file=sys.stderr,
+        )
+    return strategy, info, jit and info["jit"]
+
+
+def print_dry_run(info, jit):
+    """Prints what `keras-snn train --dry-run` reports."""
+    print(f"strategy: {info['strategy']}")
+    print(f"devices of this worker: {', '.join(info['devices'])}")
+    print(f"workers: {info['workers']} (this is task {info['task']})")
+    print(f"replicas: {info['replicas']}")
+    print(
+        f"batch: {info['per_replica_batch_size']} per replica, "
+        f"{info['global_batch_size']} global"
+    )
+    print(f"XLA: {'on' if jit else 'off'}")
+
+
+def test_accuracy(model, x, y, batch_size=256):
+    """Accuracy of `model` on `(x, y)`, the same on every worker.
+
+    The model is called directly (not `evaluate`, which Keras 3 cannot run
+    under a multi-worker strategy); the prediction is the largest output.
+    """
+    import numpy as np
+
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        outputs = np.asarray(model(x[start : start + batch_size]))
+        correct += int(
+            np.sum(outputs.argmax(-1) == y[start : start + batch_size])
+        )
+    return correct / len(x)

@@ -50,6 +50,7 @@ from keras_snn import functional
 __all__ = [
     "STRATEGIES",
     "EpochBatches",
+    "augmentation",
     "describe",
     "fit",
     "get_strategy",
@@ -172,15 +173,13 @@ def jit_supported(strategy):
         return True
     if is_multi_worker(strategy):
         return False
-    return all(
-        ":GPU:" in name.upper() for name in _replica_devices(strategy)
-    )
+    return all(":GPU:" in name.upper() for name in _replica_devices(strategy))
 
 
 def describe(strategy, per_replica_batch_size):
     """The numbers `keras-snn train --dry-run` prints, as a dict.
 
-    Keys: `strategy` (class name), `devices` (this worker's replica
+    Keys: `strategy` (its name), `devices` (this worker's replica
     devices), `workers`, `task` (this worker's index), `replicas`,
     `per_replica_batch_size`, `global_batch_size`, `jit` (whether XLA can
     be used, `jit_supported`).
@@ -191,13 +190,17 @@ def describe(strategy, per_replica_batch_size):
     workers, task = 1, 0
     if is_multi_worker(strategy):
         config = _tf_config()
-        workers = sum(
-            len(v) for k, v in config["cluster"].items() if k != "ps"
-        )
+        workers = sum(len(v) for k, v in config["cluster"].items() if k != "ps")
         task = int(strategy.cluster_resolver.task_id)
     replicas = int(strategy.num_replicas_in_sync)
+    if is_multi_worker(strategy):
+        name = "MultiWorkerMirroredStrategy"
+    elif isinstance(strategy, tf.distribute.MirroredStrategy):
+        name = "MirroredStrategy"
+    else:
+        name = "one device"
     return {
-        "strategy": type(strategy).__name__,
+        "strategy": name,
         "devices": list(_replica_devices(strategy)),
         "workers": workers,
         "task": task,
@@ -206,6 +209,41 @@ def describe(strategy, per_replica_batch_size):
         "global_batch_size": per_replica_batch_size * replicas,
         "jit": jit_supported(strategy),
     }
+
+
+def augmentation(flip=False, shift=0):
+    """A stateless image augmentation for `EpochBatches` (or `fit`).
+
+    Args:
+        flip: bool, a random horizontal flip.
+        shift: int >= 0, a random shift of up to `shift` pixels in each
+            direction (zero padding, then a crop to the original size).
+
+    Returns:
+        A function `(image, label, seed) -> (image, label)` for one
+        example of shape `(H, W, C)`, whose randomness is drawn from the
+        `(2,)` int32 `seed` only; `None` if it would change nothing.
+    """
+    if shift != int(shift) or shift < 0:
+        raise ValueError(
+            f"Argument `shift` must be an integer >= 0. Received: "
+            f"shift={shift!r}"
+        )
+    shift = int(shift)
+    if not flip and not shift:
+        return None
+
+    def augment(image, label, seed):
+        seeds = tf.random.experimental.stateless_split(seed, num=2)
+        if flip:
+            image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+        if shift:
+            shape = tf.shape(image)
+            padded = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
+            image = tf.image.stateless_random_crop(padded, shape, seeds[1])
+        return image, label
+
+    return augment
 
 
 class EpochBatches:

@@ -29,9 +29,10 @@ args = parser.parse_args()
 
 os.makedirs(args.out, exist_ok=True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import keras_snn  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+import keras_snn  # noqa: E402
 
 if args.cpus > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -43,9 +44,11 @@ import keras  # noqa: E402
 if args.float64:
     keras.config.set_floatx("float64")
 strategy = keras_snn.training.get_strategy(args.strategy)
-task = int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get(
-    "index", 0
-))
+task = int(
+    json.loads(os.environ.get("TF_CONFIG", "{}"))
+    .get("task", {})
+    .get("index", 0)
+)
 
 rng = np.random.default_rng(0)
 x = rng.random((64, 6, 6, 1)).astype(keras.config.floatx())

@@ -46,8 +46,14 @@ def start_workers(out, count, *extra):
         env = dict(os.environ, TF_CONFIG=tf_config(ports, index))
         processes.append(
             subprocess.Popen(
-                [sys.executable, WORKER, str(out), "--strategy",
-                 "multiworker", *extra],
+                [
+                    sys.executable,
+                    WORKER,
+                    str(out),
+                    "--strategy",
+                    "multiworker",
+                    *extra,
+                ],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -107,7 +113,13 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(tmp_path, single_device):
     # Two replicas of 8: the global batch of 16. XLA was asked for and is
     # turned off with one warning (logical CPU devices).
     result = run_single(
-        tmp_path, "--strategy", "mirrored", "--cpus", "2", "--batch", "8",
+        tmp_path,
+        "--strategy",
+        "mirrored",
+        "--cpus",
+        "2",
+        "--batch",
+        "8",
         "--jit",
     )
     assert "XLA is off" in result.stderr
@@ -134,16 +146,18 @@ def test_two_workers_equal_one_device(tmp_path, single_device):
 def test_synchronized_keras_bn_in_time_folded_across_workers(tmp_path):
     # Keras BatchNormalization(synchronized=True) inside TimeFolded: the
     # two workers' statistics are those of the global batch.
-    run_single(tmp_path / "one", "--strategy", "one", "--batch", "16",
-               "--norm", "bn")
+    run_single(
+        tmp_path / "one", "--strategy", "one", "--batch", "16", "--norm", "bn"
+    )
     finish(start_workers(tmp_path / "two", 2, "--batch", "8", "--norm", "bn"))
     one, _ = load(tmp_path / "one" / "weights-0.npz")
     two, _ = load(tmp_path / "two" / "weights-0.npz")
     assert_weights_close(two, one, atol=1e-5)
 
 
-def test_unsynchronized_tdbn_differs_from_the_global_batch(tmp_path,
-                                                           single_device):
+def test_unsynchronized_tdbn_differs_from_the_global_batch(
+    tmp_path, single_device
+):
     # The check above can fail: per-worker statistics (of 8 examples, not
     # 16) give other weights.
     finish(start_workers(tmp_path, 2, "--batch", "8", "--unsynchronized"))
@@ -171,8 +185,9 @@ def test_worker_killed_mid_epoch_resumes_with_the_same_weights(
     # epoch 1 (after 2 of its 4 steps); worker 0 then stops (its collective
     # fails, or it is killed as a cluster manager would). Both restart and
     # resume from the backup of epoch 0's end.
-    processes = start_workers(tmp_path, 2, "--batch", "8", "--step-delay",
-                              "0.5")
+    processes = start_workers(
+        tmp_path, 2, "--batch", "8", "--step-delay", "0.5"
+    )
     deadline = time.monotonic() + TIMEOUT
     try:
         while True:
@@ -205,3 +220,131 @@ def test_worker_killed_mid_epoch_resumes_with_the_same_weights(
     assert_weights_close(first, single_device[0], atol=1e-5)
     # The resumed run trained epochs 1 and 2 only.
     assert len(history["loss"]) == 2
+
+
+def test_cli_and_library_name_the_same_strategies():
+    from keras_snn import cli
+    from keras_snn import training
+
+    assert cli.STRATEGIES == training.STRATEGIES
+
+
+def test_cli_dry_run_prints_replicas_and_writes_nothing(tmp_path):
+    from test_cli import run_cli
+
+    out = tmp_path / "run"
+    result = run_cli(
+        "train",
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--strategy",
+        "one",
+        "--dry-run",
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in (
+        "strategy: one device",
+        "replicas: 1",
+        "batch: 16 per replica, 16 global",
+        "XLA: on",
+    ):
+        assert line in result.stdout, result.stdout
+    assert not out.exists()
+
+
+def test_cli_multiworker_without_tf_config_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "_keras_snn_cli",
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--strategy",
+            "multiworker",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "TF_CONFIG is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_multiworker_reaches_the_accuracy_of_one_process(tmp_path):
+    # Two workers of 32 train on the global batch of one process of 64.
+    common = [
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "16C3-AP2-32FC-Decoding",
+        "--timesteps",
+        "2",
+        "--epochs",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--verbose",
+        "0",
+    ]
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "_keras_snn_cli",
+            *common,
+            "--strategy",
+            "one",
+            "--batch-size",
+            "64",
+            "--out",
+            str(tmp_path / "one"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    ports = free_ports(2)
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "_keras_snn_cli",
+                *common,
+                "--strategy",
+                "multiworker",
+                "--batch-size",
+                "32",
+                "--out",
+                str(tmp_path / "two"),
+            ],
+            env=dict(os.environ, TF_CONFIG=tf_config(ports, index)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    outputs = finish(workers)
+    assert "worker 1: test accuracy" in outputs[1]
+    # The chief alone wrote the run: one row per epoch in its history.
+    with open(tmp_path / "two" / "history.csv") as file:
+        assert len(file.read().strip().splitlines()) == 1 + 8
+    with open(tmp_path / "one" / "metrics.json") as file:
+        single = json.load(file)["test_accuracy"]
+    with open(tmp_path / "two" / "metrics.json") as file:
+        multi = json.load(file)["test_accuracy"]
+    assert single > 0.9
+    assert abs(multi - single) <= 0.01, (single, multi)
