@@ -80,21 +80,4 @@ _launcher = sys.modules.get("_keras_snn_cli")
 if not getattr(_launcher, "DEFER_PACKAGE_IMPORTS", False):
     import_all()
 
-__all__ = [
-    "import_all",
-    "analysis",
-    "asf",
-    "callbacks",
-    "constraints",
-    "conversion",
-    "datasets",
-    "functional",
-    "layers",
-    "losses",
-    "models",
-    "saving",
-    "stdp",
-    "surrogates",
-    "training",
-    "tuning",
-]
+__all__ = ["import_all", *_SUBMODULES]

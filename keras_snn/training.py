@@ -57,6 +57,7 @@ __all__ = [
     "is_chief",
     "is_multi_worker",
     "jit_supported",
+    "local_cluster",
 ]
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
@@ -93,6 +94,44 @@ def _tf_config():
             f"{len(members)} '{kind}' addresses {members}."
         )
     return config
+
+
+def local_cluster(workers):
+    """`TF_CONFIG` values for `workers` processes of this machine.
+
+    For trying multi-worker training on one machine (tests, benchmarks):
+    the workers listen on 127.0.0.1 only, on ports the system reports free
+    now (another program may take one before the workers start).
+
+    Args:
+        workers: int >= 1, the number of worker processes.
+
+    Returns:
+        A list of `workers` JSON strings; give the i-th to worker i as its
+        `TF_CONFIG` environment variable.
+    """
+    import socket
+
+    workers = functional.validate_count(workers, "workers")
+    sockets = []
+    try:
+        for _ in range(workers):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    return [
+        json.dumps(
+            {
+                "cluster": {"worker": addresses},
+                "task": {"type": "worker", "index": index},
+            }
+        )
+        for index in range(workers)
+    ]
 
 
 def get_strategy(name="auto", devices=None):

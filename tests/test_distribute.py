@@ -5,8 +5,8 @@ global batch; a killed worker resumes from the backup."""
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,32 +18,17 @@ WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
 TIMEOUT = 300
 
 
-def free_ports(count):
-    sockets = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+def local_cluster(count):
+    from keras_snn import training
 
-
-def tf_config(ports, index):
-    return json.dumps(
-        {
-            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-            "task": {"type": "worker", "index": index},
-        }
-    )
+    return training.local_cluster(count)
 
 
 def start_workers(out, count, *extra):
-    ports = free_ports(count)
+    configs = local_cluster(count)
     processes = []
     for index in range(count):
-        env = dict(os.environ, TF_CONFIG=tf_config(ports, index))
+        env = dict(os.environ, TF_CONFIG=configs[index])
         processes.append(
             subprocess.Popen(
                 [
@@ -315,7 +300,7 @@ def test_cli_multiworker_reaches_the_accuracy_of_one_process(tmp_path):
         timeout=TIMEOUT,
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    ports = free_ports(2)
+    configs = local_cluster(2)
     workers = [
         subprocess.Popen(
             [
@@ -330,7 +315,7 @@ def test_cli_multiworker_reaches_the_accuracy_of_one_process(tmp_path):
                 "--out",
                 str(tmp_path / "two"),
             ],
-            env=dict(os.environ, TF_CONFIG=tf_config(ports, index)),
+            env=dict(os.environ, TF_CONFIG=configs[index]),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -348,3 +333,40 @@ def test_cli_multiworker_reaches_the_accuracy_of_one_process(tmp_path):
         multi = json.load(file)["test_accuracy"]
     assert single > 0.9
     assert abs(multi - single) <= 0.01, (single, multi)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "TF_CONFIG is not set"),
+        ("{not json", "TF_CONFIG is not a cluster description"),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "'task'"),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, '
+            '"task": {"type": "worker", "index": 3}}',
+            "task index 3 is not a position in the 1 'worker' addresses",
+        ),
+    ],
+)
+def test_bad_tf_config_is_refused_before_tensorflow_sees_it(
+    monkeypatch, value, message
+):
+    from keras_snn import training
+
+    monkeypatch.setenv("TF_CONFIG", value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        training.get_strategy("multiworker")
+
+
+def test_bad_strategy_arguments():
+    from keras_snn import training
+
+    with pytest.raises(ValueError, match="must be one of"):
+        training.get_strategy("ddp")
+    with pytest.raises(ValueError, match="mirrored strategy only"):
+        training.get_strategy("one", devices=["/cpu:0"])
+    configs = [json.loads(c) for c in training.local_cluster(2)]
+    assert [c["task"]["index"] for c in configs] == [0, 1]
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 2
+    assert all(a.startswith("127.0.0.1:") for a in addresses)
