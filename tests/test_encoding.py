@@ -73,3 +73,25 @@ def test_config_round_trip():
     layer = layers.PoissonEncoding(6, max_rate=2.0, seed=5)
     clone = layers.PoissonEncoding.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+def test_latency_and_delta_symbolic_shapes():
+    from keras_snn.layers.encoding import DeltaEncoding
+    from keras_snn.layers.encoding import LatencyEncoding
+
+    y = LatencyEncoding(7)(keras.Input((4, 2)))
+    assert tuple(y.shape) == (None, 7, 4, 2)
+    y = DeltaEncoding(0.2, polarity="both")(keras.Input((9, 4, 2)))
+    assert tuple(y.shape) == (None, 9, 4, 2)
+
+
+def test_latency_and_delta_config_round_trip():
+    from keras_snn.layers.encoding import DeltaEncoding
+    from keras_snn.layers.encoding import LatencyEncoding
+
+    for layer in (
+        LatencyEncoding(6, threshold=0.25, check_finite=False),
+        DeltaEncoding(0.3, polarity="on_off", first_step="skip"),
+    ):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
