@@ -275,6 +275,32 @@ def _per_step_shape(layer, shape, timed):
     return out
 
 
+def _refuse_neuron_model(layer):
+    """Refuses LIF subclasses and parameters the deployment path lacks."""
+    kind = type(layer).__name__
+    missing = None
+    if isinstance(layer, snn.CubaLIF):
+        missing = "the synaptic current state of the current-based neuron"
+    elif isinstance(layer, snn.ALIF):
+        missing = "the adaptation state of the adaptive threshold"
+    if missing is not None:
+        raise _unsupported(
+            layer,
+            f"{kind} neurons are not exported yet (no target implements "
+            f"{missing}); use LIF or IF",
+        )
+    cell = layer.cell
+    for name in ("trainable_threshold", "trainable_decay"):
+        shape = getattr(cell, name, False)
+        if shape and shape != "layer":
+            raise _unsupported(
+                layer,
+                f"{name}={shape!r} gives one value per {shape}, and the "
+                "targets take one threshold and one decay per layer; use "
+                f"{name}='layer' (or True) or False",
+            )
+
+
 class _Builder:
     """Walks the Keras graph in topological order and emits nodes."""
 
@@ -438,6 +464,7 @@ class _Builder:
             )
         self._require_time(layer, names)
         if isinstance(layer, snn.LIF):  # IF subclasses LIF
+            _refuse_neuron_model(layer)
             return self._neuron(layer, names, output)
         if isinstance(layer, snn.TDBatchNormalization):
             return self._batch_norm(layer, names, output)

@@ -140,6 +140,193 @@ def _select_step(u, threshold, reset, select_ops):
     )
 
 
+def cuba_step(
+    current,
+    v,
+    i,
+    threshold,
+    decay,
+    current_decay,
+    reset="hard",
+    spike_fn=heaviside,
+    detach_fn=None,
+    select_ops=None,
+    clip_fn=None,
+):
+    """One step of the current-based LIF neuron (CUBA; Loihi, NIR CubaLIF).
+
+    A synaptic current `i` with its own leak `a` filters the input, and the
+    membrane integrates it with `neuron_step`:
+
+    ```
+    i[t] = a * i[t-1] + I[t]                    # synaptic current
+    u[t] = k * v[t-1] + i[t]                    # neuron_step's charge
+    o[t], v[t]                                  # neuron_step's fire, reset
+    ```
+
+    With `a = 0`, `i[t] = I[t]` and the step is `neuron_step` exactly (the
+    LIF neuron). This is Loihi's neuron model (Davies et al. 2018; its
+    current and voltage decays are `1 - a` and `1 - k`) and NIR's
+    `CubaLIF`, in discrete time.
+
+    Args:
+        current: input current `I[t]`, any shape.
+        v: membrane state `v[t-1]` (after the previous reset).
+        i: synaptic current `i[t-1]`, same shape.
+        threshold: firing threshold `theta`, as for `neuron_step`.
+        decay: the membrane's leak `k`, as for `neuron_step`.
+        current_decay: leak factor `a` of the synaptic current, in [0, 1]
+            (scalar or broadcastable).
+        reset: as for `neuron_step`.
+        spike_fn: as for `neuron_step`.
+        detach_fn: as for `neuron_step`.
+        select_ops: as for `neuron_step`.
+        clip_fn: as for `neuron_step`.
+
+    Returns:
+        Tuple `(o, u, v, i)`: spikes `o[t]`, potential before reset `u[t]`,
+        the new states `v[t]` and `i[t]`.
+    """
+    i = current_decay * i + current
+    o, u, v = neuron_step(
+        i, v, threshold, decay, reset, spike_fn, detach_fn, select_ops, clip_fn
+    )
+    return o, u, v, i
+
+
+def alif_step(
+    current,
+    v,
+    b,
+    threshold,
+    decay,
+    adaptation,
+    adaptation_decay,
+    reset="hard",
+    spike_fn=heaviside,
+    detach_fn=None,
+    select_ops=None,
+    clip_fn=None,
+):
+    """One step of the adaptive-threshold LIF neuron (ALIF, Bellec 2018).
+
+    Every neuron has an adaptation variable `b` that rises with its own
+    spikes and decays with `rho`; its threshold is raised by `beta * b`
+    (Bellec et al. 2018, the LSNN's adaptive neurons, in discrete time):
+
+    ```
+    theta[t] = theta0 + beta * b[t]             # adaptive threshold
+    u[t], o[t], v[t] = neuron_step(I[t], v[t-1], theta[t], k)
+    b[t+1] = rho * b[t] + (1 - rho) * o[t]      # adaptation
+    ```
+
+    i.e. `b[t] = rho b[t-1] + (1 - rho) o[t-1]`, with `b[0] = 0`. The state
+    carried from step to step is `b[t+1]`, which depends only on this
+    step's spikes. A soft reset subtracts the adaptive threshold `theta[t]`
+    of this step (`v[t] = u[t] - theta[t] o[t]`). With `beta = 0` the step
+    is `neuron_step` exactly (the LIF neuron).
+
+    Args:
+        current: input current `I[t]`, any shape.
+        v: membrane state `v[t-1]`.
+        b: adaptation `b[t]` (from the previous step), same shape.
+        threshold: the baseline threshold `theta0`.
+        decay: the membrane's leak `k`, as for `neuron_step`.
+        adaptation: `beta >= 0`, how much one unit of `b` raises the
+            threshold.
+        adaptation_decay: `rho` in [0, 1], the leak of `b`.
+        reset: as for `neuron_step`; `"soft"` subtracts `theta[t]`.
+        spike_fn: as for `neuron_step`, called on `u[t] - theta[t]`.
+        detach_fn: as for `neuron_step`.
+        select_ops: as for `neuron_step`.
+        clip_fn: as for `neuron_step`.
+
+    Returns:
+        Tuple `(o, u, v, b)`: spikes, potential before reset, the new
+        membrane state `v[t]` and the new adaptation `b[t+1]`.
+    """
+    theta = threshold + adaptation * b
+    o, u, v = neuron_step(
+        current,
+        v,
+        theta,
+        decay,
+        reset,
+        spike_fn,
+        detach_fn,
+        select_ops,
+        clip_fn,
+    )
+    b = adaptation_decay * b + (1 - adaptation_decay) * o
+    return o, u, v, b
+
+
+LEARNABLE_SHAPES = ("layer", "channel", "neuron")
+DECAY_PARAMETERIZATIONS = ("clip", "sigmoid")
+
+
+def validate_learnable(value, name):
+    """Returns `False` or one of `LEARNABLE_SHAPES` (`True` is `"layer"`).
+
+    Args:
+        value: `False`, `True`, `"layer"`, `"channel"` or `"neuron"`.
+        name: the argument's name, used in the message.
+
+    Raises:
+        ValueError: "Argument `trainable_decay` must be False, True or one
+            of ('layer', 'channel', 'neuron'). Received: ...".
+    """
+    if value is True:
+        return "layer"
+    if value is False or value is None:
+        return False
+    if isinstance(value, str) and value in LEARNABLE_SHAPES:
+        return value
+    raise ValueError(
+        f"Argument `{name}` must be False, True or one of "
+        f"{LEARNABLE_SHAPES} (True is 'layer'). Received: {name}={value!r}"
+    )
+
+
+def validate_parameterization(value, name="decay_parameterization"):
+    """Returns `value` if it is one of `DECAY_PARAMETERIZATIONS`."""
+    if value not in DECAY_PARAMETERIZATIONS:
+        raise ValueError(
+            f"Argument `{name}` must be one of {DECAY_PARAMETERIZATIONS}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+def sigmoid_decay(parameter):
+    """The decay `k = 1 - sigmoid(a)` of PLIF (Fang et al. 2021).
+
+    Fang et al. write the leak as `1/tau = sigmoid(a)` with a trainable `a`,
+    so `k = 1 - 1/tau = sigmoid(-a)`, which stays in (0, 1) for any `a`.
+    Works on Keras tensors and NumPy arrays.
+    """
+    if isinstance(parameter, (int, float, np.ndarray, np.generic)):
+        return 1.0 / (1.0 + np.exp(np.asarray(parameter, "float64")))
+    return ops.sigmoid(-parameter)
+
+
+def sigmoid_decay_parameter(decay):
+    """The `a` with `sigmoid_decay(a) == decay`, for `decay` in (0, 1)."""
+    return float(np.log((1.0 - decay) / decay))
+
+
+__all__ += [
+    "DECAY_PARAMETERIZATIONS",
+    "LEARNABLE_SHAPES",
+    "alif_step",
+    "cuba_step",
+    "sigmoid_decay",
+    "sigmoid_decay_parameter",
+    "validate_learnable",
+    "validate_parameterization",
+]
+
+
 def validate_number(value, name, accepted, predicate, owner=None):
     """Returns `value` as a float if it is finite and `predicate` holds.
 

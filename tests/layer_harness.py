@@ -18,8 +18,8 @@ shape) and holds it to one contract:
   `import keras_snn`, which registers the classes), and gives the same
   outputs. One process loads every archive, to keep it cheap.
 
-Cells (`LIFCell`, `IFCell`) are run inside `keras.layers.RNN`; the
-wrapper in `LayerCase.wrap` says so.
+Cells (`LIFCell`, `IFCell`, `CubaLIFCell`, `ALIFCell`) are run inside
+`keras.layers.RNN`; the wrapper in `LayerCase.wrap` says so.
 """
 
 import copy
@@ -93,6 +93,47 @@ def _outputs(value):
 
 # Every public layer of keras_snn.layers, by its name in `__all__`.
 CASES = {
+    "ALIF": LayerCase(
+        lambda **kw: layers.ALIF(
+            threshold=0.6,
+            decay=0.7,
+            adaptation=0.5,
+            adaptation_decay=0.8,
+            reset="soft",
+            trainable_threshold="neuron",
+            trainable_decay="channel",
+            return_potentials=True,
+            **kw,
+        ),
+        (2, 6, 5),
+    ),
+    "ALIFCell": LayerCase(
+        lambda **kw: layers.ALIFCell(
+            threshold=0.5, adaptation=0.3, surrogate="atan", units=5, **kw
+        ),
+        (2, 6, 5),
+        wrap=_rnn,
+    ),
+    "CubaLIF": LayerCase(
+        lambda **kw: layers.CubaLIF(
+            threshold=0.8,
+            decay=0.6,
+            current_decay=0.4,
+            trainable_threshold="channel",
+            trainable_decay="neuron",
+            trainable_current_decay=True,
+            decay_parameterization="sigmoid",
+            **kw,
+        ),
+        (2, 6, 3, 3, 2),
+    ),
+    "CubaLIFCell": LayerCase(
+        lambda **kw: layers.CubaLIFCell(
+            threshold=0.7, current_decay=0.3, units=5, **kw
+        ),
+        (2, 6, 5),
+        wrap=_rnn,
+    ),
     "BernoulliEncoding": LayerCase(
         lambda **kw: layers.BernoulliEncoding(4, seed=1, **kw),
         (2, 5),

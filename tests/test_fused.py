@@ -297,3 +297,57 @@ def test_saved_model_export_of_fused_layer(tmp_path):
     loaded = tf.saved_model.load(path)  # keep it: it owns the variables
     served = loaded.serve(tf.constant(x))
     np.testing.assert_allclose(served.numpy(), net(x).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("reset", ["hard", "soft", "none"])
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("surrogate", surrogates.NAMES)
+@pytest.mark.parametrize(
+    "trainable_threshold,trainable_decay,decay_parameterization",
+    [
+        ("channel", "neuron", "clip"),
+        ("neuron", "channel", "sigmoid"),
+        ("layer", "channel", "sigmoid"),
+    ],
+)
+def test_fused_per_channel_and_neuron_parameters(
+    shape,
+    reset,
+    detach_reset,
+    surrogate,
+    trainable_threshold,
+    trainable_decay,
+    decay_parameterization,
+):
+    """Per-channel/per-neuron parameters broadcast in the fused op too.
+
+    The fused loop is used for them (`compare` checks `uses_fused_loop`)
+    and gives the reference path's spikes and gradients, which have the
+    parameters' shapes, to 1e-6 in float64.
+    """
+    compare(
+        SHAPES[shape],
+        dtype="float64",
+        reset=reset,
+        detach_reset=detach_reset,
+        surrogate=surrogate,
+        trainable_threshold=trainable_threshold,
+        trainable_decay=trainable_decay,
+        decay_parameterization=decay_parameterization,
+        threshold=0.9,
+        decay=0.6,
+    )
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_fused_per_channel_loop_forms(unroll):
+    compare(
+        SHAPES["conv"],
+        dtype="float32",
+        initial=True,
+        unroll=unroll,
+        trainable_threshold="channel",
+        trainable_decay="neuron",
+        decay_parameterization="sigmoid",
+    )

@@ -3,6 +3,10 @@
 from keras_snn.layers.encoding import BernoulliEncoding
 from keras_snn.layers.encoding import DirectEncoding
 from keras_snn.layers.encoding import PoissonEncoding
+from keras_snn.layers.neuron_models import ALIF
+from keras_snn.layers.neuron_models import ALIFCell
+from keras_snn.layers.neuron_models import CubaLIF
+from keras_snn.layers.neuron_models import CubaLIFCell
 from keras_snn.layers.neurons import IF
 from keras_snn.layers.neurons import LIF
 from keras_snn.layers.neurons import IFCell
@@ -15,7 +19,11 @@ from keras_snn.layers.readout import Voting
 from keras_snn.layers.wrappers import TimeFolded
 
 __all__ = [
+    "ALIF",
+    "ALIFCell",
     "BernoulliEncoding",
+    "CubaLIF",
+    "CubaLIFCell",
     "Decoding",
     "DirectEncoding",
     "IF",

@@ -19,6 +19,14 @@ __all__ = ["IFCell", "LIFCell"]
 
 # Lowest value a trainable threshold may reach.
 MIN_THRESHOLD = 1e-3
+# A decay stored through a sigmoid must be strictly inside (0, 1).
+OPEN_UNIT = (
+    "a number in (0, 1) with decay_parameterization='sigmoid' and a "
+    "trainable decay",
+    lambda value: 0.0 < value < 1.0,
+)
+# The arguments of the leak, which IF neurons do not take.
+LEAK_ARGUMENTS = ("decay", "trainable_decay", "decay_parameterization")
 
 
 @register
@@ -57,12 +65,20 @@ class LIFCell(keras.layers.Layer):
             `"rectangular"` (Wu et al. 2019, Eq. 14).
         detach_reset: bool, whether the reset is left out of the gradient
             (Ledinauskas et al. 2020, end of Sec. 2.4). Defaults to `False`.
-        trainable_threshold: bool, whether the threshold is a trainable
-            scalar weight, kept >= 1e-3 by a constraint. Defaults to
-            `False`.
-        trainable_decay: bool, whether the decay is a trainable scalar
-            weight (PLIF-style), kept in [0, 1] by a constraint. Defaults to
-            `False`.
+        trainable_threshold: `False`, `True`, `"layer"`, `"channel"` or
+            `"neuron"`: whether the threshold is a trainable weight, and
+            its shape: one scalar for the layer (`True` is `"layer"`), one
+            value per channel (the last feature axis) or one per neuron
+            (the whole feature shape). Kept >= 1e-3 by a constraint.
+            Defaults to `False`.
+        trainable_decay: the same choices for the decay (PLIF, Fang et al.
+            2021). Defaults to `False`.
+        decay_parameterization: how a trainable decay is stored. `"clip"`:
+            the weight is `k` itself, clipped to [0, 1] after each update.
+            `"sigmoid"`: the weight is Fang et al.'s `a` with
+            `1/tau = sigmoid(a)`, and `k = 1 - 1/tau = sigmoid(-a)`, in
+            (0, 1) for any `a` (then `decay` must be in (0, 1)). Only used
+            with a trainable decay. Defaults to `"clip"`.
         units: `None` or int > 0, the number of neurons of a flat
             `(batch, units)` input; sets `state_size` for
             `keras.layers.RNN`. Defaults to `None` (any feature shape).
@@ -99,6 +115,7 @@ class LIFCell(keras.layers.Layer):
         detach_reset=False,
         trainable_threshold=False,
         trainable_decay=False,
+        decay_parameterization="clip",
         units=None,
         **kwargs,
     ):
@@ -110,19 +127,34 @@ class LIFCell(keras.layers.Layer):
         decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         reset = functional.validate_reset(reset)
         surrogate = surrogates.get(surrogate)
+        trainable_threshold = functional.validate_learnable(
+            trainable_threshold, "trainable_threshold"
+        )
+        trainable_decay = functional.validate_learnable(
+            trainable_decay, "trainable_decay"
+        )
+        decay_parameterization = functional.validate_parameterization(
+            decay_parameterization
+        )
+        if trainable_decay and decay_parameterization == "sigmoid":
+            check_number(type(self), kwargs, "decay", decay, OPEN_UNIT)
         super().__init__(**kwargs)
         self.threshold = threshold
         self.decay = decay
         self.reset = reset
         self.surrogate = surrogate
         self.detach_reset = bool(detach_reset)
-        self.trainable_threshold = bool(trainable_threshold)
-        self.trainable_decay = bool(trainable_decay)
+        self.trainable_threshold = trainable_threshold
+        self.trainable_decay = trainable_decay
+        self.decay_parameterization = decay_parameterization
         self.units = units
         # The state has the input's feature shape, known after `build`;
         # -1 tells `keras.layers.RNN` to ask `get_initial_state` for it.
-        self.state_size = -1 if units is None else units
-        self.output_size = self.state_size
+        size = -1 if units is None else units
+        self.state_size = (
+            size if self.num_states == 1 else [size] * (self.num_states)
+        )
+        self.output_size = size
         self.feature_shape = None if units is None else (units,)
         self.threshold_weight = None
         self.decay_weight = None
@@ -136,53 +168,112 @@ class LIFCell(keras.layers.Layer):
                 f"Received: input shape={tuple(input_shape)}"
             )
         self.feature_shape = feature_shape
-        if self.trainable_threshold:
-            self.threshold_weight = self.add_weight(
-                shape=(),
-                name="threshold",
-                initializer=keras.initializers.Constant(self.threshold),
-                constraint=constraints.Clip(MIN_THRESHOLD, None),
-            )
-        if self.trainable_decay:
-            self.decay_weight = self.add_weight(
-                shape=(),
-                name="decay",
-                initializer=keras.initializers.Constant(self.decay),
-                constraint=constraints.Clip(0.0, 1.0),
-            )
+        self.threshold_weight = self.add_parameter(
+            "threshold", self.threshold, self.trainable_threshold
+        )
+        self.decay_weight = self.add_parameter(
+            "decay", self.decay, self.trainable_decay, decay=True
+        )
+
+    # Whether `keras_snn.layers.fused.neuron_sequence` can run this cell.
+    fusable = True
+    # The names of the states, in the order of `states` (v first).
+    state_names = ("v",)
+
+    @property
+    def num_states(self):
+        return len(self.state_names)
+
+    def parameter_shape(self, learnable):
+        """The weight shape for `"layer"`, `"channel"` or `"neuron"`."""
+        if learnable == "layer":
+            return ()
+        if learnable == "channel":
+            return (self.feature_shape[-1],)
+        return tuple(self.feature_shape)
+
+    def add_parameter(self, name, value, learnable, decay=False):
+        """A trainable neuron parameter of shape `learnable`, or `None`.
+
+        A threshold is kept >= 1e-3; a decay is `k` clipped to [0, 1], or
+        with `decay_parameterization="sigmoid"` the PLIF parameter `a` with
+        `k = sigmoid(-a)` (see `keras_snn.functional.sigmoid_decay`).
+        """
+        if not learnable:
+            return None
+        if not decay:
+            initial, constraint = value, constraints.Clip(MIN_THRESHOLD, None)
+        elif self.decay_parameterization == "sigmoid":
+            initial = functional.sigmoid_decay_parameter(value)
+            constraint = None
+            name = f"{name}_parameter"
+        else:
+            initial, constraint = value, constraints.Clip(0.0, 1.0)
+        return self.add_weight(
+            shape=self.parameter_shape(learnable),
+            name=name,
+            initializer=keras.initializers.Constant(initial),
+            constraint=constraint,
+        )
+
+    def parameter_value(self, weight, value, dtype, decay=False):
+        """A parameter as the step uses it: the constant or the weight."""
+        if weight is None:
+            return value
+        weight = ops.cast(weight, dtype)
+        if decay and self.decay_parameterization == "sigmoid":
+            return functional.sigmoid_decay(weight)
+        return weight
 
     def parameters(self, dtype):
         """Returns `(threshold, decay)` as used by the step, in `dtype`."""
-        threshold = self.threshold
-        decay = self.decay
-        if self.threshold_weight is not None:
-            threshold = ops.cast(self.threshold_weight, dtype)
-        if self.decay_weight is not None:
-            decay = ops.cast(self.decay_weight, dtype)
-        return threshold, decay
+        return (
+            self.parameter_value(self.threshold_weight, self.threshold, dtype),
+            self.parameter_value(
+                self.decay_weight, self.decay, dtype, decay=True
+            ),
+        )
 
-    def step(self, current, v, threshold, decay):
-        """One step: returns spikes, potential before and after reset."""
+    def spike_function(self, threshold):
+        """The surrogate spike of `u - threshold` (Heaviside forward)."""
         surrogate = self.surrogate
 
         def spike_fn(x):
             return surrogate(x, threshold)
 
+        return spike_fn
+
+    @property
+    def detach_function(self):
+        return ops.stop_gradient if self.detach_reset else None
+
+    def step(self, current, v, threshold, decay):
+        """One step: returns spikes, potential before and after reset."""
         return functional.neuron_step(
             current,
             v,
             threshold=threshold,
             decay=decay,
             reset=self.reset,
-            spike_fn=spike_fn,
-            detach_fn=ops.stop_gradient if self.detach_reset else None,
+            spike_fn=self.spike_function(threshold),
+            detach_fn=self.detach_function,
         )
 
+    def sequence_step(self, current, states, parameters):
+        """One step on all states: `(spikes, u, new_states)`.
+
+        `parameters` is what `parameters(dtype)` returned; the time loop of
+        `keras_snn.layers.LIF` computes it once per sequence.
+        """
+        spikes, u, v = self.step(current, states[0], *parameters)
+        return spikes, u, [v]
+
     def call(self, inputs, states, training=False):
-        threshold, decay = self.parameters(inputs.dtype)
-        v = states[0] if isinstance(states, (list, tuple)) else states
-        spikes, _, v = self.step(inputs, v, threshold, decay)
-        return spikes, [v]
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        parameters = self.parameters(inputs.dtype)
+        spikes, _, states = self.sequence_step(inputs, list(states), parameters)
+        return spikes, states
 
     def get_initial_state(self, batch_size=None):
         if self.feature_shape is None:
@@ -190,9 +281,8 @@ class LIFCell(keras.layers.Layer):
                 f"Layer '{self.name}' must be built before its initial state "
                 "is known: call it on an input first."
             )
-        return [
-            ops.zeros((batch_size, *self.feature_shape), self.compute_dtype)
-        ]
+        shape = (batch_size, *self.feature_shape)
+        return [ops.zeros(shape, self.compute_dtype) for _ in self.state_names]
 
     def get_config(self):
         config = super().get_config()
@@ -205,6 +295,7 @@ class LIFCell(keras.layers.Layer):
                 "detach_reset": self.detach_reset,
                 "trainable_threshold": self.trainable_threshold,
                 "trainable_decay": self.trainable_decay,
+                "decay_parameterization": self.decay_parameterization,
                 "units": self.units,
             }
         )
@@ -231,8 +322,8 @@ class IFCell(LIFCell):
             `"rectangular"`.
         detach_reset: bool, keep the reset out of the gradient. Defaults to
             `False`.
-        trainable_threshold: bool, learn the threshold. Defaults to
-            `False`.
+        trainable_threshold: `False`, `True`, `"layer"`, `"channel"` or
+            `"neuron"`, as for `LIFCell`. Defaults to `False`.
         units: `None` or int > 0, as for `LIFCell`. Defaults to `None`.
         **kwargs: Base layer keyword arguments.
 
@@ -280,14 +371,14 @@ class IFCell(LIFCell):
 
     def get_config(self):
         config = super().get_config()
-        del config["decay"]
-        del config["trainable_decay"]
+        for name in LEAK_ARGUMENTS:
+            del config[name]
         return config
 
 
 def reject_leak_arguments(kwargs):
     """Raises if `kwargs` holds a leak argument, which IF neurons lack."""
-    for name in ("decay", "trainable_decay"):
+    for name in LEAK_ARGUMENTS:
         if name in kwargs:
             raise ValueError(
                 f"IF neurons have no leak, so `{name}` is not accepted; use "

@@ -28,6 +28,10 @@ all:   dtheta -= go' * s[t];  dk += du * v[t-1]
        dI[t] = du;            dv <- k * du       (dv of v[t-1])
 ```
 
+A threshold or decay given per channel or per neuron (a trainable
+`"channel"`/`"neuron"` parameter) broadcasts against the state; its
+gradient is the elementwise one summed back to its shape.
+
 The loop is unrolled in Python for a static number of steps (fastest with
 XLA) and is a `tf.while_loop` with `maximum_iterations` otherwise, so both
 forms compile with `jit_compile=True`.
@@ -56,8 +60,10 @@ def neuron_sequence(
         currents: float tensor `(batch, time, ...)`, the input currents
             `I[t]`.
         initial_state: tensor `(batch, ...)`, the state `v[-1]`.
-        threshold: scalar (float or tensor) `theta`.
-        decay: scalar (float or tensor) `k`.
+        threshold: `theta`: a scalar, or a tensor that broadcasts against
+            the state (one value per channel `(C,)` or per neuron, the
+            feature shape); its gradient has its shape.
+        decay: `k`, a scalar or a broadcasting tensor, as `threshold`.
         reset: `"hard"`, `"soft"` or `"none"`.
         surrogate: a `keras_snn.surrogates.Surrogate`; its `grad` gives the
             backward pass of the spike.
@@ -173,8 +179,8 @@ def _unrolled(currents, v0, threshold, decay, **options):
             return (
                 tf.stack(d_currents, axis=1),
                 dv,
-                tf.reduce_sum(dtheta),
-                tf.reduce_sum(ddecay),
+                _sum_to_shape(dtheta, threshold),
+                _sum_to_shape(ddecay, decay),
             )
 
         return (tf.stack(spikes, axis=1), v), backward
@@ -257,8 +263,8 @@ def _while(currents, v0, threshold, decay, **options):
             return (
                 _batch_major(d_currents.stack()),
                 dv,
-                tf.reduce_sum(dtheta),
-                tf.reduce_sum(ddecay),
+                _sum_to_shape(dtheta, threshold),
+                _sum_to_shape(ddecay, decay),
             )
 
         return (_batch_major(spikes.stack()), v), backward
@@ -273,6 +279,24 @@ def _time_major(x):
 
 def _batch_major(x):
     return _time_major(x)
+
+
+def _sum_to_shape(gradient, parameter):
+    """Sums an elementwise gradient `(batch, ...)` to `parameter`'s shape.
+
+    The reverse of broadcasting: a scalar parameter gets the sum of every
+    element, a per-channel `(C,)` one the sum over all but the last axis,
+    a per-neuron one the sum over the batch.
+    """
+    shape = parameter.shape
+    if shape.rank == 0:
+        return tf.reduce_sum(gradient)
+    lead = gradient.shape.rank - shape.rank
+    gradient = tf.reduce_sum(gradient, axis=list(range(lead)))
+    axes = [a for a, dim in enumerate(shape) if dim == 1]
+    if axes:
+        gradient = tf.reduce_sum(gradient, axis=axes, keepdims=True)
+    return gradient
 
 
 def _zeros_if_none(gradient, like):

@@ -64,10 +64,16 @@ class LIF(keras.layers.RNN):
             backward pass of the spike. Defaults to `"rectangular"`.
         detach_reset: bool, keep the reset out of the gradient. Defaults to
             `False`.
-        trainable_threshold: bool, learn one threshold for the layer
-            (kept >= 1e-3). Defaults to `False`.
-        trainable_decay: bool, learn one decay for the layer (PLIF-style,
-            kept in [0, 1]). Defaults to `False`.
+        trainable_threshold: `False`, `True`, `"layer"`, `"channel"` or
+            `"neuron"`: learn the threshold, one for the layer (`True` is
+            `"layer"`), one per channel (last feature axis) or one per
+            neuron (kept >= 1e-3). Defaults to `False`.
+        trainable_decay: the same choices for the decay (PLIF, Fang et al.
+            2021). Defaults to `False`.
+        decay_parameterization: `"clip"` (the weight is `k`, clipped to
+            [0, 1]) or `"sigmoid"` (the weight is Fang et al.'s `a`, with
+            `1/tau = sigmoid(a)` and `k = 1 - 1/tau`); see
+            `keras_snn.layers.LIFCell`. Defaults to `"clip"`.
         return_sequences: bool, return spikes at every step (`True`) or at
             the last step only. Defaults to `True`.
         return_potentials: bool, also return the membrane potential `u[t]`
@@ -137,6 +143,7 @@ class LIF(keras.layers.RNN):
         detach_reset=False,
         trainable_threshold=False,
         trainable_decay=False,
+        decay_parameterization="clip",
         return_sequences=True,
         return_potentials=False,
         return_state=False,
@@ -158,11 +165,21 @@ class LIF(keras.layers.RNN):
                 f"Received: fused={fused!r}, "
                 f"return_potentials={return_potentials!r}"
             )
+        if fused and not self.cell_class.fusable:
+            raise ValueError(
+                f"{type(self).__name__} has no fused time loop yet; use "
+                f"fused=None or fused=False. Received: fused={fused!r}"
+            )
         # Checked here too, so that the message names this layer.
         threshold = check_number(
             type(self), kwargs, "threshold", threshold, POSITIVE
         )
         decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
+        extra = {
+            name: kwargs.pop(name)
+            for name in self.extra_cell_arguments
+            if name in kwargs
+        }
         cell = self.cell_class(
             **self._cell_kwargs(
                 threshold=threshold,
@@ -172,7 +189,9 @@ class LIF(keras.layers.RNN):
                 detach_reset=detach_reset,
                 trainable_threshold=trainable_threshold,
                 trainable_decay=trainable_decay,
+                decay_parameterization=decay_parameterization,
             ),
+            **extra,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
         )
@@ -192,6 +211,10 @@ class LIF(keras.layers.RNN):
         self.return_potentials = bool(return_potentials)
         self.fused = fused
         self.check_finite = bool(check_finite)
+
+    # Arguments of a subclass's cell that `LIF.__init__` passes on as they
+    # are (e.g. CubaLIF's `current_decay`).
+    extra_cell_arguments = ()
 
     @staticmethod
     def _cell_kwargs(**kwargs):
@@ -332,7 +355,11 @@ class LIF(keras.layers.RNN):
 
     def uses_fused_loop(self, mask=None):
         """Whether a call with this `mask` runs the fused time loop."""
-        if self.fused is False or self.return_potentials:
+        if (
+            self.fused is False
+            or self.return_potentials
+            or not self.cell.fusable
+        ):
             return False
         if mask is not None:
             if self.fused:
@@ -346,12 +373,13 @@ class LIF(keras.layers.RNN):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
-        threshold, decay = cell.parameters(sequences.dtype)
+        parameters = cell.parameters(sequences.dtype)
         timesteps = sequences.shape[1]
         unroll = self.unroll
         if unroll is None:
             unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
         if self.uses_fused_loop(mask):
+            threshold, decay = parameters
             spikes, v = fused_ops.neuron_sequence(
                 sequences,
                 initial_state[0],
@@ -366,10 +394,12 @@ class LIF(keras.layers.RNN):
         with_potentials = self.return_potentials
 
         def step(inputs, states):
-            spikes, u, v = cell.step(inputs, states[0], threshold, decay)
+            spikes, u, states = cell.sequence_step(
+                inputs, list(states), parameters
+            )
             if with_potentials:
                 spikes = ops.stack([spikes, u], axis=-1)
-            return spikes, [v]
+            return spikes, states
 
         # `keras.src.backend.rnn` is private: it is the time loop of
         # `keras.layers.RNN` itself. No public API checked (Keras 3.15) fits:
@@ -403,12 +433,14 @@ class LIF(keras.layers.RNN):
         if self.return_potentials:
             outputs.append(output_shape)
         if self.return_state:
-            outputs.append((batch, *features))
+            outputs.extend([(batch, *features)] * self.cell.num_states)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def compute_mask(self, _, mask):
         output_mask = mask if self.return_sequences else None
-        extra = int(self.return_potentials) + int(self.return_state)
+        extra = int(self.return_potentials) + self.cell.num_states * int(
+            self.return_state
+        )
         if not extra:
             return output_mask
         return [output_mask] + [None] * extra
@@ -457,7 +489,8 @@ class IF(LIF):
             `"rectangular"`.
         detach_reset: bool, keep the reset out of the gradient. Defaults to
             `False`.
-        trainable_threshold: bool, learn the threshold. Defaults to `False`.
+        trainable_threshold: `False`, `True`, `"layer"`, `"channel"` or
+            `"neuron"`, as for `LIF`. Defaults to `False`.
         **kwargs: `return_sequences`, `return_potentials`, `return_state`,
             `stateful`, `unroll` and `fused` as for `keras_snn.layers.LIF`,
             and the base layer's keyword arguments.
@@ -504,8 +537,8 @@ class IF(LIF):
         )
 
     @staticmethod
-    def _cell_kwargs(decay, trainable_decay, **kwargs):
-        return kwargs
+    def _cell_kwargs(decay, trainable_decay, decay_parameterization, **kw):
+        return kw
 
 
 def _cell_property(name):
@@ -525,6 +558,7 @@ for _name in (
     "detach_reset",
     "trainable_threshold",
     "trainable_decay",
+    "decay_parameterization",
 ):
     setattr(LIF, _name, _cell_property(_name))
 del _name
