@@ -32,8 +32,9 @@ def import_tensorflow(verbose=False):
     """Imports TensorFlow, by default without its native log lines.
 
     Unless `verbose`, sets `TF_CPP_MIN_LOG_LEVEL=3` (TensorFlow's C++
-    logging off; kept if the user has set it) and imports TensorFlow inside
-    `native_logs_hidden()`, for the lines printed while it loads. Only
+    logging off; kept if the user has set it) and imports TensorFlow and
+    lists its physical devices inside `native_logs_hidden()`, for the lines
+    printed while it loads (and while it looks for a GPU). Only
     logging changes: `TF_ENABLE_ONEDNN_OPTS` (numerics) is left alone.
 
     Args:
@@ -49,6 +50,12 @@ def import_tensorflow(verbose=False):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_logs_hidden():
         import tensorflow
+
+        # Listing the physical devices loads the GPU platforms now: on a
+        # machine without a GPU driver the `tensorflow` wheel logs a failed
+        # cuInit then, whatever TF_CPP_MIN_LOG_LEVEL says. It leaves the
+        # runtime uninitialized (a multi-worker strategy can still be made).
+        tensorflow.config.list_physical_devices()
     return tensorflow
 
 

@@ -150,6 +150,10 @@ CASES = {
         (2, 4, 6),
         data="spikes",
     ),
+    "DeltaEncoding": LayerCase(
+        lambda **kw: layers.DeltaEncoding(0.5, polarity="on_off", **kw),
+        (2, 5, 3),
+    ),
     "DirectEncoding": LayerCase(
         lambda **kw: layers.DirectEncoding(3, **kw), (2, 5)
     ),
@@ -173,6 +177,11 @@ CASES = {
             **kw,
         ),
         (2, 6, 5),
+    ),
+    "LatencyEncoding": LayerCase(
+        lambda **kw: layers.LatencyEncoding(5, threshold=0.2, **kw),
+        (2, 6),
+        data="probability",
     ),
     "LIFCell": LayerCase(
         lambda **kw: layers.LIFCell(

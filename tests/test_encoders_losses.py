@@ -392,14 +392,8 @@ def test_invalid_arguments(factory, pattern):
 # --- the shared layer harness ---------------------------------------------
 
 CASES = {
-    "LatencyEncoding": LayerCase(
-        lambda **kw: LatencyEncoding(5, threshold=0.2, **kw),
-        (2, 6),
-        data="probability",
-    ),
-    "DeltaEncoding": LayerCase(
-        lambda **kw: DeltaEncoding(0.5, polarity="on_off", **kw), (2, 5, 3)
-    ),
+    # LatencyEncoding and DeltaEncoding(polarity="on_off") are cases of
+    # tests/layer_harness.py, with every public layer.
     "DeltaEncodingSkip": LayerCase(
         lambda **kw: DeltaEncoding(
             0.3, polarity="both", first_step="skip", **kw

@@ -1,7 +1,9 @@
 """Keras layers for spiking neural networks."""
 
 from keras_snn.layers.encoding import BernoulliEncoding
+from keras_snn.layers.encoding import DeltaEncoding
 from keras_snn.layers.encoding import DirectEncoding
+from keras_snn.layers.encoding import LatencyEncoding
 from keras_snn.layers.encoding import PoissonEncoding
 from keras_snn.layers.neuron_models import ALIF
 from keras_snn.layers.neuron_models import ALIFCell
@@ -25,11 +27,13 @@ __all__ = [
     "CubaLIF",
     "CubaLIFCell",
     "Decoding",
+    "DeltaEncoding",
     "DirectEncoding",
     "IF",
     "IFCell",
     "LIF",
     "LIFCell",
+    "LatencyEncoding",
     "MembraneReadout",
     "NeuNorm",
     "PoissonEncoding",

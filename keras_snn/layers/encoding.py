@@ -310,7 +310,7 @@ class LatencyEncoding(_Encoding):
     Example:
 
     ```python
-    enc = keras_snn.layers.encoding.LatencyEncoding(timesteps=5)
+    enc = keras_snn.layers.LatencyEncoding(timesteps=5)
     spikes = enc(keras.ops.convert_to_tensor([[1.0, 0.5, 0.0]]))
     # the three features fire at steps 0, 2 and 4
     ```
@@ -395,7 +395,7 @@ class DeltaEncoding(keras.layers.Layer):
     Example:
 
     ```python
-    enc = keras_snn.layers.encoding.DeltaEncoding(threshold=0.5,
+    enc = keras_snn.layers.DeltaEncoding(threshold=0.5,
                                                   polarity="on_off")
     x = keras.ops.convert_to_tensor([[[0.0], [1.0], [1.0], [0.25]]])
     spikes = enc(x)  # ON at step 1, OFF at step 3: shape (1, 4, 2)
