@@ -290,6 +290,12 @@ def _refuse_neuron_model(layer):
             f"{missing}); use LIF or IF",
         )
     cell = layer.cell
+    if getattr(cell, "recurrent", False):
+        raise _unsupported(
+            layer,
+            f"recurrent=True ({kind} with recurrent synapses) is not "
+            "exported yet: no target implements the recurrent kernel",
+        )
     for name in ("trainable_threshold", "trainable_decay"):
         shape = getattr(cell, name, False)
         if shape and shape != "layer":

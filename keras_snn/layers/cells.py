@@ -17,6 +17,15 @@ from keras_snn.saving import register
 
 __all__ = ["IFCell", "LIFCell"]
 
+# The arguments of the recurrent synapses, which every neuron layer passes
+# on to its cell.
+RECURRENT_ARGUMENTS = (
+    "recurrent",
+    "recurrent_initializer",
+    "recurrent_regularizer",
+    "recurrent_constraint",
+)
+
 # Lowest value a trainable threshold may reach.
 MIN_THRESHOLD = 1e-3
 # A decay stored through a sigmoid must be strictly inside (0, 1).
@@ -79,6 +88,15 @@ class LIFCell(keras.layers.Layer):
             `1/tau = sigmoid(a)`, and `k = 1 - 1/tau = sigmoid(-a)`, in
             (0, 1) for any `a` (then `decay` must be in (0, 1)). Only used
             with a trainable decay. Defaults to `"clip"`.
+        recurrent: bool, recurrent synapses from the layer's own spikes of
+            the previous step: the current becomes `I[t] + o[t-1] W_rec`
+            with a trainable `(units, units)` kernel `W_rec`, and `o[t-1]`
+            is one more state (the last). Needs flat features. Defaults to
+            `False`.
+        recurrent_initializer: initializer of `W_rec`. Defaults to
+            `"glorot_uniform"`.
+        recurrent_regularizer: regularizer of `W_rec`, or `None`.
+        recurrent_constraint: constraint of `W_rec`, or `None`.
         units: `None` or int > 0, the number of neurons of a flat
             `(batch, units)` input; sets `state_size` for
             `keras.layers.RNN`. Defaults to `None` (any feature shape).
@@ -116,9 +134,18 @@ class LIFCell(keras.layers.Layer):
         trainable_threshold=False,
         trainable_decay=False,
         decay_parameterization="clip",
+        recurrent=False,
+        recurrent_initializer="glorot_uniform",
+        recurrent_regularizer=None,
+        recurrent_constraint=None,
         units=None,
         **kwargs,
     ):
+        if not isinstance(recurrent, bool):
+            raise ValueError(
+                "Argument `recurrent` must be True or False. Received: "
+                f"recurrent={recurrent!r}"
+            )
         if units is not None:
             units = functional.validate_count(units, "units")
         threshold = check_number(
@@ -148,6 +175,20 @@ class LIFCell(keras.layers.Layer):
         self.trainable_decay = trainable_decay
         self.decay_parameterization = decay_parameterization
         self.units = units
+        self.recurrent = bool(recurrent)
+        self.recurrent_initializer = keras.initializers.get(
+            recurrent_initializer
+        )
+        self.recurrent_regularizer = keras.regularizers.get(
+            recurrent_regularizer
+        )
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.recurrent_kernel = None
+        if self.recurrent:
+            # The previous step's spikes are one more state, after the
+            # neuron's own; the recurrent loop has no fused form.
+            self.state_names = (*type(self).state_names, "spikes")
+            self.fusable = False
         # The state has the input's feature shape, known after `build`;
         # -1 tells `keras.layers.RNN` to ask `get_initial_state` for it.
         size = -1 if units is None else units
@@ -174,6 +215,22 @@ class LIFCell(keras.layers.Layer):
         self.decay_weight = self.add_parameter(
             "decay", self.decay, self.trainable_decay, decay=True
         )
+        if self.recurrent:
+            if len(feature_shape) != 1:
+                raise ValueError(
+                    f"Layer '{self.name}' has recurrent=True, which needs "
+                    "flat features, input shape (batch, units) per step "
+                    "(add keras.layers.Flatten inside TimeFolded before "
+                    f"it). Received: input shape={tuple(input_shape)}"
+                )
+            units = feature_shape[0]
+            self.recurrent_kernel = self.add_weight(
+                shape=(units, units),
+                name="recurrent_kernel",
+                initializer=self.recurrent_initializer,
+                regularizer=self.recurrent_regularizer,
+                constraint=self.recurrent_constraint,
+            )
 
     # Whether `keras_snn.layers.fused.neuron_sequence` can run this cell.
     fusable = True
@@ -268,11 +325,28 @@ class LIFCell(keras.layers.Layer):
         spikes, u, v = self.step(current, states[0], *parameters)
         return spikes, u, [v]
 
+    def recurrent_step(self, current, states, parameters):
+        """`sequence_step`, with the recurrent synapses when `recurrent`.
+
+        The current of step `t` gains the previous step's spikes through
+        the recurrent kernel, `I[t] + o[t-1] W_rec` (the last state), and
+        the step's spikes become that state.
+        """
+        if not self.recurrent:
+            return self.sequence_step(current, states, parameters)
+        *states, previous = states
+        kernel = ops.cast(self.recurrent_kernel, current.dtype)
+        current = current + ops.matmul(previous, kernel)
+        spikes, u, states = self.sequence_step(current, states, parameters)
+        return spikes, u, [*states, spikes]
+
     def call(self, inputs, states, training=False):
         if not isinstance(states, (list, tuple)):
             states = [states]
         parameters = self.parameters(inputs.dtype)
-        spikes, _, states = self.sequence_step(inputs, list(states), parameters)
+        spikes, _, states = self.recurrent_step(
+            inputs, list(states), parameters
+        )
         return spikes, states
 
     def get_initial_state(self, batch_size=None):
@@ -296,6 +370,16 @@ class LIFCell(keras.layers.Layer):
                 "trainable_threshold": self.trainable_threshold,
                 "trainable_decay": self.trainable_decay,
                 "decay_parameterization": self.decay_parameterization,
+                "recurrent": self.recurrent,
+                "recurrent_initializer": keras.initializers.serialize(
+                    self.recurrent_initializer
+                ),
+                "recurrent_regularizer": keras.regularizers.serialize(
+                    self.recurrent_regularizer
+                ),
+                "recurrent_constraint": keras.constraints.serialize(
+                    self.recurrent_constraint
+                ),
                 "units": self.units,
             }
         )

@@ -13,6 +13,7 @@ from keras import ops
 from keras.src.backend import rnn as backend_rnn
 
 from keras_snn.layers import fused as fused_ops
+from keras_snn.layers.cells import RECURRENT_ARGUMENTS
 from keras_snn.layers.cells import IFCell
 from keras_snn.layers.cells import LIFCell
 from keras_snn.layers.cells import reject_leak_arguments
@@ -74,6 +75,14 @@ class LIF(keras.layers.RNN):
             [0, 1]) or `"sigmoid"` (the weight is Fang et al.'s `a`, with
             `1/tau = sigmoid(a)` and `k = 1 - 1/tau`); see
             `keras_snn.layers.LIFCell`. Defaults to `"clip"`.
+        recurrent: bool, recurrent synapses from the layer's own spikes of
+            the previous step, `I[t] + o[t-1] W_rec` (Bellec et al. 2018's
+            recurrent networks; any neuron model). Needs input currents of
+            shape `(batch, time, units)`; `W_rec` is the trainable
+            `recurrent_kernel`, the previous spikes the last state; runs
+            step by step (no fused loop). Defaults to `False`.
+        recurrent_initializer, recurrent_regularizer,
+            recurrent_constraint: of `W_rec`, as for Keras' `SimpleRNN`.
         return_sequences: bool, return spikes at every step (`True`) or at
             the last step only. Defaults to `True`.
         return_potentials: bool, also return the membrane potential `u[t]`
@@ -177,9 +186,15 @@ class LIF(keras.layers.RNN):
         decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         extra = {
             name: kwargs.pop(name)
-            for name in self.extra_cell_arguments
+            for name in (*self.extra_cell_arguments, *RECURRENT_ARGUMENTS)
             if name in kwargs
         }
+        if fused and extra.get("recurrent"):
+            raise ValueError(
+                "The fused time loop has no recurrent synapses; use "
+                "fused=None or fused=False with recurrent=True. Received: "
+                f"fused={fused!r}, recurrent=True"
+            )
         cell = self.cell_class(
             **self._cell_kwargs(
                 threshold=threshold,
@@ -394,7 +409,7 @@ class LIF(keras.layers.RNN):
         with_potentials = self.return_potentials
 
         def step(inputs, states):
-            spikes, u, states = cell.sequence_step(
+            spikes, u, states = cell.recurrent_step(
                 inputs, list(states), parameters
             )
             if with_potentials:
@@ -559,6 +574,8 @@ for _name in (
     "trainable_threshold",
     "trainable_decay",
     "decay_parameterization",
+    "recurrent",
+    "recurrent_kernel",
 ):
     setattr(LIF, _name, _cell_property(_name))
 del _name
