@@ -17,15 +17,6 @@ from keras_snn.saving import register
 
 __all__ = ["IFCell", "LIFCell"]
 
-# The arguments of the recurrent synapses, which every neuron layer passes
-# on to its cell.
-RECURRENT_ARGUMENTS = (
-    "recurrent",
-    "recurrent_initializer",
-    "recurrent_regularizer",
-    "recurrent_constraint",
-)
-
 # Lowest value a trainable threshold may reach.
 MIN_THRESHOLD = 1e-3
 # A decay stored through a sigmoid must be strictly inside (0, 1).

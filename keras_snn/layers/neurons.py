@@ -13,7 +13,6 @@ from keras import ops
 from keras.src.backend import rnn as backend_rnn
 
 from keras_snn.layers import fused as fused_ops
-from keras_snn.layers.cells import RECURRENT_ARGUMENTS
 from keras_snn.layers.cells import IFCell
 from keras_snn.layers.cells import LIFCell
 from keras_snn.layers.cells import reject_leak_arguments
@@ -81,8 +80,10 @@ class LIF(keras.layers.RNN):
             shape `(batch, time, units)`; `W_rec` is the trainable
             `recurrent_kernel`, the previous spikes the last state; runs
             step by step (no fused loop). Defaults to `False`.
-        recurrent_initializer, recurrent_regularizer,
-            recurrent_constraint: of `W_rec`, as for Keras' `SimpleRNN`.
+        recurrent_initializer: initializer of `W_rec`. Defaults to
+            `"glorot_uniform"`.
+        recurrent_regularizer: regularizer of `W_rec`, or `None`.
+        recurrent_constraint: constraint of `W_rec`, or `None`.
         return_sequences: bool, return spikes at every step (`True`) or at
             the last step only. Defaults to `True`.
         return_potentials: bool, also return the membrane potential `u[t]`
@@ -153,6 +154,10 @@ class LIF(keras.layers.RNN):
         trainable_threshold=False,
         trainable_decay=False,
         decay_parameterization="clip",
+        recurrent=False,
+        recurrent_initializer="glorot_uniform",
+        recurrent_regularizer=None,
+        recurrent_constraint=None,
         return_sequences=True,
         return_potentials=False,
         return_state=False,
@@ -186,10 +191,10 @@ class LIF(keras.layers.RNN):
         decay = check_number(type(self), kwargs, "decay", decay, UNIT_INTERVAL)
         extra = {
             name: kwargs.pop(name)
-            for name in (*self.extra_cell_arguments, *RECURRENT_ARGUMENTS)
+            for name in self.extra_cell_arguments
             if name in kwargs
         }
-        if fused and extra.get("recurrent"):
+        if fused and recurrent:
             raise ValueError(
                 "The fused time loop has no recurrent synapses; use "
                 "fused=None or fused=False with recurrent=True. Received: "
@@ -206,6 +211,10 @@ class LIF(keras.layers.RNN):
                 trainable_decay=trainable_decay,
                 decay_parameterization=decay_parameterization,
             ),
+            recurrent=recurrent,
+            recurrent_initializer=recurrent_initializer,
+            recurrent_regularizer=recurrent_regularizer,
+            recurrent_constraint=recurrent_constraint,
             **extra,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
