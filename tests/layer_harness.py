@@ -344,3 +344,51 @@ def load_in_fresh_process(directory):
         f"the loader process failed (rc={result.returncode}):\n"
         f"{result.stderr[-3000:]}"
     )
+
+
+def harness_tests(cases, label):
+    """The harness's tests over `cases`, for a test module to bind.
+
+    Returns, in this order: `test_config_round_trip`,
+    `test_xla_gives_the_eager_outputs`, `test_mixed_precision`, the
+    module-scoped fixture `harness_archives` (one fresh process loads every
+    case's `.keras` archive) and `test_keras_archive_loads_in_a_fresh_process`.
+    Bind all five at module level under these names.
+    """
+    import pytest
+
+    names = sorted(cases)
+
+    @pytest.mark.parametrize("name", names)
+    def test_config_round_trip(name):
+        check_config_round_trip(cases[name])
+
+    @pytest.mark.parametrize("name", names)
+    def test_xla_gives_the_eager_outputs(name):
+        check_xla(cases[name])
+
+    @pytest.mark.parametrize("name", names)
+    def test_mixed_precision(name):
+        case = cases[name]
+        if not case.mixed_precision:
+            pytest.skip(f"{name} does not support mixed_float16")
+        check_mixed_precision(case)
+
+    @pytest.fixture(scope="module")
+    def harness_archives(tmp_path_factory):
+        directory = save_models(cases, tmp_path_factory.mktemp(label))
+        return load_in_fresh_process(directory)
+
+    @pytest.mark.parametrize("name", names)
+    def test_keras_archive_loads_in_a_fresh_process(name, harness_archives):
+        result = harness_archives[name]
+        assert not isinstance(result, str), result
+        assert result == 0.0
+
+    return (
+        test_config_round_trip,
+        test_xla_gives_the_eager_outputs,
+        test_mixed_precision,
+        harness_archives,
+        test_keras_archive_loads_in_a_fresh_process,
+    )

@@ -9,11 +9,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 from layer_harness import LayerCase
-from layer_harness import check_config_round_trip
-from layer_harness import check_mixed_precision
-from layer_harness import check_xla
-from layer_harness import load_in_fresh_process
-from layer_harness import save_models
+from layer_harness import harness_tests
 
 from keras_snn import layers
 from keras_snn import losses
@@ -414,34 +410,12 @@ CASES = {
         (2, 6, 5),
     ),
 }
-NAMES = sorted(CASES)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_config_round_trip(name):
-    check_config_round_trip(CASES[name])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_xla(name):
-    check_xla(CASES[name])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_mixed_precision(name):
-    check_mixed_precision(CASES[name])
-
-
-@pytest.fixture(scope="module")
-def fresh_process_results(tmp_path_factory):
-    directory = save_models(CASES, tmp_path_factory.mktemp("encoders"))
-    return load_in_fresh_process(directory)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_keras_archive_loads_in_a_fresh_process(
-    name, fresh_process_results
-):
-    result = fresh_process_results[name]
-    assert not isinstance(result, str), result
-    assert result == 0.0
+(
+    test_config_round_trip,
+    test_xla_gives_the_eager_outputs,
+    test_mixed_precision,
+    harness_archives,
+    test_keras_archive_loads_in_a_fresh_process,
+) = harness_tests(CASES, "encoders")

@@ -12,11 +12,7 @@ import pytest
 import tensorflow as tf
 from layer_harness import LayerCase
 from layer_harness import _rnn
-from layer_harness import check_config_round_trip
-from layer_harness import check_mixed_precision
-from layer_harness import check_xla
-from layer_harness import load_in_fresh_process
-from layer_harness import save_models
+from layer_harness import harness_tests
 
 import edge
 from edge import ir
@@ -213,25 +209,12 @@ CASES = {
         wrap=_rnn,
     ),
 }
-NAMES = sorted(CASES)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_config_round_trip(name):
-    check_config_round_trip(CASES[name])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_xla(name):
-    check_xla(CASES[name])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_harness_mixed_precision(name):
-    check_mixed_precision(CASES[name])
-
-
-def test_harness_keras_archive_loads_in_a_fresh_process(tmp_path):
-    results = load_in_fresh_process(save_models(CASES, tmp_path))
-    for name in NAMES:
-        assert results[name] == 0.0, (name, results[name])
+(
+    test_config_round_trip,
+    test_xla_gives_the_eager_outputs,
+    test_mixed_precision,
+    harness_archives,
+    test_keras_archive_loads_in_a_fresh_process,
+) = harness_tests(CASES, "recurrent")
