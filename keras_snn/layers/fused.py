@@ -119,11 +119,27 @@ def _state_after_reset(u, threshold, reset):
     return v
 
 
-def _backward_step(g_o, dv, u, threshold, reset, surrogate, detach_reset):
-    """Gradients of one step; returns `(du, dtheta_elementwise)`."""
+def _backward_step(
+    g_o,
+    dv,
+    u,
+    threshold,
+    reset,
+    surrogate,
+    detach_reset,
+    surrogate_threshold=None,
+):
+    """Gradients of one step; returns `(du, dtheta_elementwise)`.
+
+    `surrogate_threshold` is the threshold the surrogate's `grad` is given
+    (ALIF's baseline, while `threshold` is its adaptive one); `None` is
+    `threshold`.
+    """
     x = u - threshold
     o = functional.heaviside(x)
-    slope = tf.cast(surrogate.grad(x, threshold), g_o.dtype)
+    if surrogate_threshold is None:
+        surrogate_threshold = threshold
+    slope = tf.cast(surrogate.grad(x, surrogate_threshold), g_o.dtype)
     dtheta = None
     if reset == "hard":
         if not detach_reset:

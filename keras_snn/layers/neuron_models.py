@@ -6,15 +6,19 @@ fire and reset through `keras_snn.functional.neuron_step`; the layers
 `CubaLIF` and `ALIF` run them over the time axis with the machinery of
 `keras_snn.layers.LIF` (stateful, masking, `return_state`,
 `return_potentials`, `check_finite`). Each has two states, the membrane
-state `v` first. They have no fused time loop yet: `fused=None` runs the
-step-by-step path.
+state `v` first. Without a mask, `return_potentials` or recurrent
+synapses, `fused=None` runs the whole sequence as one op
+(`keras_snn.layers.fused_models`), with the step-by-step path's spikes,
+states and gradients.
 """
 
 from keras_snn import functional
+from keras_snn.layers import fused_models
 from keras_snn.layers.cells import LIFCell
 from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_number
 from keras_snn.layers.neurons import LIF
+from keras_snn.layers.neurons import MAX_AUTO_UNROLL
 from keras_snn.saving import register
 
 __all__ = ["ALIF", "ALIFCell", "CubaLIF", "CubaLIFCell"]
@@ -83,7 +87,7 @@ class CubaLIFCell(LIFCell):
         representation", Nature Communications 2024).
     """
 
-    fusable = False
+    fusable = True
     state_names = ("v", "i")
 
     def __init__(
@@ -162,6 +166,23 @@ class CubaLIFCell(LIFCell):
         )
         return o, u, [v, i]
 
+    def fused_sequence(self, sequences, states, parameters, unroll):
+        """The whole sequence as one op: `(spikes, [v, i])`.
+
+        `keras_snn.layers.fused_models.cuba_sequence` with this cell's
+        reset, surrogate and `detach_reset`; the same spikes, states and
+        gradients as `sequence_step` applied step by step.
+        """
+        return fused_models.cuba_sequence(
+            sequences,
+            states,
+            *parameters,
+            reset=self.reset,
+            surrogate=self.surrogate,
+            detach_reset=self.detach_reset,
+            unroll=unroll,
+        )
+
     def get_config(self):
         config = super().get_config()
         config["current_decay"] = self.current_decay
@@ -231,7 +252,7 @@ class ALIFCell(LIFCell):
         networks of spiking neurons", NeurIPS 2018.
     """
 
-    fusable = False
+    fusable = True
     state_names = ("v", "b")
 
     def __init__(
@@ -304,6 +325,23 @@ class ALIFCell(LIFCell):
         )
         return o, u, [v, b]
 
+    def fused_sequence(self, sequences, states, parameters, unroll):
+        """The whole sequence as one op: `(spikes, [v, b])`.
+
+        `keras_snn.layers.fused_models.alif_sequence` with this cell's
+        reset, surrogate and `detach_reset`; the same spikes, states and
+        gradients as `sequence_step` applied step by step.
+        """
+        return fused_models.alif_sequence(
+            sequences,
+            states,
+            *parameters,
+            reset=self.reset,
+            surrogate=self.surrogate,
+            detach_reset=self.detach_reset,
+            unroll=unroll,
+        )
+
     def get_config(self):
         config = super().get_config()
         config["adaptation"] = self.adaptation
@@ -313,6 +351,26 @@ class ALIFCell(LIFCell):
 
 def _open(value):
     return 0.0 < value < 1.0
+
+
+def _fused_inner_loop(self, sequences, initial_state, mask, training=False):
+    """`LIF.inner_loop`, with the cell's own fused op where it applies.
+
+    `LIF.inner_loop` runs LIF's `neuron_sequence`; CubaLIF and ALIF run
+    their cell's `fused_sequence` (two states, more parameters) instead,
+    under the same conditions (`uses_fused_loop`) and unroll rule.
+    """
+    if not self.uses_fused_loop(mask):
+        return LIF.inner_loop(self, sequences, initial_state, mask, training)
+    cell = self.cell
+    unroll = self.unroll
+    if unroll is None:
+        timesteps = sequences.shape[1]
+        unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
+    spikes, states = cell.fused_sequence(
+        sequences, list(initial_state), cell.parameters(sequences.dtype), unroll
+    )
+    return spikes[:, -1], spikes, states
 
 
 @register
@@ -350,9 +408,10 @@ class CubaLIF(LIF):
         trainable_current_decay: `False`, `True`, `"layer"`, `"channel"` or
             `"neuron"`. Defaults to `False`.
         **kwargs: `return_sequences`, `return_potentials`, `return_state`
-            (the final `v`, then `i`), `stateful`, `unroll`, `fused` (only
-            `None` or `False`: no fused loop yet), `check_finite` as for
-            `LIF`, and the base layer's keyword arguments.
+            (the final `v`, then `i`), `stateful`, `unroll`, `fused`
+            (`keras_snn.layers.fused_models.cuba_sequence`),
+            `check_finite` as for `LIF`, and the base layer's keyword
+            arguments.
 
     Call arguments:
         sequences: float input currents `(batch, time, ...)`.
@@ -375,6 +434,7 @@ class CubaLIF(LIF):
     """
 
     cell_class = CubaLIFCell
+    inner_loop = _fused_inner_loop
     extra_cell_arguments = ("current_decay", "trainable_current_decay")
 
     def __init__(
@@ -440,9 +500,10 @@ class ALIF(LIF):
         adaptation: float >= 0, `beta`. Defaults to `0.2`.
         adaptation_decay: float in [0, 1], `rho`. Defaults to `0.9`.
         **kwargs: `return_sequences`, `return_potentials`, `return_state`
-            (the final `v`, then `b`), `stateful`, `unroll`, `fused` (only
-            `None` or `False`), `check_finite` as for `LIF`, and the base
-            layer's keyword arguments.
+            (the final `v`, then `b`), `stateful`, `unroll`, `fused`
+            (`keras_snn.layers.fused_models.alif_sequence`),
+            `check_finite` as for `LIF`, and the base layer's keyword
+            arguments.
 
     Call arguments:
         sequences: float input currents `(batch, time, ...)`.
@@ -465,6 +526,7 @@ class ALIF(LIF):
     """
 
     cell_class = ALIFCell
+    inner_loop = _fused_inner_loop
     extra_cell_arguments = ("adaptation", "adaptation_decay")
 
     def __init__(
