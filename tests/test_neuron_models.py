@@ -277,10 +277,11 @@ def test_gradient_reaches_the_first_dense_layer(neuron):
     assert np.abs(grad.numpy()).sum() > 0
 
 
-def test_new_layers_skip_the_fused_loop():
+def test_new_layers_run_their_fused_loop():
     for layer in (layers.CubaLIF(), layers.ALIF()):
         layer.build((2, 3, 4))
-        assert layer.uses_fused_loop() is False
+        assert layer.uses_fused_loop() is True
+        assert layers.CubaLIF(recurrent=True).cell.fusable is False
     lif = layers.LIF(trainable_threshold="neuron", trainable_decay="channel")
     lif.build((2, 3, 4))
     assert lif.uses_fused_loop() is True
@@ -451,8 +452,10 @@ def test_configs_are_flat_and_json():
             lambda: layers.IF(decay_parameterization="sigmoid"),
             "no leak",
         ),
-        (lambda: layers.CubaLIF(fused=True), "no fused time loop"),
-        (lambda: layers.ALIF(fused=True), "ALIF has no fused"),
+        (
+            lambda: layers.ALIF(fused=True, recurrent=True),
+            "no recurrent synapses",
+        ),
     ],
 )
 def test_invalid_arguments(factory, pattern):

@@ -10,6 +10,7 @@ from keras import ops
 from keras_snn import constraints
 from keras_snn import functional
 from keras_snn import surrogates
+from keras_snn.layers import fused as fused_ops
 from keras_snn.layers.checks import POSITIVE
 from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_number
@@ -315,6 +316,26 @@ class LIFCell(keras.layers.Layer):
         """
         spikes, u, v = self.step(current, states[0], *parameters)
         return spikes, u, [v]
+
+    def fused_sequence(self, sequences, states, parameters, unroll):
+        """The whole sequence as one op with a hand-written gradient.
+
+        `keras_snn.layers.fused.neuron_sequence` for this cell's equations
+        (`fusable` cells only); returns `(spikes, new_states)`. Subclasses
+        with more states run their own fused op.
+        """
+        threshold, decay = parameters
+        spikes, v = fused_ops.neuron_sequence(
+            sequences,
+            states[0],
+            threshold,
+            decay,
+            reset=self.reset,
+            surrogate=self.surrogate,
+            detach_reset=self.detach_reset,
+            unroll=unroll,
+        )
+        return spikes, [v]
 
     def recurrent_step(self, current, states, parameters):
         """`sequence_step`, with the recurrent synapses when `recurrent`.

@@ -18,7 +18,7 @@ from keras_snn.layers.cells import LIFCell
 from keras_snn.layers.checks import UNIT_INTERVAL
 from keras_snn.layers.checks import check_number
 from keras_snn.layers.neurons import LIF
-from keras_snn.layers.neurons import MAX_AUTO_UNROLL
+from keras_snn.layers.neurons import cell_property
 from keras_snn.saving import register
 
 __all__ = ["ALIF", "ALIFCell", "CubaLIF", "CubaLIFCell"]
@@ -353,26 +353,6 @@ def _open(value):
     return 0.0 < value < 1.0
 
 
-def _fused_inner_loop(self, sequences, initial_state, mask, training=False):
-    """`LIF.inner_loop`, with the cell's own fused op where it applies.
-
-    `LIF.inner_loop` runs LIF's `neuron_sequence`; CubaLIF and ALIF run
-    their cell's `fused_sequence` (two states, more parameters) instead,
-    under the same conditions (`uses_fused_loop`) and unroll rule.
-    """
-    if not self.uses_fused_loop(mask):
-        return LIF.inner_loop(self, sequences, initial_state, mask, training)
-    cell = self.cell
-    unroll = self.unroll
-    if unroll is None:
-        timesteps = sequences.shape[1]
-        unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
-    spikes, states = cell.fused_sequence(
-        sequences, list(initial_state), cell.parameters(sequences.dtype), unroll
-    )
-    return spikes[:, -1], spikes, states
-
-
 @register
 class CubaLIF(LIF):
     """Current-based LIF neurons over a sequence of input currents.
@@ -434,7 +414,6 @@ class CubaLIF(LIF):
     """
 
     cell_class = CubaLIFCell
-    inner_loop = _fused_inner_loop
     extra_cell_arguments = ("current_decay", "trainable_current_decay")
 
     def __init__(
@@ -526,7 +505,6 @@ class ALIF(LIF):
     """
 
     cell_class = ALIFCell
-    inner_loop = _fused_inner_loop
     extra_cell_arguments = ("adaptation", "adaptation_decay")
 
     def __init__(
@@ -558,15 +536,8 @@ class ALIF(LIF):
         )
 
 
-def _cell_property(name):
-    return property(
-        lambda self: getattr(self.cell, name),
-        doc=f"The cell's `{name}` (read-only).",
-    )
-
-
 for _name in CubaLIF.extra_cell_arguments:
-    setattr(CubaLIF, _name, _cell_property(_name))
+    setattr(CubaLIF, _name, cell_property(_name))
 for _name in ALIF.extra_cell_arguments:
-    setattr(ALIF, _name, _cell_property(_name))
+    setattr(ALIF, _name, cell_property(_name))
 del _name

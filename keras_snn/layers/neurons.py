@@ -12,7 +12,6 @@ import keras
 from keras import ops
 from keras.src.backend import rnn as backend_rnn
 
-from keras_snn.layers import fused as fused_ops
 from keras_snn.layers.cells import IFCell
 from keras_snn.layers.cells import LIFCell
 from keras_snn.layers.cells import reject_leak_arguments
@@ -403,18 +402,10 @@ class LIF(keras.layers.RNN):
         if unroll is None:
             unroll = timesteps is not None and timesteps <= MAX_AUTO_UNROLL
         if self.uses_fused_loop(mask):
-            threshold, decay = parameters
-            spikes, v = fused_ops.neuron_sequence(
-                sequences,
-                initial_state[0],
-                threshold,
-                decay,
-                reset=cell.reset,
-                surrogate=cell.surrogate,
-                detach_reset=cell.detach_reset,
-                unroll=unroll,
+            spikes, states = cell.fused_sequence(
+                sequences, list(initial_state), parameters, unroll
             )
-            return spikes[:, -1], spikes, [v]
+            return spikes[:, -1], spikes, states
         with_potentials = self.return_potentials
 
         def step(inputs, states):
@@ -565,7 +556,8 @@ class IF(LIF):
         return kw
 
 
-def _cell_property(name):
+def cell_property(name):
+    """A layer property that reads the cell's attribute `name`."""
     return property(
         lambda self: getattr(self.cell, name),
         doc=f"The cell's `{name}` (read-only).",
@@ -586,5 +578,5 @@ for _name in (
     "recurrent",
     "recurrent_kernel",
 ):
-    setattr(LIF, _name, _cell_property(_name))
+    setattr(LIF, _name, cell_property(_name))
 del _name
