@@ -374,11 +374,20 @@ class EpochBatches:
                 items = augment(*items, example_seed)
             return items
 
+        def gather(indices, _):
+            return tuple(tf.gather(a, indices) for a in tensors)
+
         tensors = tuple(tf.constant(a) for a in arrays)
         data = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
         data = data.apply(tf.data.experimental.assert_cardinality(count))
-        data = data.map(example, num_parallel_calls=tf.data.AUTOTUNE)
-        data = data.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        batch = {"batch_size": self.batch_size}
+        batch["drop_remainder"] = self.drop_remainder
+        if augment is None:
+            # Gather whole batches: one op per batch, not per example.
+            data = data.batch(**batch).map(gather)
+        else:
+            data = data.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+            data = data.batch(**batch)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
