@@ -168,9 +168,10 @@ class LIFCell(keras.layers.Layer):
         self.decay_parameterization = decay_parameterization
         self.units = units
         self.recurrent = bool(recurrent)
-        self.recurrent_initializer = keras.initializers.get(
-            recurrent_initializer
-        )
+        # Kept as given until `build`: a Keras initializer made without a
+        # seed draws one from Python's `random`, which would shift the
+        # weights of every layer made after a (non-recurrent) neuron layer.
+        self.recurrent_initializer = recurrent_initializer
         self.recurrent_regularizer = keras.regularizers.get(
             recurrent_regularizer
         )
@@ -219,7 +220,7 @@ class LIFCell(keras.layers.Layer):
             self.recurrent_kernel = self.add_weight(
                 shape=(units, units),
                 name="recurrent_kernel",
-                initializer=self.recurrent_initializer,
+                initializer=keras.initializers.get(self.recurrent_initializer),
                 regularizer=self.recurrent_regularizer,
                 constraint=self.recurrent_constraint,
             )
@@ -383,7 +384,7 @@ class LIFCell(keras.layers.Layer):
                 "trainable_decay": self.trainable_decay,
                 "decay_parameterization": self.decay_parameterization,
                 "recurrent": self.recurrent,
-                "recurrent_initializer": keras.initializers.serialize(
+                "recurrent_initializer": _serialize_initializer(
                     self.recurrent_initializer
                 ),
                 "recurrent_regularizer": keras.regularizers.serialize(
@@ -492,3 +493,10 @@ def check_feature_shape(layer, shape):
             f"membrane state. Received: feature shape={shape}"
         )
     return tuple(int(d) for d in shape)
+
+
+def _serialize_initializer(initializer):
+    """A string as it is; an initializer object as its Keras config."""
+    if isinstance(initializer, str):
+        return initializer
+    return keras.initializers.serialize(initializer)
