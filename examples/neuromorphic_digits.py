@@ -9,9 +9,16 @@ binary files, read back with `read_nmnist`, integrated into `T` OFF/ON
 frames (`event_dataset`), and a convolutional SNN is trained on the frame
 sequences with `model.fit`.
 
+`--neuron alif-recurrent` trains instead the recurrent ALIF network of
+`benchmarks/temporal_fmnist.py` on the same frames: each flattened frame
+drives `Dense(128)`, then `ALIF(recurrent=True)` (adaptive thresholds and
+recurrent synapses from the previous frame's spikes), and a
+`MembraneReadout` gives the logits after the last frame.
+
 Run:
 
     python examples/neuromorphic_digits.py --frames 8 --epochs 15
+    python examples/neuromorphic_digits.py --neuron alif-recurrent
 """
 
 import argparse
@@ -41,12 +48,35 @@ def record(images, labels, out_dir):
     return paths, labels, sensor
 
 
+def recurrent_alif(input_shape, hidden=128):
+    """Flattened frames -> Dense -> recurrent ALIF -> MembraneReadout."""
+    frames = keras.Input(input_shape)
+    x = keras_snn.layers.TimeFolded(keras.layers.Flatten())(frames)
+    x = keras_snn.layers.TimeFolded(keras.layers.Dense(hidden))(x)
+    x = keras_snn.layers.ALIF(
+        decay=0.9,
+        adaptation=1.0,
+        adaptation_decay=0.95,
+        surrogate="sigmoid",
+        recurrent=True,
+    )(x)
+    logits = keras_snn.layers.MembraneReadout(10, mode="last")(x)
+    return keras.Model(frames, logits, name="recurrent_alif")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--limit", type=int, default=None, help="images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--neuron",
+        choices=["lif", "alif-recurrent"],
+        default="lif",
+        help="lif: the convolutional LIF network; alif-recurrent: "
+        "Dense(128) -> recurrent ALIF -> MembraneReadout",
+    )
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
@@ -77,12 +107,15 @@ def main(argv=None):
 
         train_data = frames(train_paths, train_labels, True)
         test_data = frames(test_paths, test_labels, False)
-        model = keras_snn.models.from_spec(
-            "16C3-AP2-32C3-AP2-128FC-Decoding",
-            input_shape=(args.frames, *sensor, 2),
-            num_classes=10,
-            norm="bn",
-        )
+        if args.neuron == "lif":
+            model = keras_snn.models.from_spec(
+                "16C3-AP2-32C3-AP2-128FC-Decoding",
+                input_shape=(args.frames, *sensor, 2),
+                num_classes=10,
+                norm="bn",
+            )
+        else:
+            model = recurrent_alif((args.frames, *sensor, 2))
         model.compile(
             optimizer=keras.optimizers.Adam(2e-3),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -94,7 +127,8 @@ def main(argv=None):
     total_s = time.perf_counter() - start
     print(
         f"event digits, {args.frames} frames of {sensor[0]}x{sensor[1]}x2: "
-        f"test accuracy {accuracy:.4f} ({len(test_labels)} recordings); "
+        f"test accuracy {accuracy:.4f} ({len(test_labels)} recordings, "
+        f"{args.neuron} network, {model.count_params():,} parameters); "
         f"recording {record_s:.1f} s, total {total_s:.1f} s"
     )
     return accuracy

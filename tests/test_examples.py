@@ -107,6 +107,18 @@ def test_example_smoke_run(name, tmp_path, monkeypatch, capsys):
     assert re.search(pattern, capsys.readouterr().out)
 
 
+def test_neuromorphic_recurrent_alif_smoke_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--frames", "2", "--epochs", "1", "--limit", "32"]
+    load_example("neuromorphic_digits.py").main(
+        [*argv, "--neuron", "alif-recurrent"]
+    )
+    assert re.search(
+        r"event digits, 2 frames .* test accuracy .*alif-recurrent network",
+        capsys.readouterr().out,
+    )
+
+
 def write_idx(path, array):
     """Writes `array` (uint8) as a gzipped IDX file."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
