@@ -26,6 +26,29 @@ __all__ = ["ALIF", "ALIFCell", "CubaLIF", "CubaLIFCell"]
 NON_NEGATIVE = ("a finite number >= 0", lambda value: value >= 0)
 
 
+def _fused_sequence(op):
+    """A cell's `fused_sequence` running `op` (`keras_snn.layers.fused_models`).
+
+    The op gets the cell's reset, surrogate and `detach_reset`, and gives
+    the same spikes, states and gradients as `sequence_step` applied step
+    by step.
+    """
+
+    def fused_sequence(self, sequences, states, parameters, unroll):
+        return op(
+            sequences,
+            states,
+            *parameters,
+            reset=self.reset,
+            surrogate=self.surrogate,
+            detach_reset=self.detach_reset,
+            unroll=unroll,
+        )
+
+    fused_sequence.__doc__ = f"The whole sequence as one op: `{op.__name__}`."
+    return fused_sequence
+
+
 @register
 class CubaLIFCell(LIFCell):
     """One time step of the current-based LIF neuron (CUBA).
@@ -166,22 +189,7 @@ class CubaLIFCell(LIFCell):
         )
         return o, u, [v, i]
 
-    def fused_sequence(self, sequences, states, parameters, unroll):
-        """The whole sequence as one op: `(spikes, [v, i])`.
-
-        `keras_snn.layers.fused_models.cuba_sequence` with this cell's
-        reset, surrogate and `detach_reset`; the same spikes, states and
-        gradients as `sequence_step` applied step by step.
-        """
-        return fused_models.cuba_sequence(
-            sequences,
-            states,
-            *parameters,
-            reset=self.reset,
-            surrogate=self.surrogate,
-            detach_reset=self.detach_reset,
-            unroll=unroll,
-        )
+    fused_sequence = _fused_sequence(fused_models.cuba_sequence)
 
     def get_config(self):
         config = super().get_config()
@@ -325,22 +333,7 @@ class ALIFCell(LIFCell):
         )
         return o, u, [v, b]
 
-    def fused_sequence(self, sequences, states, parameters, unroll):
-        """The whole sequence as one op: `(spikes, [v, b])`.
-
-        `keras_snn.layers.fused_models.alif_sequence` with this cell's
-        reset, surrogate and `detach_reset`; the same spikes, states and
-        gradients as `sequence_step` applied step by step.
-        """
-        return fused_models.alif_sequence(
-            sequences,
-            states,
-            *parameters,
-            reset=self.reset,
-            surrogate=self.surrogate,
-            detach_reset=self.detach_reset,
-            unroll=unroll,
-        )
+    fused_sequence = _fused_sequence(fused_models.alif_sequence)
 
     def get_config(self):
         config = super().get_config()
