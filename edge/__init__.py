@@ -37,6 +37,7 @@ _SUBMODULES = (
     "integer",
     "ir",
     "kernels",
+    "neuron_models",
     "output",
     "quantize",
     "reference",

@@ -32,6 +32,18 @@ Arithmetic, per time step (all values integers):
   `o = [u >= th_q]`, then hard reset `v = u (1-o)` or soft reset
   `v = u - th_q o` (never overflows: `u >= th_q >= 0` where it applies).
   int32 holds every intermediate.
+- Other neuron models (`edge.neuron_models.step`, the same functions of
+  `keras_snn.functional`), with every product by a decay a
+  `decay_multiply` and every sum saturated:
+  recurrent synapses add `saturate(requantize(o[t-1] W_rec_q, m, n))`
+  (a dense layer on the previous spikes, in the potential's scale) to `I`;
+  a CubaLIF filters the current, `i = saturate(decay_multiply(i, a_q) +
+  I)`, and the membrane integrates `i` (`a_q = 0`: the LIF neuron); an
+  ALIF compares with `th_q + a`, where the adaptation `a` (the threshold's
+  rise, in the potential's scale) follows
+  `a = decay_multiply(a, rho_q) + step_q o` after the spike, and a soft
+  reset subtracts `th_q + a`. A per-channel or per-neuron threshold or
+  decay is an array of these integers.
 - Leaky integrator (`MembraneReadout`): the neuron with no spike or reset;
   its output is `u`.
 
@@ -43,6 +55,7 @@ The rounding, shift and saturation functions are those of
 import numpy as np
 
 from edge import kernels
+from edge import neuron_models
 from edge import reference
 from keras_snn import functional
 from keras_snn.fixed_point import DECAY_BITS
@@ -55,13 +68,16 @@ from keras_snn.fixed_point import saturate
 
 __all__ = [
     "DECAY_BITS",
+    "FixedPointAdaptation",
     "FixedPointDecay",
+    "constants",
     "requantize",
     "round_half_away",
     "rshift_round",
     "run_integer",
     "saturate",
 ]
+
 
 class FixedPointDecay:
     """The decay factor in Q15, multiplying like a number in `neuron_step`.
@@ -71,7 +87,7 @@ class FixedPointDecay:
     """
 
     def __init__(self, d_q):
-        self.d_q = int(d_q)
+        self.d_q = d_q if np.ndim(d_q) else int(d_q)
 
     def __mul__(self, v):
         return decay_multiply(v, self.d_q)
@@ -80,6 +96,73 @@ class FixedPointDecay:
 
     def __repr__(self):
         return f"FixedPointDecay({self.d_q} / 2**{DECAY_BITS})"
+
+
+class FixedPointAdaptation(FixedPointDecay):
+    """The ALIF adaptation decay `rho` in Q15, with its per-spike step.
+
+    `rho * a` is `decay_multiply(a, rho_q)` and `(1 - rho) * o` is
+    `step_q * o` (`fixed_point.quantize_adaptation_step`), so the shared
+    `keras_snn.functional.alif_step`, given `adaptation = 1`, computes the
+    integer adaptation `a = beta b` in the potential's scale.
+    """
+
+    def __init__(self, rho_q, step_q):
+        super().__init__(rho_q)
+        self.step_q = int(step_q)
+
+    def __rsub__(self, one):
+        if one != 1:
+            return NotImplemented
+        return _Step(self.step_q)
+
+
+class _Step:
+    """An integer that multiplies spikes: `step_q * o`."""
+
+    def __init__(self, step_q):
+        self.step_q = step_q
+
+    def __mul__(self, spikes):
+        return self.step_q * np.asarray(spikes, np.int64)
+
+    __rmul__ = __mul__
+
+
+def constants(node):
+    """The integer constants of a quantized neuron node for
+    `edge.neuron_models.step`."""
+    p = node.params
+    numbers = {
+        "threshold": p["threshold_q"],
+        "decay": FixedPointDecay(p["decay_q"]),
+    }
+    if "current_decay_q" in p:
+        numbers["current_decay"] = FixedPointDecay(p["current_decay_q"])
+    if "adaptation_step_q" in p:
+        numbers["adaptation"] = 1
+        numbers["adaptation_decay"] = FixedPointAdaptation(
+            p["adaptation_decay_q"], p["adaptation_step_q"]
+        )
+    return numbers
+
+
+def _recurrent(node, bits):
+    """The recurrent current of a quantized neuron node, or `None`: a
+    dense layer on the previous spikes, requantized into the potential's
+    scale and saturated."""
+    p = node.params
+    if "recurrent_kernel_q" not in p:
+        return None
+
+    def current(spikes):
+        acc = kernels.dense(
+            np.asarray(spikes, np.int64), p["recurrent_kernel_q"]
+        )
+        y = requantize(acc, p["recurrent_multiplier"], p["recurrent_shift"])
+        return saturate(y, bits)
+
+    return current
 
 
 def _synaptic(node, x, bits):
@@ -109,9 +192,7 @@ def apply_integer(node, inputs, state, bits):
         counts = kernels.pool_counts(
             x.shape[1:], p["pool_size"], p["strides"], p["padding"]
         )
-        return rounded_average(
-            window * sums, counts[None, :, :, None]
-        ), None
+        return rounded_average(window * sums, counts[None, :, :, None]), None
     if op == "max_pool":
         return kernels.max_pool2d(
             np.asarray(x, np.int64), p["pool_size"], p["strides"], p["padding"]
@@ -120,20 +201,27 @@ def apply_integer(node, inputs, state, bits):
         return x.reshape(len(x), -1), None
     if op == "add":
         return saturate(sum(inputs[1:], inputs[0]), bits), None
-    if op in ("neuron", "integrator"):
-        v = np.zeros(x.shape, np.int64) if state is None else state
-        reset = p["reset"] if op == "neuron" else "none"
-        spikes, u, v = functional.neuron_step(
+    if op == "neuron":
+        spikes, _, state = neuron_models.step(
+            node,
             np.asarray(x, np.int64),
-            v,
-            p.get("threshold_q", 0),
-            FixedPointDecay(p["decay_q"]),
-            reset,
+            state,
+            constants(node),
+            recurrent=_recurrent(node, bits),
             clip_fn=lambda u: saturate(u, bits),
         )
-        if op == "integrator":
-            return v, v
-        return spikes.astype(np.int64), v
+        return spikes.astype(np.int64), state
+    if op == "integrator":
+        v = np.zeros(x.shape, np.int64) if state is None else state
+        _, _, v = functional.neuron_step(
+            np.asarray(x, np.int64),
+            v,
+            0,
+            FixedPointDecay(p["decay_q"]),
+            "none",
+            clip_fn=lambda u: saturate(u, bits),
+        )
+        return v, v
     raise ValueError(f"Unknown op {op!r} in node {node.name!r}")
 
 

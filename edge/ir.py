@@ -11,7 +11,10 @@ or the largest value).
 
 The graph only holds what the exporters can express. Anything else is
 refused by `extract` with an `UnsupportedLayerError` that names the layer
-and lists what is supported.
+and lists what is supported. A neuron node of a model beyond LIF/IF
+(current-based, adaptive, recurrent, per-channel parameters) carries the
+params of `edge.neuron_models`; each target refuses what it does not
+implement (`edge.neuron_models.require`).
 """
 
 import dataclasses
@@ -19,6 +22,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from edge import neuron_models
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from keras_snn import functional
@@ -56,6 +60,8 @@ SUPPORTED_LAYERS = (
     "Dropout",
     "LIF",
     "IF",
+    "CubaLIF",
+    "ALIF (also recurrent=True; the targets say which they accept)",
     "TimeFolded/TimeDistributed(<any of the above>)",
     "GlobalAveragePooling1D (mean over time, then only Dense)",
     "Decoding",
@@ -275,38 +281,6 @@ def _per_step_shape(layer, shape, timed):
     return out
 
 
-def _refuse_neuron_model(layer):
-    """Refuses LIF subclasses and parameters the deployment path lacks."""
-    kind = type(layer).__name__
-    missing = None
-    if isinstance(layer, snn.CubaLIF):
-        missing = "the synaptic current state of the current-based neuron"
-    elif isinstance(layer, snn.ALIF):
-        missing = "the adaptation state of the adaptive threshold"
-    if missing is not None:
-        raise _unsupported(
-            layer,
-            f"{kind} neurons are not exported yet (no target implements "
-            f"{missing}); use LIF or IF",
-        )
-    cell = layer.cell
-    if getattr(cell, "recurrent", False):
-        raise _unsupported(
-            layer,
-            f"recurrent=True ({kind} with recurrent synapses) is not "
-            "exported yet: no target implements the recurrent kernel",
-        )
-    for name in ("trainable_threshold", "trainable_decay"):
-        shape = getattr(cell, name, False)
-        if shape and shape != "layer":
-            raise _unsupported(
-                layer,
-                f"{name}={shape!r} gives one value per {shape}, and the "
-                "targets take one threshold and one decay per layer; use "
-                f"{name}='layer' (or True) or False",
-            )
-
-
 class _Builder:
     """Walks the Keras graph in topological order and emits nodes."""
 
@@ -469,8 +443,7 @@ class _Builder:
                 "DirectEncoding (the first layer then encodes)",
             )
         self._require_time(layer, names)
-        if isinstance(layer, snn.LIF):  # IF subclasses LIF
-            _refuse_neuron_model(layer)
+        if isinstance(layer, snn.LIF):  # IF, CubaLIF, ALIF subclass LIF
             return self._neuron(layer, names, output)
         if isinstance(layer, snn.TDBatchNormalization):
             return self._batch_norm(layer, names, output)
@@ -522,16 +495,12 @@ class _Builder:
             )
         if getattr(layer, "go_backwards", False):
             raise _unsupported(layer, "go_backwards=True is not supported")
-        cell = layer.cell
-        threshold, decay = cell.parameters("float64")
         return self.emit(
             layer,
             "neuron",
             names,
             self._shape(layer, output, names),
-            threshold=float(_numpy(threshold)),
-            decay=float(_numpy(decay)),
-            reset=cell.reset,
+            **neuron_models.neuron_params(layer),
         )
 
     def _batch_norm(self, layer, names, output):

@@ -15,7 +15,11 @@ arithmetic of:
   data (largest current plus largest state, and at least the threshold)
   and `B = state_bits` (16 by default): the currents into the neuron, its
   threshold (`th_q = round(theta / s_v)`) and its state live in that scale;
-- the decay as an even Q15 integer (`d_q = 2 round(decay * 2^14)`);
+- the decay as an even Q15 integer (`d_q = 2 round(decay * 2^14)`), and
+  so a CubaLIF's current decay and an ALIF's adaptation decay; an ALIF's
+  per-spike threshold rise `step_q` in the potential's scale, and
+  recurrent synapses as a dense layer on spikes into that scale
+  (`edge.neuron_models` lists the models);
 - per output channel `c` a requantization multiplier `m[c]` of 15 bits and
   a shift `n[c]` with `m[c] / 2^n[c] ~= s_x max|W[..., c]| / (127 s_y)`;
   the weight scale is then `s_w[c] = m[c] 2^-n[c] s_y / s_x`, so that the
@@ -240,11 +244,8 @@ def quantize(graph, calibration_data, state_bits=16):
 
     for node in graph.nodes:
         if node.op in STATEFUL:
-            current = _max_abs(trace[node.inputs[0]])
-            state = _max_abs(trace[f"{node.name}:state"])
-            bound = max(current + state, node.params.get("threshold", 0.0))
             node.params["scale"] = fixed_point.power_of_two_scale(
-                bound, levels
+                _state_bound(node, trace), levels
             )
             assign(node.inputs[0], node.params["scale"], node.name)
     output = by_name[graph.output]
@@ -281,9 +282,7 @@ def quantize(graph, calibration_data, state_bits=16):
         elif node.op in STATEFUL:
             p["decay_q"] = fixed_point.quantize_membrane_decay(p["decay"])
             if node.op == "neuron":
-                p["threshold_q"] = fixed_point.quantize_threshold(
-                    p["threshold"], p["scale"]
-                )
+                _quantize_neuron(node)
                 scales[node.name] = 1.0
             else:
                 scales[node.name] = p["scale"]
@@ -297,6 +296,57 @@ def quantize(graph, calibration_data, state_bits=16):
         else:  # max_pool, flatten
             scales[node.name] = source_scale
     return QuantizedGraph(graph, input_scale, output_scale, state_bits)
+
+
+def _state_bound(node, trace):
+    """`R`, the bound of `|u|` that sets a stateful node's scale: the
+    largest current into the membrane (a CubaLIF's filtered current, with
+    the recurrent current) plus the largest state, and at least the
+    largest threshold (with an ALIF's full adaptation `beta`)."""
+    p = node.params
+    key = f"{node.name}:current"
+    current = _max_abs(trace[key] if key in trace else trace[node.inputs[0]])
+    state = _max_abs(trace[f"{node.name}:state"])
+    threshold = float(np.max(p.get("threshold", 0.0)))
+    return max(current + state, threshold + p.get("adaptation", 0.0))
+
+
+def _quantize_neuron(node):
+    """The integer constants of a neuron node in its scale `p["scale"]`:
+    `threshold_q`, and as the model needs `current_decay_q` (CubaLIF),
+    `adaptation_decay_q` and `adaptation_step_q` (ALIF,
+    `fixed_point.quantize_adaptation_step`), and the recurrent synapses as
+    a dense layer on spikes (`recurrent_kernel_q`, `recurrent_multiplier`,
+    `recurrent_shift`)."""
+    p = node.params
+    scale = p["scale"]
+    p["threshold_q"] = fixed_point.quantize_threshold(p["threshold"], scale)
+    if "current_decay" in p:
+        p["current_decay_q"] = fixed_point.quantize_membrane_decay(
+            p["current_decay"]
+        )
+    if "adaptation" in p:
+        p["adaptation_decay_q"] = fixed_point.quantize_membrane_decay(
+            p["adaptation_decay"]
+        )
+        p["adaptation_step_q"] = fixed_point.quantize_adaptation_step(
+            p["adaptation"], p["adaptation_decay"], scale
+        )
+    if "recurrent_kernel" in p:
+        kernel = p["recurrent_kernel"]
+        synapses = Node(
+            f"{node.name}_recurrent",
+            "dense",
+            [],
+            node.shape,
+            {"kernel": kernel, "bias": np.zeros(kernel.shape[-1])},
+            layer=node.layer,
+        )
+        _quantize_synaptic(synapses, 1.0, scale)
+        q = synapses.params
+        p["recurrent_kernel_q"] = q["kernel_q"]
+        p["recurrent_multiplier"] = q["multiplier"]
+        p["recurrent_shift"] = q["shift"]
 
 
 def integer_form(graph):

@@ -16,6 +16,7 @@ are combined as the graph's `aggregate` says.
 import numpy as np
 
 from edge import kernels
+from edge import neuron_models
 from edge.errors import CalibrationError
 from keras_snn import fixed_point
 from keras_snn import functional
@@ -81,7 +82,9 @@ def simulate(nodes, output, x_at, timesteps, apply, record=False):
     Returns:
         `(outputs, trace)`: the list of per-step outputs, and (if `record`)
         a dict node name -> list of per-step values (else `None`); the
-        states after each step are under `"<node name>:state"`.
+        states after each step are under `"<node name>:state"` (a neuron's
+        membrane; its other states under `"<node name>:<key>"`, the keys
+        of `edge.neuron_models.step`).
     """
     states = {}
     outputs = []
@@ -94,13 +97,24 @@ def simulate(nodes, output, x_at, timesteps, apply, record=False):
             if state is not None:
                 states[node.name] = state
                 if record:
-                    trace.setdefault(f"{node.name}:state", []).append(state)
+                    _record_state(trace, node.name, state)
             values[node.name] = value
         outputs.append(values[output])
         if record:
             for name, value in values.items():
                 trace[name].append(value)
     return outputs, trace
+
+
+def _record_state(trace, name, state):
+    """`"<name>:state"` is the membrane; a neuron's dict state adds
+    `"<name>:<key>"` for its other entries (`edge.neuron_models.step`)."""
+    if not isinstance(state, dict):
+        trace.setdefault(f"{name}:state", []).append(state)
+        return
+    for key, value in state.items():
+        label = "state" if key == "v" else key
+        trace.setdefault(f"{name}:{label}", []).append(value)
 
 
 def apply_float(node, inputs, state):
@@ -130,14 +144,20 @@ def apply_float(node, inputs, state):
         return x * p["scale"] + p["offset"], None
     if op == "batch_norm":
         return batch_norm(x, p), None
-    if op in ("neuron", "integrator"):
-        v = np.zeros_like(x, dtype=np.float64) if state is None else state
-        reset = p["reset"] if op == "neuron" else "none"
-        threshold = p["threshold"] if op == "neuron" else 0.0
-        spikes, u, v = functional.neuron_step(
-            x, v, threshold, p["decay"], reset
+    if op == "neuron":
+        kernel = p.get("recurrent_kernel")
+        spikes, _, state = neuron_models.step(
+            node,
+            np.asarray(x, np.float64),
+            state,
+            p,
+            recurrent=None if kernel is None else lambda o: o @ kernel,
         )
-        return (spikes if op == "neuron" else u), v
+        return spikes, state
+    if op == "integrator":
+        v = np.zeros_like(x, dtype=np.float64) if state is None else state
+        _, u, v = functional.neuron_step(x, v, 0.0, p["decay"], "none")
+        return u, v
     raise ValueError(f"Unknown op {op!r} in node {node.name!r}")
 
 

@@ -419,13 +419,22 @@ def quantize_decay(decay, bits=DECAY_BITS):
     Ties away from zero (`round_half_away`); `decay = 1` is exact.
 
     Args:
-        decay: float, the membrane decay `k`.
+        decay: float, the membrane decay `k`, or an array of them (one per
+            channel or neuron).
         bits: int, the fraction bits. Defaults to `DECAY_BITS` (Q15).
 
     Returns:
-        Python int.
+        Python int (int64 array for an array `decay`).
     """
-    return int(round_half_away(float(decay) * (1 << bits)))
+    return _int_or_array(
+        round_half_away(np.asarray(decay, np.float64) * (1 << bits))
+    )
+
+
+def _int_or_array(values):
+    """A 0-d integer array as a Python int; other arrays as int64."""
+    values = np.asarray(values, np.int64)
+    return int(values) if values.ndim == 0 else values
 
 
 def quantize_membrane_decay(decay):
@@ -435,10 +444,10 @@ def quantize_membrane_decay(decay):
     gives `2^15`, the identity (an IF neuron, no multiplication).
 
     Args:
-        decay: float in [0, 1], the membrane decay `k`.
+        decay: float in [0, 1], the membrane decay `k` (or an array).
 
     Returns:
-        Python int in `[0, 2^15]`, even.
+        Python int in `[0, 2^15]`, even (int64 array for an array).
     """
     return 2 * quantize_decay(decay, DECAY_BITS - 1)
 
@@ -456,13 +465,37 @@ def decay_multiply(v, decay_q):
 
     Args:
         v: array-like of integers, the potentials.
-        decay_q: int, from `quantize_membrane_decay`.
+        decay_q: int, from `quantize_membrane_decay`, or an array of them
+            broadcastable to `v` (one per channel or neuron).
 
     Returns:
         int64 NumPy array.
     """
-    product = np.asarray(v, np.int64) * int(decay_q)
+    product = np.asarray(v, np.int64) * np.asarray(decay_q, np.int64)
     return rounding_divide_by_pot(product, DECAY_BITS)
+
+
+def quantize_adaptation_step(adaptation, adaptation_decay, scale):
+    """The integer jump of an adaptive threshold per spike (ALIF).
+
+    The integer reference keeps the ALIF adaptation (Bellec et al. 2018,
+    `keras_snn.functional.alif_step`) as the threshold's rise
+    `a = beta b` in the potential's scale, so that it decays with the
+    membrane's own arithmetic:
+    `a[t+1] = decay_multiply(a[t], rho_q) + step_q o[t]` and the
+    threshold is `th_q + a[t]`. `step_q = round((1 - rho_q 2^-15) beta /
+    scale)` is the rise one spike gives, `(1 - rho) beta` in float.
+
+    Args:
+        adaptation: float `beta >= 0`.
+        adaptation_decay: float `rho` in [0, 1].
+        scale: float > 0, the potential's scale.
+
+    Returns:
+        Python int >= 0.
+    """
+    rho = quantize_membrane_decay(adaptation_decay) / (1 << DECAY_BITS)
+    return int(round_half_away((1.0 - rho) * float(adaptation) / scale))
 
 
 def quantize_threshold(threshold, scale, strict=False):
@@ -475,16 +508,19 @@ def quantize_threshold(threshold, scale, strict=False):
     `u > th_q - 1`).
 
     Args:
-        threshold: float, the threshold `theta` of the float model.
+        threshold: float, the threshold `theta` of the float model, or an
+            array of them (one per channel or neuron).
         scale: float > 0, the real value of one integer step of the
             potential.
         strict: bool, return the threshold of a `>` comparison. Defaults
             to `False`.
 
     Returns:
-        Python int.
+        Python int (int64 array for an array `threshold`).
     """
-    th_q = int(round_half_away(float(threshold) / float(scale)))
+    th_q = _int_or_array(
+        round_half_away(np.asarray(threshold, np.float64) / float(scale))
+    )
     return th_q - 1 if strict else th_q
 
 

@@ -181,13 +181,16 @@ def cuba_step(
         spike_fn: as for `neuron_step`.
         detach_fn: as for `neuron_step`.
         select_ops: as for `neuron_step`.
-        clip_fn: as for `neuron_step`.
+        clip_fn: as for `neuron_step`; also applied to the current `i[t]`
+            (the integer reference saturates both states).
 
     Returns:
         Tuple `(o, u, v, i)`: spikes `o[t]`, potential before reset `u[t]`,
         the new states `v[t]` and `i[t]`.
     """
     i = current_decay * i + current
+    if clip_fn is not None:
+        i = clip_fn(i)
     o, u, v = neuron_step(
         i, v, threshold, decay, reset, spike_fn, detach_fn, select_ops, clip_fn
     )
@@ -239,7 +242,8 @@ def alif_step(
         spike_fn: as for `neuron_step`, called on `u[t] - theta[t]`.
         detach_fn: as for `neuron_step`.
         select_ops: as for `neuron_step`.
-        clip_fn: as for `neuron_step`.
+        clip_fn: as for `neuron_step`; also applied to the new adaptation
+            (the integer reference saturates every state).
 
     Returns:
         Tuple `(o, u, v, b)`: spikes, potential before reset, the new
@@ -258,6 +262,8 @@ def alif_step(
         clip_fn,
     )
     b = adaptation_decay * b + (1 - adaptation_decay) * o
+    if clip_fn is not None:
+        b = clip_fn(b)
     return o, u, v, b
 
 

@@ -474,37 +474,27 @@ def _model(neuron):
     "neuron,fragments",
     [
         (layers.CubaLIF(name="cuba"), ["'cuba' (CubaLIF)", "synaptic current"]),
-        (layers.ALIF(name="alif"), ["'alif' (ALIF)", "adaptation state"]),
+        (layers.ALIF(name="alif"), ["'alif' (ALIF)", "adaptive threshold"]),
         (
             layers.LIF(trainable_threshold="channel", name="plif"),
-            ["'plif' (LIF)", "trainable_threshold='channel'"],
+            ["'plif' (LIF)", "per channel or per neuron"],
         ),
         (
             layers.IF(trainable_threshold="neuron", name="pif"),
-            ["'pif' (IF)", "one value per neuron"],
+            ["'pif' (IF)", "per channel or per neuron"],
         ),
         (
-            layers.LIF(trainable_decay="neuron", name="tau"),
-            ["'tau' (LIF)", "trainable_decay='neuron'"],
+            layers.LIF(recurrent=True, name="rec"),
+            ["'rec' (LIF)", "recurrent synapses"],
         ),
     ],
 )
-def test_edge_refuses_what_it_cannot_express(neuron, fragments, tmp_path):
-    model = _model(neuron)
-    with pytest.raises(edge.UnsupportedLayerError) as info:
-        ir.extract(model)
-    for fragment in fragments:
-        assert fragment in str(info.value)
-    with pytest.raises(edge.UnsupportedLayerError, match=fragments[1]):
-        edge.export(model, tmp_path / "out", targets=["tflite"], verbose=0)
-
-
-def test_edge_still_exports_layer_wide_sigmoid_decay():
-    model = _model(
-        layers.LIF(
-            trainable_decay=True, decay_parameterization="sigmoid", decay=0.7
-        )
+def test_a_target_refuses_the_features_it_lacks(neuron, fragments):
+    graph = ir.extract(_model(neuron))
+    edge.neuron_models.require(
+        graph, "demo", ("current", "adaptation", "recurrent", "channel")
     )
-    graph = ir.extract(model)
-    (neuron,) = [n for n in graph.nodes if n.op == "neuron"]
-    assert neuron.params["decay"] == pytest.approx(0.7)
+    with pytest.raises(edge.UnsupportedLayerError) as info:
+        edge.neuron_models.require(graph, "demo", ())
+    for fragment in [*fragments, "'demo' target"]:
+        assert fragment in str(info.value)

@@ -14,8 +14,6 @@ from layer_harness import LayerCase
 from layer_harness import _rnn
 from layer_harness import harness_tests
 
-import edge
-from edge import ir
 from keras_snn import layers
 
 
@@ -162,15 +160,6 @@ def test_bad_uses_are_clear_errors():
         layers.LIF(recurrent=True, fused=True)
     with pytest.raises(ValueError, match="recurrent=1"):
         layers.LIFCell(recurrent=1)
-
-
-def test_edge_refuses_recurrent_layers(tmp_path):
-    inputs = keras.Input((6, 4))
-    x = layers.TimeFolded(keras.layers.Dense(5))(inputs)
-    x = layers.LIF(recurrent=True, name="rec")(x)
-    model = keras.Model(inputs, layers.Decoding(2)(x))
-    with pytest.raises(edge.UnsupportedLayerError, match="'rec' .*recurrent"):
-        ir.extract(model)
 
 
 def test_trains_under_xla():

@@ -10,10 +10,13 @@ import re
 
 import numpy as np
 
+from edge import neuron_models
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from keras_snn import fixed_point
 
+# The neuron features (`edge.neuron_models.FEATURES`) this target has.
+NEURON_FEATURES = ()
 SUPPORTED_OPS = (
     "input",
     "conv2d",
@@ -144,6 +147,7 @@ class Plan:
                 f"name={name!r}"
             )
         graph = qgraph.graph
+        neuron_models.require(graph, "c", NEURON_FEATURES)
         self.qgraph, self.graph, self.name = qgraph, graph, name
         self.bits = int(qgraph.state_bits)
         if not 8 <= self.bits <= 32:

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from edge import kernels
+from edge import neuron_models
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from keras_snn.fixed_point import quantize_decay
@@ -40,6 +41,8 @@ V_DECAY_MAX = 4095  # 12-bit dv
 NETX_FILE = "model_loihi.net"
 LAVA_SAMPLES = 16  # evaluation samples run in Lava by export_target
 LAVA_TIMEOUT = 600
+# The neuron features (`edge.neuron_models.FEATURES`) this target has.
+NEURON_FEATURES = ()
 LAVA_PYTHON_ENV = "KERAS_SNN_LAVA_PYTHON"
 SYNAPTIC = ("conv2d", "dense")
 
@@ -380,6 +383,7 @@ def quantize_loihi(graph):
 
     >>> lgraph = quantize_loihi(edge.fuse.fuse(edge.ir.extract(model)))
     """
+    neuron_models.require(graph, "loihi", NEURON_FEATURES)
     nodes = graph.nodes
     if any(node.op == "batch_norm" for node in nodes):
         raise ExportError(

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from edge import kernels
+from edge import neuron_models
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 
@@ -27,6 +28,8 @@ NIR_SAMPLES = 64  # evaluation samples run in each consumer
 NIR_TIMEOUT = 600  # seconds per consumer run
 NEAR_TIE = 1e-4  # |u - theta| below which float32 and float64 may disagree
 CONSUMERS = {"norse": "Norse 1.1", "snntorch": "snnTorch 1.0"}
+# The neuron features (`edge.neuron_models.FEATURES`) this target has.
+NEURON_FEATURES = ()
 INSTALL_SCRIPT = "keras-snn consumers install --targets nir"
 
 
@@ -183,6 +186,7 @@ def convert(graph):
     >>> conversion = edge.targets.nir.convert(edge.fuse.fuse(graph))
     >>> conversion.nir_graph.nodes.keys()
     """
+    neuron_models.require(graph, "nir", NEURON_FEATURES)
     import nir
 
     nodes, edges = {}, []

@@ -52,7 +52,7 @@ def convert(graph):
     import tensorflow as tf
     import tf2onnx
 
-    step = step_lib.build_step_model(graph, batch_size=None)
+    step = step_lib.build_step_model(graph, batch_size=None, target="onnx")
     names = [tensor.name for tensor in step.inputs]
     specs = [
         tf.TensorSpec((None, *tensor.shape[1:]), tf.float32, name=name)

@@ -49,6 +49,7 @@ op in LiteRT (default and reference kernels) and TFLite-Micro against
 import numpy as np
 
 from edge import integer
+from edge import neuron_models
 from edge import reference
 from edge.errors import UnsupportedLayerError
 from edge.targets.tflite.converter import _schema
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 STATE_BITS = 16
+# The neuron features (`edge.neuron_models.FEATURES`) this target has.
+NEURON_FEATURES = ()
 
 
 class _Writer:
@@ -287,8 +290,9 @@ class _Builder:
     def _reshape(self, name, source, shape, scale):
         writer = self.writer
         out = writer.tensor(name, shape, "int16", scale)
-        new_shape = writer.tensor(f"{name}/shape", (len(shape),), "int32",
-                                  data=shape)
+        new_shape = writer.tensor(
+            f"{name}/shape", (len(shape),), "int32", data=shape
+        )
         writer.op(
             "RESHAPE",
             [source, new_shape],
@@ -319,15 +323,18 @@ class _Builder:
             if len(source_shape) != 1:
                 raise _unsupported(node, f"an input of shape {source_shape}")
             source = self._reshape(
-                f"{node.name}/image", source, (1, 1, 1, source_shape[0]),
+                f"{node.name}/image",
+                source,
+                (1, 1, 1, source_shape[0]),
                 in_scale,
             )
         if node.op == "dense":
             kernel = kernel[None, None]
         shape = (1, 1, 1, channels) if vector else (1, *node.shape)
         name = f"{node.name}/image" if vector else node.name
-        out = writer.tensor(name + "_out" if vector else name, shape,
-                            "int16", p["scale"])
+        out = writer.tensor(
+            name + "_out" if vector else name, shape, "int16", p["scale"]
+        )
         bias = writer.tensor(
             f"{node.name}/bias", (channels,), "int64", bias_scale, p["bias_q"]
         )
@@ -454,6 +461,7 @@ def build_integer_model(qgraph):
     >>> qgraph = edge.quantize.quantize(fused, x_train[:256])
     >>> model_bytes = build_integer_model(qgraph)
     """
+    neuron_models.require(qgraph.graph, "tflite-int16x8", NEURON_FEATURES)
     if qgraph.state_bits != STATE_BITS:
         raise UnsupportedLayerError(
             "The integer TFLite model has 16-bit states (TFLite's 16x8 "

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from edge import neuron_models
 from edge.errors import UnsupportedLayerError
 from keras_snn import functional
 
@@ -36,6 +37,8 @@ __all__ = [
 
 INPUT = "x"
 OUTPUT = "y"
+# The neuron features (`edge.neuron_models.FEATURES`) the step models have.
+NEURON_FEATURES = ()
 
 
 def state_name(node):
@@ -135,13 +138,15 @@ def _layer(node):
     )
 
 
-def build_step_model(graph, batch_size=1):
+def build_step_model(graph, batch_size=1, target="tflite"):
     """Builds the one-step Keras model of a fused graph.
 
     Args:
         graph: a fused `edge.ir.Graph` (no `batch_norm` nodes).
         batch_size: static batch size of the inputs (1 for TFLite and the
             microcontroller runtimes), or `None` for a dynamic one.
+        target: the target's name for the refusal of a neuron model the
+            step model lacks (`edge.neuron_models.require`).
 
     Returns:
         A float32 `keras.Model` with dict inputs and outputs: `"x"` and
@@ -153,6 +158,7 @@ def build_step_model(graph, batch_size=1):
     >>> step = edge.targets.tflite.step_model.build_step_model(fused)
     >>> out = step({"x": x_t, **states})
     """
+    neuron_models.require(graph, target, NEURON_FEATURES)
     inputs = {
         INPUT: keras.Input(graph.input_shape, batch_size, name=INPUT),
     }

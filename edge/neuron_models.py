@@ -1,0 +1,204 @@
+"""The neuron models of a step graph, and what each target can express.
+
+A `"neuron"` node of `edge.ir` always has `threshold`, `decay` and `reset`
+(the LIF/IF neuron, Wu et al. 2019, Eq. 5-6). Other keras_snn neuron
+models add parameters, each one a *feature* that a target either
+implements or refuses:
+
+- `"current"`: `current_decay` (`a`), a `CubaLIF`:
+  `i[t] = a i[t-1] + I[t]`;
+- `"adaptation"`: `adaptation` (`beta`) and `adaptation_decay` (`rho`),
+  an `ALIF`;
+- `"recurrent"`: `recurrent_kernel` `(units, units)`, `recurrent=True`;
+- `"channel"`: `threshold`, `decay` or `current_decay` as arrays
+  (`trainable_*="channel"` or `"neuron"`).
+
+A per-channel parameter has shape `(channels,)`, a per-neuron one the
+node's shape; a per-layer one is a Python float. `model` names the Keras
+class (`"LIF"`, `"IF"`, `"CubaLIF"`, `"ALIF"`) for the messages.
+
+Every target calls `require(graph, target, supported)` before it converts
+anything: a neuron node with a feature the target lacks is refused with an
+`UnsupportedLayerError` that names the layer, the target and the reason.
+"""
+
+import keras
+import numpy as np
+
+from edge.errors import UnsupportedLayerError
+from keras_snn import functional
+
+__all__ = ["FEATURES", "features", "neuron_params", "require", "step"]
+
+FEATURES = {
+    "current": "the synaptic current state of the current-based neuron "
+    "(CubaLIF)",
+    "adaptation": "the adaptive threshold's state (ALIF)",
+    "recurrent": "the recurrent synapses (recurrent=True)",
+    "channel": "a threshold or decay per channel or per neuron "
+    "(trainable_*='channel' or 'neuron')",
+}
+
+
+def _value(value):
+    """A parameter as a Python float (one per layer) or a float64 array."""
+    array = np.array(keras.ops.convert_to_numpy(value), np.float64)
+    return float(array) if array.ndim == 0 else array
+
+
+def neuron_params(layer):
+    """The params of the `"neuron"` node of a keras_snn neuron layer.
+
+    Args:
+        layer: a built `keras_snn.layers.LIF` (or a subclass).
+
+    Returns:
+        A dict: `model`, `threshold`, `decay`, `reset`, and `current_decay`,
+        `adaptation`, `adaptation_decay`, `recurrent_kernel` for the models
+        that have them.
+    """
+    from keras_snn import layers as snn
+
+    cell = layer.cell
+    values = cell.parameters("float64")
+    params = {
+        "model": type(layer).__name__,
+        "threshold": _value(values[0]),
+        "decay": _value(values[1]),
+        "reset": cell.reset,
+    }
+    if isinstance(layer, snn.CubaLIF):
+        params["current_decay"] = _value(values[2])
+    elif isinstance(layer, snn.ALIF):
+        params["adaptation"] = float(values[2])
+        params["adaptation_decay"] = float(values[3])
+    if getattr(cell, "recurrent", False):
+        params["recurrent_kernel"] = np.array(
+            keras.ops.convert_to_numpy(cell.recurrent_kernel), np.float64
+        )
+    return params
+
+
+def features(node):
+    """The features (keys of `FEATURES`) a neuron node uses, sorted."""
+    p = node.params
+    found = set()
+    if "current_decay" in p:
+        found.add("current")
+    if "adaptation" in p:
+        found.add("adaptation")
+    if "recurrent_kernel" in p:
+        found.add("recurrent")
+    if any(
+        np.ndim(p[name]) > 0
+        for name in ("threshold", "decay", "current_decay")
+        if name in p
+    ):
+        found.add("channel")
+    return sorted(found)
+
+
+def require(graph, target, supported=()):
+    """Refuses the neuron features that `target` does not implement.
+
+    Args:
+        graph: an `edge.ir.Graph`.
+        target: the target's name, for the message (e.g. `"loihi"`).
+        supported: the features of `FEATURES` the target implements.
+
+    Raises:
+        UnsupportedLayerError: the first neuron node using a feature
+            outside `supported`; the message names its layer, the target,
+            the feature and what the target accepts.
+    """
+    for node in graph.nodes:
+        if node.op != "neuron":
+            continue
+        missing = [f for f in features(node) if f not in supported]
+        if not missing:
+            continue
+        kind = node.params.get("model", "LIF")
+        accepted = ", ".join(FEATURES[f] for f in supported) or "none"
+        raise UnsupportedLayerError(
+            f"Layer '{node.layer}' ({kind}) cannot be exported to the "
+            f"{target!r} target: it does not implement "
+            f"{' and '.join(FEATURES[f] for f in missing)}. Neuron features "
+            f"it accepts beyond LIF/IF: {accepted}. Export this model to "
+            "a target that implements them (see the export table in "
+            "docs/export.md), or train a LIF/IF model for this one."
+        )
+
+
+def step(node, current, state, constants, recurrent=None, clip_fn=None):
+    """One step of a neuron node; the float and integer references' code.
+
+    The equations are those of `keras_snn.functional` (`neuron_step`,
+    `cuba_step`, `alif_step`), the functions the Keras layers run; the
+    references only choose the numbers: floats, or the fixed-point
+    constants of `edge.integer`.
+
+    Args:
+        node: the `"neuron"` node (its params say which model).
+        current: the input current `I[t]`.
+        state: `None` at the first step, else the dict this function
+            returned: `"v"` (the membrane), `"current"` (the current that
+            reached the membrane: `i[t]` of a CubaLIF, else `I[t]` plus the
+            recurrent current), `"adaptation"` (ALIF) and `"spikes"` (the
+            spikes of the step, for the recurrent synapses).
+        constants: dict with `threshold`, `decay` and, as the model needs,
+            `current_decay`, `adaptation`, `adaptation_decay`, each a
+            number or an object that multiplies like one.
+        recurrent: `None`, or a function `spikes -> current` (the
+            recurrent synapses) for a node with `recurrent_kernel`.
+        clip_fn: `None`, or the saturation of the integer reference,
+            applied to every current and potential.
+
+    Returns:
+        `(spikes, u, new_state)`.
+    """
+    p = node.params
+    state = state or {}
+
+    def previous(key):
+        value = state.get(key)
+        return (
+            np.zeros(current.shape, current.dtype) if value is None else value
+        )
+
+    if recurrent is not None:
+        current = current + recurrent(previous("spikes"))
+        if clip_fn is not None:
+            current = clip_fn(current)
+    common = dict(reset=p["reset"], clip_fn=clip_fn)
+    v = previous("v")
+    threshold, decay = constants["threshold"], constants["decay"]
+    new = {}
+    if "current_decay" in p:
+        spikes, u, v, current = functional.cuba_step(
+            current,
+            v,
+            previous("current"),
+            threshold,
+            decay,
+            constants["current_decay"],
+            **common,
+        )
+    elif "adaptation" in p:
+        spikes, u, v, new["adaptation"] = functional.alif_step(
+            current,
+            v,
+            previous("adaptation"),
+            threshold,
+            decay,
+            constants["adaptation"],
+            constants["adaptation_decay"],
+            **common,
+        )
+    else:
+        spikes, u, v = functional.neuron_step(
+            current, v, threshold, decay, **common
+        )
+    new.update(v=v, current=current)
+    if recurrent is not None:
+        new["spikes"] = spikes
+    return spikes, u, new
