@@ -48,6 +48,10 @@ SMOKE_RUNS = {
         ["--epochs", "1", "--timesteps", "2"],
         r"ANN / SNN energy",
     ),
+    "export_neuron_models.py": (
+        ["--epochs", "1", "--timesteps", "2", "--targets", "tflite-int16x8"],
+        r"\| cuba \| Keras \|.*\n(.*\n)*\| alif-recurrent \| tflite-int16x8",
+    ),
     "neuromorphic_digits.py": (
         ["--frames", "2", "--epochs", "1", "--limit", "32"],
         r"event digits, 2 frames .* test accuracy",
