@@ -36,15 +36,27 @@ Mapping (fused float graph -> file units; see Lava's `PyLifModelBitAcc`,
   `bias = round(S b)` (13-bit signed mantissa, `bias_exp = 6`), and the
   threshold `n = S theta` an integer: `S = n / theta` with
   `n = floor(theta * min(254 / max|W|, 4095 / max|b|, 131071 / theta))`.
-- Current: `iDecay = 4096`, so `u` is the instantaneous synaptic input (our
-  neurons have no current state). Voltage: `vDecay = round((1 - k) 4096)`
-  for the decay `k` (Lava decays by `trunc(v (4096 - vDecay) / 4096)`,
-  toward zero, where keras_snn multiplies by `k`).
+- Current: `iDecay = round((1 - a) 4096)` for a `CubaLIF`'s current decay
+  `a` (`keras_snn.fixed_point.quantize_decay`), so Loihi's `u` is its
+  synaptic current `i`; `iDecay = 4096` (`a = 0`: LIF, IF) makes `u` the
+  instantaneous input. Voltage: `vDecay = round((1 - k) 4096)` for the
+  decay `k` (Lava decays both by `trunc(x (4096 - d) / 4096)`, toward
+  zero, where keras_snn multiplies by `k` and `a`). Loihi adds the bias
+  to `v`, unfiltered, where a `CubaLIF` adds it to `i`: a `CubaLIF` with
+  `a > 0` and a bias (a folded batch norm's shift too) is refused.
+- Recurrent dense layers (`recurrent=True`) are NetX `dense_rec` layers:
+  `weight_rec` on the same scale (NetX picks one exponent for both), a
+  recurrent `Dense` of one step of delay, `o[t-1] @ W_rec` as keras_snn.
+- A per-channel threshold (`trainable_threshold="channel"`) scales each
+  output channel on its own, `S_c = n / theta_c`, with one `vThMant = n`;
+  per-channel or per-neuron decays are refused (one `vDecay`, `iDecay`
+  per NetX layer). `ALIF` is refused (no adaptive threshold in NetX).
 - Threshold: keras_snn fires at `u >= theta`, Loihi at `v > vThMant << 6`.
-  With `vDecay = 0` (IF neurons) the potential is always a multiple of 64
-  (weights and biases are integers), so `u >= n` equals `v > (n - 1) << 6`
-  and `vThMant = n - 1` is exact. A leaky neuron's potential carries
-  Loihi's 6 fractional bits; `vThMant = n` then fires at `v > n << 6`,
+  With `vDecay = 0` and `iDecay = 4096` (IF neurons) the potential is
+  always a multiple of 64 (weights and biases are integers), so `u >= n`
+  equals `v > (n - 1) << 6` and `vThMant = n - 1` is exact. A leaky
+  neuron's potential (or a decaying current) carries Loihi's 6 fractional
+  bits; `vThMant = n` then fires at `v > n << 6`,
   differing from `u >= n` only at the single value `v == n << 6`.
 - Hard reset to 0 only (Loihi's reset); soft reset, `reset="none"`, residual
   `add` and per-channel `affine` (an unfoldable batch norm) are refused.
@@ -105,6 +117,7 @@ from edge.targets.loihi.reference import LoihiDecay
 from edge.targets.loihi.reference import decode
 from edge.targets.loihi.reference import encode
 from edge.targets.loihi.reference import loihi_neuron_step
+from edge.targets.loihi.reference import recurrent_input
 from edge.targets.loihi.reference import run_loihi
 from edge.targets.loihi.reference import run_loihi_reference
 from edge.targets.loihi.target import export_target
@@ -126,6 +139,7 @@ __all__ = [
     "netx_bytes",
     "netx_weights_exact",
     "quantize_loihi",
+    "recurrent_input",
     "run_lava",
     "run_loihi",
     "run_loihi_reference",

@@ -81,7 +81,10 @@ def _write(file, lgraph):
             entry["dilation"] = np.array([1, 1], np.int64)
             entry["groups"] = np.int64(1)
         else:
-            entry["type"] = _ascii("dense")
+            recurrent = layer.weight_rec is not None
+            entry["type"] = _ascii("dense_rec" if recurrent else "dense")
+            if recurrent:  # NetX's (out, in), as the feed-forward weight
+                entry["weight_rec"] = np.asarray(layer.weight_rec, np.float32).T
             entry["shape"] = np.array(layer.shape, np.int64)
             entry["inFeatures"] = weight.shape[1]
             entry["outFeatures"] = weight.shape[0]
@@ -98,9 +101,10 @@ def write_netx(lgraph, path):
     """Writes the NetX HDF5 file (to a temporary name, then renamed).
 
     Layer `0` is `input` (no neuron: the spikes enter the first layer), then
-    one `conv` or `dense` group per chip layer with a `CUBA` neuron group
-    (`iDecay`, `vDecay`, `vThMant`, `refDelay`, `gradedSpike`), and a
-    `flatten` group before a dense layer that follows a conv.
+    one `conv`, `dense` or `dense_rec` (with `weight_rec`: recurrent
+    synapses) group per chip layer with a `CUBA` neuron group (`iDecay`,
+    `vDecay`, `vThMant`, `refDelay`, `gradedSpike`), and a `flatten` group
+    before a dense layer that follows a conv.
 
     Args:
         lgraph: a `LoihiGraph`.

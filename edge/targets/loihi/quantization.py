@@ -14,7 +14,6 @@ from edge import neuron_models
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
 from keras_snn.fixed_point import quantize_decay
-from keras_snn.fixed_point import quantize_threshold
 from keras_snn.fixed_point import round_half_away
 
 __all__ = [
@@ -42,7 +41,11 @@ NETX_FILE = "model_loihi.net"
 LAVA_SAMPLES = 16  # evaluation samples run in Lava by export_target
 LAVA_TIMEOUT = 600
 # The neuron features (`edge.neuron_models.FEATURES`) this target has.
-NEURON_FEATURES = ()
+# "current": CubaLIF's current is Loihi's `u` (`iDecay`); "recurrent": a
+# NetX `dense_rec` layer; "channel": a per-channel threshold (one scale per
+# output channel; per-channel decays are refused by `_uniform`). ALIF is
+# refused: NetX's CUBA neuron has a fixed threshold.
+NEURON_FEATURES = ("channel", "current", "recurrent")
 LAVA_PYTHON_ENV = "KERAS_SNN_LAVA_PYTHON"
 SYNAPTIC = ("conv2d", "dense")
 
@@ -63,13 +66,18 @@ class LoihiLayer:
         bias: int64 bias mantissas, one per output channel.
         threshold: `vThMant` (fires when `v > threshold << 6`).
         v_decay: `vDecay` (0 to 4095).
-        i_decay: `iDecay` (4096: the current is the instantaneous input).
+        i_decay: `iDecay` (4096: the current is the instantaneous input;
+            `round((1 - a) 4096)` for a CubaLIF's current decay `a`).
+        weight_rec: `None`, or the int64 recurrent weights `(units,
+            units)` in file units (`o[t-1] @ weight_rec`): a NetX
+            `dense_rec` layer.
         strides: conv strides `(sh, sw)`.
         padding: symmetric conv padding `(ph, pw)`.
         input_shape: per-step shape of the input spikes (HWC, or `(n,)`).
         shape: per-step shape of the output spikes.
         flatten: the input is an HWC map that the layer flattens.
-        scale: `S`, file units per float unit (`None` for an OR layer).
+        scale: `S`, file units per float unit (`None` for an OR layer;
+            one per output channel for a per-channel threshold).
         role: `"synaptic"`, or `"max_pool"` for the OR of a max pool.
     """
 
@@ -82,6 +90,7 @@ class LoihiLayer:
     input_shape: tuple
     shape: tuple
     i_decay: int = DECAY_UNITY
+    weight_rec: np.ndarray = None
     strides: tuple = (1, 1)
     padding: tuple = (0, 0)
     flatten: bool = False
@@ -125,7 +134,14 @@ class LoihiGraph:
 
     def ranges(self):
         """Ranges of the integer parameters, for reports."""
-        weights = np.concatenate([ly.weight.ravel() for ly in self.layers])
+        weights = np.concatenate(
+            [
+                np.ravel(w)
+                for ly in self.layers
+                for w in (ly.weight, ly.weight_rec)
+                if w is not None
+            ]
+        )
         biases = np.concatenate([ly.bias.ravel() for ly in self.layers])
         return {
             "weight_range": [int(weights.min()), int(weights.max())],
@@ -163,30 +179,100 @@ def _symmetric_padding(node, padding, size, kernel, stride):
     return tuple(pads)
 
 
-def _layer_scale(node, weight, bias, threshold):
-    """The per-layer scale `S = n / theta` and `n` (see module docstring)."""
-    largest = float(np.max(np.abs(weight)))
-    if largest == 0.0:
+def _columns(array):
+    """`max |w|` per output channel (the last axis) of a weight array."""
+    array = np.abs(np.asarray(array, np.float64))
+    return np.max(array.reshape(-1, array.shape[-1]), axis=0)
+
+
+def _layer_scale(node, weight, bias, threshold, recurrent=None):
+    """The scale `S = n / theta` and `n` (see module docstring).
+
+    `theta` may be one threshold per output channel: then `S` is one
+    scale per channel (a neuron's potential may be scaled on its own, the
+    spikes do not change) and `n` is common, Loihi's one `vThMant`.
+    """
+    largest = _columns(weight)
+    if recurrent is not None:
+        largest = np.maximum(largest, _columns(recurrent))
+    if not np.any(largest > 0):
         raise _refuse(node, "all its weights are zero")
-    limits = [WEIGHT_LIMIT / largest, VTH_MAX / threshold]
-    if np.any(bias != 0):
-        limits.append(BIAS_MAX / float(np.max(np.abs(bias))))
-    n = max(1, math.floor(threshold * min(limits)))
-    return n / threshold, n
+    theta = np.broadcast_to(np.asarray(threshold, np.float64), largest.shape)
+    with np.errstate(divide="ignore"):
+        limits = [theta * WEIGHT_LIMIT / largest, [VTH_MAX]]
+        if np.any(bias != 0):
+            limits.append(theta * BIAS_MAX / np.abs(np.asarray(bias)))
+    n = max(1, math.floor(min(np.min(limit) for limit in limits)))
+    return n / np.asarray(threshold, np.float64), n
 
 
-def _quantize_layer(node, neuron, weight, bias, **fields):
+def _uniform(neuron, name, default):
+    """A decay of one value per layer (NetX's `vDecay`/`iDecay` are)."""
+    value = neuron.params.get(name, default)
+    values = np.unique(np.asarray(value, np.float64))
+    if values.size > 1:
+        raise _refuse(
+            neuron,
+            f"{name} differs between channels or neurons, but NetX's CUBA "
+            "neuron (lava-dl 0.6.0, lava-nc 0.10.0 LIF: scalar du and dv) "
+            "has one vDecay and one iDecay per layer; train it with one "
+            f"{name} per layer",
+        )
+    return float(values[0])
+
+
+def _channel_threshold(neuron, channels):
+    """The threshold: a float, or one per output channel."""
+    threshold = np.asarray(neuron.params["threshold"], np.float64)
+    if threshold.ndim == 0:
+        return float(threshold)
+    per_channel = threshold.reshape(-1, channels)
+    if np.any(per_channel != per_channel[:1]):
+        raise _refuse(
+            neuron,
+            "its threshold differs between the positions of a channel "
+            "(trainable_threshold='neuron' on a conv layer): NetX has one "
+            "vThMant per layer, and a per-channel threshold is mapped by "
+            "scaling each output channel, which a convolution's shared "
+            "weights cannot do per position; use trainable_threshold="
+            "'channel'",
+        )
+    return per_channel[0]
+
+
+def _check_neuron(node, neuron, bias, current_decay):
+    """Refusals of the neuron models Loihi's CUBA neuron cannot run."""
     p = neuron.params
-    threshold, decay = float(p["threshold"]), float(p["decay"])
     if p["reset"] != "hard":
         raise _refuse(
             neuron,
             f"reset={p['reset']!r}: Loihi's CUBA neuron resets to zero "
             "(reset='hard'); retrain with hard reset",
         )
-    if not threshold > 0:
+    if current_decay != 0 and np.any(np.asarray(bias) != 0):
+        raise _refuse(
+            neuron,
+            f"a CubaLIF (current_decay={current_decay:g}) filters the bias "
+            f"of '{node.layer or node.name}' with its synaptic current "
+            "(i = a i + W x + b), but Loihi's CUBA neuron adds the bias to "
+            "the membrane (v = ... + u + bias), unfiltered; the two differ "
+            "whenever a > 0. Build the synaptic layer with use_bias=False "
+            "(and no batch norm folded into it), or use current_decay=0",
+        )
+    if "recurrent_kernel" in p and node.op != "dense":
+        raise _refuse(neuron, "recurrent synapses need a dense layer")
+
+
+def _quantize_layer(node, neuron, weight, bias, **fields):
+    p = neuron.params
+    decay = _uniform(neuron, "decay", 1.0)
+    current_decay = _uniform(neuron, "current_decay", 0.0)
+    _check_neuron(node, neuron, bias, current_decay)
+    threshold = _channel_threshold(neuron, np.shape(weight)[-1])
+    if not np.all(np.asarray(threshold) > 0):
         raise _refuse(neuron, f"threshold {threshold} is not > 0")
-    # vDecay = round((1 - k) 2^12): Loihi's 12-bit decay fraction.
+    # vDecay = round((1 - k) 2^12), iDecay = round((1 - a) 2^12): Loihi's
+    # 12-bit decay fractions (Lava's du is iDecay - 1, plus ds_offset 1).
     v_decay = quantize_decay(1.0 - decay, DECAY_SHIFT)
     if not 0 <= v_decay <= V_DECAY_MAX:
         raise _refuse(
@@ -194,35 +280,53 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
             f"decay {decay} gives vDecay={v_decay}, outside Loihi's 12-bit "
             f"range [0, {V_DECAY_MAX}]",
         )
-    scale, n = _layer_scale(node, weight, bias, threshold)
-    weight_q = 2 * round_half_away(scale * np.asarray(weight, np.float64) / 2)
+    i_decay = quantize_decay(1.0 - current_decay, DECAY_SHIFT)
+    if not 1 <= i_decay <= DECAY_UNITY:
+        raise _refuse(
+            neuron,
+            f"current_decay {current_decay} gives iDecay={i_decay}, outside "
+            f"NetX's range [1, {DECAY_UNITY}] (Lava's du = iDecay - 1 is "
+            "12-bit unsigned): a current that never decays (a > 1 - 2^-13) "
+            "cannot be expressed",
+        )
+    recurrent = p.get("recurrent_kernel")
+    scale, n = _layer_scale(node, weight, bias, threshold, recurrent)
+
+    def integer(values):
+        return 2 * round_half_away(scale * np.asarray(values, np.float64) / 2)
+
+    weight_q = integer(weight)
+    weight_rec = None if recurrent is None else integer(recurrent)
     bias_q = round_half_away(scale * np.asarray(bias, np.float64))
     largest = int(np.max(np.abs(weight_q)))
+    if weight_rec is not None:
+        largest = max(largest, int(np.max(np.abs(weight_rec))))
     if largest > WEIGHT_LIMIT:
-        step = float(np.max(np.abs(weight))) / WEIGHT_LIMIT
+        step = float(np.max(_columns(weight) / threshold)) / WEIGHT_LIMIT
         raise _refuse(
             node,
             f"weights out of range after scaling: the threshold "
-            f"{threshold:g} of '{neuron.layer or neuron.name}' is below one "
-            f"weight step ({step:.4g} = max |w| / {WEIGHT_LIMIT}), so the "
-            f"scale that makes it one integer ({scale:.4g}) puts weights at "
+            f"{np.min(threshold):g} of '{neuron.layer or neuron.name}' is "
+            f"below one weight step ({step:.4g} = max |w| / "
+            f"{WEIGHT_LIMIT}, in thresholds), so the scale that makes it "
+            f"one integer ({np.max(scale):.4g}) puts weights at "
             f"{largest}, outside [{WEIGHT_MIN}, {WEIGHT_MAX}]; retrain with "
             "smaller weights or a larger threshold",
         )
     # `theta` in steps of `theta / n` is `n`. Loihi compares
-    # `v > vThMant << 6`; with integer potentials (vDecay = 0)
-    # u >= n  <=>  v > (n - 1) << 6.
-    threshold_q = quantize_threshold(
-        threshold, threshold / n, strict=v_decay == 0
-    )
+    # `v > vThMant << 6`; with integer potentials (vDecay = 0 and iDecay =
+    # 4096: no decay truncates) u >= n  <=>  v > (n - 1) << 6.
+    strict = v_decay == 0 and i_decay == DECAY_UNITY
     return LoihiLayer(
         name=node.name,
         kind="conv" if node.op == "conv2d" else "dense",
         weight=weight_q,
         bias=bias_q,
-        threshold=int(threshold_q),
+        threshold=n - 1 if strict else n,
         v_decay=v_decay,
-        scale=scale,
+        i_decay=i_decay,
+        weight_rec=weight_rec,
+        scale=float(scale) if np.ndim(scale) == 0 else scale,
         **fields,
     )
 
@@ -383,6 +487,15 @@ def quantize_loihi(graph):
 
     >>> lgraph = quantize_loihi(edge.fuse.fuse(edge.ir.extract(model)))
     """
+    for node in graph.nodes:
+        if node.op == "neuron" and "adaptation" in node.params:
+            raise _refuse(
+                node,
+                "an ALIF's adaptive threshold has no NetX equivalent: "
+                "lava-dl 0.6.0's NetX loads CUBA neurons with a fixed "
+                "vThMant (Loihi 2's adaptive neurons are not in its HDF5 "
+                "format); use LIF or CubaLIF for Loihi",
+            )
     neuron_models.require(graph, "loihi", NEURON_FEATURES)
     nodes = graph.nodes
     if any(node.op == "batch_norm" for node in nodes):
@@ -433,7 +546,7 @@ def quantize_loihi(graph):
 
 
 # -- range checks ----------------------------------------------------------
-def netx_weights_exact(weight):
+def netx_weights_exact(weight, recurrent=None):
     """Whether NetX and Lava's `Dense` keep the integer weights exactly.
 
     NetX (`optimize_weight_bits`) scales the file weights by `2^shift` into
@@ -444,15 +557,22 @@ def netx_weights_exact(weight):
 
     Args:
         weight: integer array of file weights.
+        recurrent: `None`, or the recurrent weights of a `dense_rec` layer:
+            NetX optimizes `[weight, recurrent]` together, and Lava runs
+            each part in a `Dense` of its own (its own sign mode).
 
     Returns:
         bool.
 
     Reference:
-        lava-dl 0.6.0 `lava/lib/dl/netx/utils.py`; lava-nc 0.10.0
+        lava-dl 0.6.0 `lava/lib/dl/netx/utils.py`, `netx/hdf5.py`
+        (`create_dense`, `rec=True`); lava-nc 0.10.0
         `lava/utils/weightutils.py`, `lava/proc/dense/models.py`.
     """
-    w = np.asarray(weight, np.int64)
+    parts = [np.asarray(weight, np.int64)]
+    if recurrent is not None:
+        parts.append(np.asarray(recurrent, np.int64))
+    w = np.concatenate([part.ravel() for part in parts])
     if w.size == 0 or not np.any(w):
         return False
     high, low = int(w.max()), int(w.min())
@@ -473,9 +593,14 @@ def netx_weights_exact(weight):
     bits = 8 - shift - (zeros - signed)
     if shift < 0:
         return False
-    scaled = w << shift
-    # Lava's Dense: its own sign mode of the scaled weights, 8-bit clip,
-    # then the low `8 - bits (+1 if mixed)` bits dropped.
+    return all(_dense_keeps(part << shift, bits) for part in parts)
+
+
+def _dense_keeps(scaled, bits):
+    """Lava's `Dense`: its own sign mode of the scaled weights, 8-bit clip,
+    then the low `8 - bits (+1 if mixed)` bits dropped; unchanged?"""
+    if scaled.size == 0:
+        return True
     inhibitory = int(scaled.min()) < 0 and int(scaled.max()) <= 0
     mixed = int(scaled.min()) < 0 < int(scaled.max())
     dropped = 8 - bits + int(mixed)
@@ -508,6 +633,12 @@ def check_ranges(lgraph):
 
     for layer in lgraph.layers:
         w = np.asarray(layer.weight)
+        rec = layer.weight_rec
+        if rec is not None:
+            rec = np.asarray(rec)
+            if layer.kind != "dense" or rec.shape != (w.shape[-1],) * 2:
+                fail(layer, f"recurrent weights of shape {rec.shape}")
+            w = np.concatenate([w.ravel(), rec.ravel()])
         if not np.issubdtype(w.dtype, np.integer):
             fail(layer, "weights must be integers")
         if w.min() < WEIGHT_MIN or w.max() > WEIGHT_MAX:
@@ -516,7 +647,7 @@ def check_ranges(lgraph):
                 f"weights out of range: [{w.min()}, {w.max()}] is not "
                 f"within [{WEIGHT_MIN}, {WEIGHT_MAX}]",
             )
-        if not netx_weights_exact(w):
+        if not netx_weights_exact(layer.weight, rec):
             fail(
                 layer,
                 "weights that NetX's 8-bit mantissa and exponent do not "

@@ -17,6 +17,7 @@ __all__ = [
     "decode",
     "encode",
     "loihi_neuron_step",
+    "recurrent_input",
     "run_loihi",
     "run_loihi_reference",
 ]
@@ -74,6 +75,20 @@ def _synapse(layer, x):
     return (a + limit) % (2 * limit) - limit
 
 
+def recurrent_input(layer, spikes):
+    """The `dense_rec` synapse's input: `spikes @ weight_rec` (int64).
+
+    Lava's recurrent `Dense` sends at step `t` what the layer's spikes of
+    `t - 1` gave (zero at the first step), like the feed-forward one.
+
+    Args:
+        layer: the `LoihiLayer` (with `weight_rec`).
+        spikes: the layer's spikes of the previous step, `(N, units)`.
+    """
+    x = np.asarray(spikes, np.int64)
+    return _int32(kernels.dense(x.reshape(len(x), -1), layer.weight_rec))
+
+
 def loihi_neuron_step(layer, a, u, v):
     """One step of Lava's bit-accurate CUBA neuron (`PyLifModelBitAcc`).
 
@@ -119,7 +134,10 @@ def run_loihi_reference(
     input spikes; with a reset interval `R` the neurons zero `u` and `v`
     when `(t + 1) % R == (reset_offset + 1 + j) % R` (NetX numbers the
     layers' reset phases from `reset_offset + 1`, Lava's time from 1);
-    then `loihi_neuron_step`.
+    then `loihi_neuron_step`. A `dense_rec` layer adds `recurrent_input`
+    of its spikes of `t - 1` to `a`; the reset does not clear them (Lava's
+    `LIFReset` zeroes `u` and `v`, not the recurrent synapse's buffer), so
+    a spike at a sample's last step reaches the next sample's first.
 
     Args:
         lgraph: a `LoihiGraph`.
@@ -161,14 +179,16 @@ def run_loihi_reference(
             return (np.zeros_like(a) if state is None else state), a
         a = inputs[0]
         if state is None:
-            state = (np.zeros_like(a), np.zeros_like(a))
-        u, v = state
+            state = (np.zeros_like(a), np.zeros_like(a), np.zeros_like(a))
+        u, v, previous = state
         if reset_interval:
             phase = (reset_offset + 1 + j) % reset_interval
             if (clock["t"] + 1) % reset_interval == phase:
                 u, v = np.zeros_like(a), np.zeros_like(a)
+        if layer.weight_rec is not None:
+            a = _int32(a + recurrent_input(layer, previous))
         out, u, v = loihi_neuron_step(layer, a, u, v)
-        return out, (u, v)
+        return out, (u, v, out)
 
     outputs, trace = reference.simulate(
         nodes, nodes[-1].name, at, steps, apply, record
