@@ -4,9 +4,11 @@ The step model of `edge.targets.tflite.step_model` (dynamic batch) is
 traced as a `tf.function` with named inputs and converted by
 `tf2onnx.convert.from_function` at opset 17; the ONNX graph's outputs are
 then renamed to the step model's names: `"y"` and, for every state input
-`"v_<node>"`, the output `"v_<node>_next"` (ONNX forbids an input and an
-output of the same name). `OnnxRunner` maps them back, so a caller feeds
-and reads everything by the same names as with TFLite.
+(`"v_<node>"`, and a neuron's other states `"i_<node>"`, `"a_<node>"`,
+`"o_<node>"`: `step_model.state_names`), the output `"<state>_next"`
+(ONNX forbids an input and an output of the same name). `OnnxRunner`
+maps them back, so a caller feeds and reads everything by the same names
+as with TFLite.
 """
 
 import numpy as np

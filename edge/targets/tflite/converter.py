@@ -230,11 +230,11 @@ x = data["x"]                      # (N, T, 1, ...) raw integers
 states0 = {k: data["state0_" + k] for k in names if k != "x"}
 interp = runtime.Interpreter.from_bytes(open(model_path, "rb").read(),
                                         arena_size=int(sys.argv[6]))
-ys = []
+runs = {}
 for i in range(x.shape[0]):
     interp.reset()
     states = dict(states0)
-    per_step = []
+    per_step = {}
     for t in range(x.shape[1]):
         for index, name in enumerate(names):
             value = x[i, t] if name == "x" else states[name]
@@ -242,14 +242,18 @@ for i in range(x.shape[0]):
         interp.invoke()
         result = {n: interp.get_output(j)
                   for j, names in enumerate(outputs) for n in names}
-        per_step.append(result["y"][0])
         states = {k: result[k] for k in states}
-    ys.append(np.stack(per_step))
-np.save(out_path, np.stack(ys))
+        for key in ["y", *states]:
+            per_step.setdefault(key, []).append(result[key][0])
+    for key, values in per_step.items():
+        runs.setdefault(key, []).append(np.stack(values))
+np.savez(out_path, **{key: np.stack(value) for key, value in runs.items()})
 """
 
 
-def run_tflm_arrays(model_bytes, x, states, name, timeout=TFLM_TIMEOUT_S):
+def run_tflm_arrays(
+    model_bytes, x, states, name, timeout=TFLM_TIMEOUT_S, record=False
+):
     """Runs a step model in the TFLite-Micro host interpreter on raw
     integer inputs, in a subprocess (a crash or hang of TFLM cannot take
     the caller down).
@@ -260,9 +264,12 @@ def run_tflm_arrays(model_bytes, x, states, name, timeout=TFLM_TIMEOUT_S):
         states: `{state name: (1, ...) array}`, the raw initial states.
         name: the model's name, for the messages.
         timeout: seconds.
+        record: also return the states after every step.
 
     Returns:
-        The raw per-step outputs `y`, `(N, T, ...)`.
+        The raw per-step outputs `y`, `(N, T, ...)`; with `record=True`,
+        `(y, states)` where `states` maps each state name to its values
+        after every step, `(N, T, ...)`.
 
     Raises:
         ConsumerError: TFLM failed, crashed or ran past `timeout` seconds.
@@ -273,7 +280,7 @@ def run_tflm_arrays(model_bytes, x, states, name, timeout=TFLM_TIMEOUT_S):
     with tempfile.TemporaryDirectory() as directory:
         model_path = os.path.join(directory, "model.tflite")
         data_path = os.path.join(directory, "data.npz")
-        out_path = os.path.join(directory, "out.npy")
+        out_path = os.path.join(directory, "out.npz")
         with open(model_path, "wb") as file:
             file.write(model_bytes)
         np.savez(data_path, **arrays)
@@ -293,4 +300,7 @@ def run_tflm_arrays(model_bytes, x, states, name, timeout=TFLM_TIMEOUT_S):
         done = run_consumer(command, what, timeout)
         if done.returncode != 0 or not os.path.exists(out_path):
             raise consumer_failure(what, done)
-        return np.load(out_path)
+        with np.load(out_path) as result:
+            values = {key: result[key] for key in result.files}
+        y = values.pop("y")
+        return (y, values) if record else y

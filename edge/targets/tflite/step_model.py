@@ -9,13 +9,20 @@ named, as a dict:
 {"x": x_t, "v_lif": v[t-1], ...}  ->  {"y": y_t, "v_lif": v[t], ...}
 ```
 
+A neuron node has one state per entry of its `edge.neuron_models.step`
+state (`state_names`): `v_<node>` the membrane and, as its model needs,
+`i_<node>` the synaptic current (CubaLIF), `a_<node>` the adaptation
+(ALIF) and `o_<node>` the previous step's spikes (recurrent synapses).
+
 The caller runs the time loop, feeding each new state back, and combines
 the outputs as `graph.aggregate` says. This is the shape of model that
 TFLite-Micro and ONNX runtimes can run (no loop or variable inside), and the
-TFLite converter and tf2onnx take it as is. The neuron is written with a
-comparison and selections (`keras_snn.functional.neuron_step` with
-`select_ops=keras.ops`), which converts to GREATER_EQUAL and SELECT_V2.
-The integer TFLite model is not built from it (see
+TFLite converter and tf2onnx take it as is. A neuron is
+`edge.neuron_models.step`, the code of the float reference, on float32
+tensors (`keras_snn.functional`'s `neuron_step`, `cuba_step` and
+`alif_step`; the recurrent synapses a MATMUL on the previous spikes); a
+leaky integrator is `neuron_step` with `select_ops=keras.ops`. The integer
+TFLite model is not built from it (see
 `edge.targets.tflite.integer_model`).
 """
 
@@ -31,48 +38,105 @@ __all__ = [
     "OUTPUT",
     "INPUT",
     "build_step_model",
-    "state_name",
+    "initial_states",
     "run_steps",
+    "state_keys",
+    "state_name",
+    "state_names",
 ]
 
 INPUT = "x"
 OUTPUT = "y"
 # The neuron features (`edge.neuron_models.FEATURES`) the step models have.
-NEURON_FEATURES = ()
+NEURON_FEATURES = ("adaptation", "channel", "current", "recurrent")
+# The prefix of each state of `edge.neuron_models.step` in the names.
+PREFIXES = {"v": "v", "current": "i", "adaptation": "a", "spikes": "o"}
 
 
-def state_name(node):
-    """The input/output name of a stateful node's state."""
-    return f"v_{node.name}"
+def state_name(node, key="v"):
+    """The input/output name of a stateful node's state `key` (`"v"`, the
+    membrane, or another key of `edge.neuron_models.step`'s state)."""
+    return f"{PREFIXES[key]}_{node.name}"
+
+
+def state_keys(node):
+    """The keys of `edge.neuron_models.step`'s state that a stateful node
+    carries from step to step: `"v"`, and `"current"` (CubaLIF),
+    `"adaptation"` (ALIF), `"spikes"` (recurrent synapses)."""
+    p = node.params
+    keys = ["v"]
+    if node.op != "neuron":
+        return keys
+    if "current_decay" in p:
+        keys.append("current")
+    if "adaptation" in p:
+        keys.append("adaptation")
+    if "recurrent_kernel" in p:
+        keys.append("spikes")
+    return keys
+
+
+def state_names(node):
+    """`{key: name}` of a stateful node's states (`state_keys`)."""
+    return {key: state_name(node, key) for key in state_keys(node)}
+
+
+def _float32(value):
+    """A constant as the step model holds it: float32 (arrays broadcast
+    on the channels, the last axis, or are the node's shape)."""
+    if np.ndim(value) == 0:
+        return float(np.float32(value))
+    return np.asarray(value, np.float32)
 
 
 class _NeuronStep(keras.layers.Layer):
-    """`(current, v) -> (output, v')` of a neuron or leaky integrator."""
+    """`(current, states) -> (spikes, states')` of a neuron node: the
+    float reference's `edge.neuron_models.step` on float32 tensors."""
 
-    def __init__(
-        self,
-        threshold,
-        decay,
-        reset,
-        output_potential,
-        **kwargs,
-    ):
+    def __init__(self, node, **kwargs):
         super().__init__(**kwargs)
-        self.threshold = threshold
-        self.decay = decay
-        self.reset = reset
-        self.output_potential = output_potential
+        self.node = node
+        p = node.params
+        self.constants = {
+            key: _float32(p[key])
+            for key in (
+                "threshold",
+                "decay",
+                "current_decay",
+                "adaptation",
+                "adaptation_decay",
+            )
+            if key in p
+        }
+        kernel = p.get("recurrent_kernel")
+        self.kernel = None if kernel is None else _float32(kernel)
+
+    def _recurrent(self, spikes):
+        return ops.matmul(spikes, self.kernel)
+
+    def call(self, current, states):
+        spikes, _, new = neuron_models.step(
+            self.node,
+            current,
+            dict(states),
+            self.constants,
+            recurrent=None if self.kernel is None else self._recurrent,
+        )
+        return spikes, {key: new[key] for key in states}
+
+
+class _IntegratorStep(keras.layers.Layer):
+    """`(current, v) -> (u, v')` of a leaky integrator."""
+
+    def __init__(self, decay, **kwargs):
+        super().__init__(**kwargs)
+        self.decay = _float32(decay)
 
     def call(self, current, v):
-        spikes, u, v_new = functional.neuron_step(
-            current,
-            v,
-            self.threshold,
-            self.decay,
-            self.reset,
-            select_ops=ops,
+        _, u, v_new = functional.neuron_step(
+            current, v, 0.0, self.decay, "none", select_ops=ops
         )
-        return (u if self.output_potential else spikes), v_new
+        return u, v_new
 
 
 class _Affine(keras.layers.Layer):
@@ -150,8 +214,12 @@ def build_step_model(graph, batch_size=1, target="tflite"):
 
     Returns:
         A float32 `keras.Model` with dict inputs and outputs: `"x"` and
-        `state_name(node)` for every node in `graph.state_nodes` in, `"y"`
-        and the same state names out.
+        the `state_names(node)` of every node in `graph.state_nodes` in,
+        `"y"` and the same state names out.
+
+    Raises:
+        UnsupportedLayerError: a node has no step-model form, or a neuron
+            uses a feature outside `NEURON_FEATURES`.
 
     Example:
 
@@ -168,17 +236,20 @@ def build_step_model(graph, batch_size=1, target="tflite"):
     for node in graph.nodes[1:]:
         args = [values[name] for name in node.inputs]
         if node.op in ("neuron", "integrator"):
-            name = state_name(node)
-            inputs[name] = keras.Input(node.shape, batch_size, name=name)
-            p = node.params
-            layer = _NeuronStep(
-                p.get("threshold", 0.0),
-                p["decay"],
-                p.get("reset", "none"),
-                output_potential=node.op == "integrator",
-                name=node.name,
+            names = state_names(node)
+            for name in names.values():
+                inputs[name] = keras.Input(node.shape, batch_size, name=name)
+            if node.op == "integrator":
+                layer = _IntegratorStep(node.params["decay"], name=node.name)
+                values[node.name], states[names["v"]] = layer(
+                    args[0], inputs[names["v"]]
+                )
+                continue
+            layer = _NeuronStep(node, name=node.name)
+            values[node.name], new = layer(
+                args[0], {key: inputs[name] for key, name in names.items()}
             )
-            values[node.name], states[name] = layer(args[0], inputs[name])
+            states.update({names[key]: value for key, value in new.items()})
             continue
         layer, layer_weights = _layer(node)
         values[node.name] = layer(args if node.op == "add" else args[0])
@@ -196,10 +267,12 @@ def build_step_model(graph, batch_size=1, target="tflite"):
 
 
 def initial_states(graph, batch_size):
-    """Zero states `{name: (batch, *shape)}` of every stateful node."""
+    """Zero states `{name: (batch, *shape)}`: every state of every
+    stateful node (`state_names`)."""
     return {
-        state_name(node): np.zeros((batch_size, *node.shape), "float32")
+        name: np.zeros((batch_size, *node.shape), "float32")
         for node in graph.state_nodes
+        for name in state_names(node).values()
     }
 
 
