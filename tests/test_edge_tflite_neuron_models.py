@@ -5,8 +5,9 @@ every state (membrane, synaptic current, adaptation, previous spikes) of
 `edge.integer.run_integer` at every step, in LiteRT (default and
 reference kernels) and TFLite-Micro; the float32 step model must follow
 `edge.reference.run_float` in LiteRT and in onnxruntime (ONNX through
-tf2onnx), states included. Tiny models: a dense layer into the neuron
-layer, a `Decoding` head, `T = 5`.
+tf2onnx), states included. Tiny models: a dense (or a convolution) layer
+into the neuron layer, a `Decoding` head, `T = 5`; the four models of the
+features one by one, and two with all of them.
 """
 
 import keras
@@ -57,6 +58,29 @@ def _neuron(kind):
         )
     if kind == "lif_recurrent_hard":
         return layers.LIF(threshold=0.5, decay=0.8, recurrent=True)
+    # Every feature at once: per-channel and per-neuron constants broadcast
+    # against recurrent, adaptive and current-based neurons.
+    if kind == "alif_channel_recurrent":
+        return layers.ALIF(
+            threshold=0.4,
+            decay=0.9,
+            adaptation=0.7,
+            adaptation_decay=0.8,
+            recurrent=True,
+            reset="soft",
+            trainable_threshold="channel",
+            trainable_decay="channel",
+        )
+    if kind == "cuba_neuron_recurrent":
+        return layers.CubaLIF(
+            threshold=0.5,
+            decay=0.8,
+            current_decay=0.6,
+            recurrent=True,
+            reset="soft",
+            trainable_threshold="neuron",
+            trainable_current_decay="neuron",
+        )
     # The per-channel and per-neuron models of a PLIF layer.
     return layers.LIF(
         threshold=0.5,
@@ -103,8 +127,10 @@ def _model(kind, direct=False):
 
 
 KINDS = (
+    "alif_channel_recurrent",
     "alif_recurrent_soft",
     "cuba",
+    "cuba_neuron_recurrent",
     "lif_recurrent_hard",
     "plif_channel",
     "plif_conv",
@@ -128,8 +154,10 @@ def _neuron_node(graph):
 def test_the_models_use_the_features(built):
     kind, graph, _, _ = built
     expected = {
+        "alif_channel_recurrent": ["adaptation", "channel", "recurrent"],
         "alif_recurrent_soft": ["adaptation", "recurrent"],
         "cuba": ["current"],
+        "cuba_neuron_recurrent": ["channel", "current", "recurrent"],
         "lif_recurrent_hard": ["recurrent"],
         "plif_channel": ["channel"],
         "plif_conv": ["channel"],
