@@ -25,6 +25,7 @@ from edge import ir
 from edge import reference
 from edge.errors import UnsupportedLayerError
 from edge.targets import loihi
+from edge.targets import nir as nir_export
 from keras_snn import layers
 from keras_snn.fixed_point import quantize_decay
 
@@ -220,3 +221,147 @@ def test_loihi_refuses_alif_and_what_netx_cannot_hold():
     _refusal(alif, r"'alif_1'.*adaptive threshold.*NetX")
     _refusal(channel_decay, r"'leaky_c'.*one vDecay and one iDecay")
     _refusal(endless_current, r"'cuba_1'.*iDecay=0")
+
+
+# -- NIR -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nir_consumers():
+    try:
+        nir_export.nir_python()
+        found = True
+    except nir_export.ConsumerError:
+        found = False
+    _need(found, "NIR consumers'", "keras-snn consumers install --targets nir")
+
+
+def _nir_cuba_chip(x):
+    x = fold(keras.layers.Dense(12))(x)
+    x = layers.CubaLIF(
+        threshold=0.6, decay=0.8, current_decay=0.6, reset=H, name="cuba_1"
+    )(x)
+    x = fold(keras.layers.Dense(8))(x)
+    return layers.CubaLIF(
+        threshold=0.5, decay=0.0, current_decay=0.3, reset=H, name="cuba_2"
+    )(x)
+
+
+def _nir_check(model, x, tmp_path, consumers, convert=None):
+    """Runs the model's NIR file in `consumers`; returns the comparisons."""
+    graph = _graph(model)
+    _, trace = reference.run_float(graph, x, record=True)
+    conversion = nir_export.convert(graph)
+    if convert is not None:
+        convert(conversion.nir_graph)
+    path = nir_export.write(conversion.nir_graph, str(tmp_path / "m.nir"))
+    results = []
+    for consumer in consumers:
+        output, _, spikes, _ = nir_export.run_conversion(
+            conversion, path, x, consumer
+        )
+        result = nir_export.compare_spikes(graph, trace, spikes)
+        result["max_abs_diff"] = float(
+            np.max(np.abs(output - model.predict(x, verbose=0)))
+        )
+        assert all(0.02 < s.mean() < 0.9 for s in spikes.values())
+        results.append(result)
+    return results
+
+
+def test_nir_cuba_lif_is_spike_exact_in_norse_and_snntorch(
+    tmp_path, nir_consumers
+):
+    model = _model(_nir_cuba_chip, timesteps=6)
+    conversion = nir_export.convert(_graph(model))
+    assert conversion.consumers == ["norse", "snntorch"]
+    node = conversion.nir_graph.nodes["cuba_1"]
+    assert type(node).__name__ == "CubaLIF"
+    dt = nir_export.NIR_DT
+    np.testing.assert_allclose(node.tau_syn, dt / 0.4)
+    np.testing.assert_allclose(node.w_in, 1 / 0.4)
+    np.testing.assert_allclose(node.tau_mem, dt / 0.2)
+    np.testing.assert_allclose(node.r, 1 / 0.2)
+    np.testing.assert_allclose(node.v_threshold, 0.6)
+    x = _inputs(64)
+    results = _nir_check(model, x, tmp_path, ["norse", "snntorch"])
+    for result in results:
+        assert result["spike_agreement"] == 1.0, result
+        assert result["exact_samples"] == 1.0
+        assert result["max_abs_diff"] < 1e-5
+
+    # The check has teeth: the unscaled input weight (w_in = 1, NIR's
+    # default) makes spikes differ far from any threshold tie.
+    def unscaled(nir_graph):
+        nir_graph.nodes["cuba_1"].w_in = np.ones_like(node.w_in)
+
+    (wrong,) = _nir_check(model, x[:16], tmp_path, ["norse"], unscaled)
+    assert wrong["unexplained"]
+
+
+def _nir_channel_model():
+    """Conv CubaLIF with per-channel threshold and decays, a per-neuron
+    LIF after a flatten: the NIR layouts of per-neuron arrays."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 1))
+    x = layers.DirectEncoding(4)(inputs)
+    x = fold(keras.layers.Conv2D(4, 3, padding="same"))(x)
+    x = layers.LIF(threshold=0.5, decay=0.5, reset=H)(x)
+    x = fold(keras.layers.Conv2D(6, 3))(x)
+    x = layers.CubaLIF(
+        current_decay=0.5,
+        reset=H,
+        trainable_threshold="channel",
+        trainable_decay="channel",
+        trainable_current_decay="channel",
+        name="cuba_c",
+    )(x)
+    x = fold(keras.layers.Flatten())(x)
+    x = fold(keras.layers.Dense(10))(x)
+    x = layers.LIF(
+        reset=H,
+        trainable_threshold="neuron",
+        trainable_decay="neuron",
+        name="lif_n",
+    )(x)
+    model = keras.Model(inputs, layers.Decoding(4)(x))
+    rng = np.random.default_rng(4)
+    for weight in model.weights:
+        if "threshold" in weight.path and len(weight.shape):
+            weight.assign(rng.uniform(0.3, 0.8, weight.shape))
+        elif "decay" in weight.path and len(weight.shape):
+            weight.assign(rng.uniform(0.3, 0.95, weight.shape))
+        elif weight.path.endswith("bias"):
+            weight.assign(rng.normal(0.0, 0.1, weight.shape))
+    return model
+
+
+def test_nir_per_channel_parameters_are_spike_exact_in_norse(
+    tmp_path, nir_consumers
+):
+    model = _nir_channel_model()
+    assert nir_export.convert(_graph(model)).consumers == ["norse"]
+    x = np.random.default_rng(5).uniform(0, 1, (24, 6, 6, 1))
+    (result,) = _nir_check(model, x.astype("float32"), tmp_path, ["norse"])
+    assert result["spike_agreement"] == 1.0, result
+    assert result["max_abs_diff"] < 1e-5
+
+
+def test_nir_refuses_alif_recurrent_and_an_endless_leak():
+    def alif(x):
+        x = fold(keras.layers.Dense(8))(x)
+        return layers.ALIF(reset=H, name="alif_n")(x)
+
+    def recurrent(x):
+        x = fold(keras.layers.Dense(8))(x)
+        return layers.LIF(reset=H, recurrent=True, name="rec_n")(x)
+
+    def no_leak(x):
+        x = fold(keras.layers.Dense(8))(x)
+        return layers.CubaLIF(decay=1.0, reset=H, name="cuba_if")(x)
+
+    for chip, match in (
+        (alif, r"'alif_n'.*adaptive threshold has no NIR"),
+        (recurrent, r"'rec_n'.*recurrent synapses.*Norse"),
+        (no_leak, r"'cuba_if'.*decay in \[0, 1\)"),
+    ):
+        with pytest.raises(UnsupportedLayerError, match=match):
+            nir_export.convert(_graph(_model(chip)))

@@ -26,6 +26,17 @@ discrete-time reference agree spike for spike):
   layer's shape. The readout (Decoding, Voting, a Dense after the time
   mean) is an `Affine` whose per-step output the caller combines as
   `graph.aggregate` says (the mean over time).
+- CubaLIF (`i = a i + I`, `u = k v + i`) becomes `CubaLIF(tau_syn =
+  dt/(1-a), w_in = 1/(1-a), tau_mem = dt/(1-k), r = 1/(1-k), v_leak = 0,
+  v_threshold = theta, v_reset = 0)`: Norse's import (an `LIBoxCell`
+  synapse, then an `LIFBoxCell` fed with the new current) and snnTorch's
+  (`snn.Synaptic(alpha=a, beta=k)`, `reset_delay=False`) step it exactly
+  as keras_snn does, the current not reset by a spike. `k = 1` or `a = 1`
+  (an infinite time constant) is refused.
+- Per-channel or per-neuron thresholds and decays (`trainable_*=
+  "channel"`, `"neuron"`) fill NIR's per-neuron parameter arrays (channels
+  first); Norse reads them, snnTorch (one `v_threshold` per layer) is not
+  run on such graphs.
 - Average pooling: Norse imports `SumPool2d` but not `AvgPool2d`, so a
   `k x k` average pool is written as `SumPool2d` and its `1/k^2` is folded
   into the next convolution or dense layer (or into the next neuron's
@@ -44,7 +55,9 @@ resets to `v_reset`), max pooling (no NIR primitive), residual additions,
 batch norms that could not be folded (an affine on spikes: Norse and
 snnTorch import no `Scale`), the membrane-potential readout (a leaky
 integrator: neither importer reads `LI`), "same" padding that TensorFlow
-makes asymmetric (PyTorch pads both sides alike), padded average pooling.
+makes asymmetric (PyTorch pads both sides alike), padded average pooling,
+ALIF (no adaptive-threshold primitive in NIR 1.0) and recurrent layers
+(a cycle in the graph, which Norse 1.1's `from_nir` does not import).
 
 Reference: Pedersen et al. 2024, "Neuromorphic intermediate
 representation: a unified instruction set for interoperable brain-inspired
@@ -60,6 +73,7 @@ from edge.targets.nir.convert import NIR_DT
 from edge.targets.nir.convert import NIR_SAMPLES
 from edge.targets.nir.convert import NIRConversion
 from edge.targets.nir.convert import convert
+from edge.targets.nir.convert import cuba_parameters
 from edge.targets.nir.convert import lif_parameters
 from edge.targets.nir.convert import to_nir
 from edge.targets.nir.nirfile import read_back
@@ -77,6 +91,7 @@ __all__ = [
     "TARGET",
     "compare_spikes",
     "convert",
+    "cuba_parameters",
     "export_target",
     "lif_parameters",
     "nir_python",

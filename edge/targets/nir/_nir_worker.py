@@ -56,10 +56,16 @@ def _load(consumer, path, dt):
 
 
 def _find_modules(net, names):
-    """The submodules of the imported network named after NIR nodes."""
+    """The submodules of the imported network named after NIR nodes.
+
+    The shallowest module of a name wins: an imported node may have
+    children of its own whose names are those of other nodes (Norse's
+    CubaLIF has `synapse` and `lif`).
+    """
     wanted = {name.replace(".", "_"): name for name in names}
     found = {}
-    for module_name, module in net.named_modules():
+    modules = sorted(net.named_modules(), key=lambda m: m[0].count("."))
+    for module_name, module in modules:
         last = module_name.split(".")[-1]
         key = last[len("nir_node_") :] if last.startswith("nir_node_") else last
         if key in wanted and wanted[key] not in found:

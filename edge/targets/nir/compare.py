@@ -11,14 +11,21 @@ __all__ = [
 
 
 def _potentials(graph, trace, name, samples):
-    """Potentials before reset `u` `(N, T, ...)` from a float trace."""
+    """Potentials before reset `u` `(N, T, ...)` from a float trace.
+
+    `u = k v[t-1] + c[t]`, with `c` the current that reached the membrane
+    (`"<name>:current"`: a CubaLIF's filtered current `i`; else the
+    input), `k` one decay or one per channel or neuron.
+    """
     node = graph.node(name)
-    currents = np.stack(trace[node.inputs[0]], 1)[:samples]
+    key = f"{name}:current"
+    currents = trace[key] if key in trace else trace[node.inputs[0]]
+    currents = np.stack(currents, 1)[:samples]
     states = np.stack(trace[f"{name}:state"], 1)[:samples]
     previous = np.concatenate(
         [np.zeros_like(states[:, :1]), states[:, :-1]], axis=1
     )
-    return node.params["decay"] * previous + currents
+    return np.asarray(node.params["decay"]) * previous + currents
 
 
 def compare_spikes(graph, trace, spikes, near_tie=NEAR_TIE):
@@ -73,10 +80,13 @@ def compare_spikes(graph, trace, spikes, near_tie=NEAR_TIE):
     unexplained = []
     for i in np.flatnonzero(differs):
         (step, _), name, where = first[i]
-        u = _potentials(graph, trace, name, samples)[i, step].reshape(-1)
-        theta = float(graph.node(name).params["threshold"])
-        distance = float(np.max(np.abs(u[where] - theta)))
-        if distance > near_tie * max(1.0, abs(theta)):
+        u = _potentials(graph, trace, name, samples)[i, step]
+        theta = np.broadcast_to(
+            np.asarray(graph.node(name).params["threshold"], np.float64),
+            u.shape,
+        ).reshape(-1)[where]
+        distance = float(np.max(np.abs(u.reshape(-1)[where] - theta)))
+        if distance > near_tie * max(1.0, float(np.max(np.abs(theta)))):
             unexplained.append(
                 {
                     "sample": int(i),

@@ -18,6 +18,7 @@ __all__ = [
     "NIR_DT",
     "NIR_SAMPLES",
     "convert",
+    "cuba_parameters",
     "lif_parameters",
     "to_nir",
 ]
@@ -28,8 +29,11 @@ NIR_SAMPLES = 64  # evaluation samples run in each consumer
 NIR_TIMEOUT = 600  # seconds per consumer run
 NEAR_TIE = 1e-4  # |u - theta| below which float32 and float64 may disagree
 CONSUMERS = {"norse": "Norse 1.1", "snntorch": "snnTorch 1.0"}
-# The neuron features (`edge.neuron_models.FEATURES`) this target has.
-NEURON_FEATURES = ()
+# The neuron features (`edge.neuron_models.FEATURES`) this target has:
+# a CubaLIF is a `nir.CubaLIF`; NIR's neuron parameters are per-neuron
+# arrays, so a per-channel threshold or decay is broadcast into them.
+# ALIF and recurrent layers are refused (`_refuse_model`).
+NEURON_FEATURES = ("channel", "current")
 INSTALL_SCRIPT = "keras-snn consumers install --targets nir"
 
 
@@ -39,12 +43,20 @@ def _refuse(node, reason):
     )
 
 
+def _full(value, shape):
+    """A parameter (a float, or an array in the NIR layout) as an array."""
+    return np.array(np.broadcast_to(value, shape), np.float64)
+
+
 def lif_parameters(threshold, decay, shape, gain=1.0, dt=NIR_DT):
     """NIR parameters of a keras_snn LIF/IF neuron layer.
 
     Args:
-        threshold: keras_snn threshold `theta` (fires at `u >= theta`).
-        decay: leak factor `k` in [0, 1]; 1 is an IF neuron.
+        threshold: keras_snn threshold `theta` (fires at `u >= theta`): a
+            float, or an array broadcastable to `shape` (one per neuron,
+            in the NIR layout).
+        decay: leak factor `k` in [0, 1]; 1 is an IF neuron (a float or an
+            array, as `threshold`).
         shape: the layer's NIR shape, `(C, H, W)` or `(n,)`.
         gain: the NIR input current is `gain` times ours (an average pool
             written as a sum pool before the neuron), so the threshold is
@@ -55,6 +67,10 @@ def lif_parameters(threshold, decay, shape, gain=1.0, dt=NIR_DT):
         `("IF" | "LIF", dict of NumPy arrays of shape `shape`)`: the class
         name and keyword arguments of the `nir` node.
 
+    Raises:
+        ExportError: a decay outside [0, 1], or one that is 1 (IF) for
+            some neurons of the layer and below 1 for others.
+
     Example:
 
     >>> kind, params = lif_parameters(1.0, 0.5, (4,))
@@ -62,25 +78,81 @@ def lif_parameters(threshold, decay, shape, gain=1.0, dt=NIR_DT):
     ('LIF', 0.0002, 0.5)
     """
     shape = tuple(int(s) for s in shape)
-
-    def full(value):
-        return np.full(shape, value, np.float64)
-
-    theta, decay = float(threshold), float(decay)
-    if decay == 1.0:
+    theta, decay = _full(threshold, shape), _full(decay, shape)
+    if np.all(decay == 1.0):
         return "IF", {
-            "r": full(1.0),
-            "v_threshold": full(theta * gain),
-            "v_reset": full(0.0),
+            "r": _full(1.0, shape),
+            "v_threshold": theta * gain,
+            "v_reset": _full(0.0, shape),
         }
-    if not 0.0 <= decay < 1.0:
-        raise ExportError(f"decay must be in [0, 1]; received {decay}")
+    if not np.all((0.0 <= decay) & (decay < 1.0)):
+        raise ExportError(
+            f"decay must be in [0, 1) for every neuron of a NIR LIF (1 "
+            f"only for all of them, an IF); received {np.unique(decay)}"
+        )
     return "LIF", {
-        "tau": full(dt / (1.0 - decay)),
-        "r": full(1.0),
-        "v_leak": full(0.0),
-        "v_threshold": full(theta * (1.0 - decay) * gain),
-        "v_reset": full(0.0),
+        "tau": dt / (1.0 - decay),
+        "r": _full(1.0, shape),
+        "v_leak": _full(0.0, shape),
+        "v_threshold": theta * (1.0 - decay) * gain,
+        "v_reset": _full(0.0, shape),
+    }
+
+
+def cuba_parameters(
+    threshold, decay, current_decay, shape, gain=1.0, dt=NIR_DT
+):
+    """NIR `CubaLIF` parameters of a keras_snn CubaLIF layer.
+
+    Forward Euler of `nir.CubaLIF` (as Norse 1.1 and snnTorch 1.0 import
+    it) is `I' = (1 - dt/tau_syn) I + (dt/tau_syn) w_in S`, then
+    `v' = (1 - dt/tau_mem) v + (dt/tau_mem) r I'` (the new current), fire
+    at `v' > v_threshold`, reset to `v_reset`. With `tau_syn = dt/(1-a)`,
+    `w_in = 1/(1-a)`, `tau_mem = dt/(1-k)`, `r = 1/(1-k)` it is keras_snn's
+    `i = a i + I`, `u = k v + i` exactly, and the threshold is `theta`.
+    snnTorch reads exactly this form (`r = tau_mem/dt`, `w_in dt/tau_syn =
+    1`) as `snn.Synaptic(alpha=a, beta=k)`.
+
+    Args:
+        threshold: keras_snn threshold `theta` (float or array, as for
+            `lif_parameters`).
+        decay: the membrane's leak `k`, in [0, 1) (float or array).
+        current_decay: the current's leak `a`, in [0, 1) (float or array).
+        shape: the layer's NIR shape.
+        gain: as for `lif_parameters`.
+        dt: the time step the file assumes.
+
+    Returns:
+        `("CubaLIF", dict of NumPy arrays of shape `shape`)`.
+
+    Raises:
+        ExportError: `k` or `a` outside [0, 1): with a leak of 1 (no
+            decay) a time constant is infinite, which the importers'
+            `dt / tau` and `r` cannot hold.
+
+    Example:
+
+    >>> kind, p = cuba_parameters(0.5, 0.75, 0.5, (3,))
+    >>> float(p["tau_syn"][0]), float(p["w_in"][0]), float(p["r"][0])
+    (0.0002, 2.0, 4.0)
+    """
+    shape = tuple(int(s) for s in shape)
+    k, a = _full(decay, shape), _full(current_decay, shape)
+    for name, value in (("decay", k), ("current_decay", a)):
+        if not np.all((0.0 <= value) & (value < 1.0)):
+            raise ExportError(
+                f"A NIR CubaLIF needs {name} in [0, 1): 1 (no leak) is an "
+                "infinite time constant that Norse and snnTorch cannot run; "
+                f"received {np.unique(value)}"
+            )
+    return "CubaLIF", {
+        "tau_syn": dt / (1.0 - a),
+        "tau_mem": dt / (1.0 - k),
+        "r": 1.0 / (1.0 - k),
+        "v_leak": _full(0.0, shape),
+        "v_threshold": _full(threshold, shape) * gain,
+        "v_reset": _full(0.0, shape),
+        "w_in": 1.0 / (1.0 - a),
     }
 
 
@@ -95,7 +167,9 @@ class NIRConversion:
         neurons: step-graph names of the neuron nodes, in order.
         nir_input_shape, nir_output_shape: NIR shapes (channels first).
         has_flatten: the graph has a `Flatten` (run unbatched).
-        kinds: step-graph neuron name -> `"LIF"` or `"IF"`.
+        kinds: step-graph neuron name -> `"LIF"`, `"IF"` or `"CubaLIF"`.
+        varying: step-graph names of the neurons whose parameters differ
+            between neurons (per channel or per neuron).
     """
 
     nir_graph: object
@@ -106,6 +180,7 @@ class NIRConversion:
     nir_output_shape: tuple
     has_flatten: bool
     kinds: dict
+    varying: tuple = ()
     _perms: dict = dataclasses.field(default_factory=dict, repr=False)
     _shapes: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -132,8 +207,10 @@ class NIRConversion:
     def consumers(self):
         """The consumers that import this graph faithfully: Norse always;
         snnTorch only without IF neurons (snnTorch 1.0.0 imports `nir.IF`
-        as a leaky neuron with subtractive reset)."""
-        if any(kind == "IF" for kind in self.kinds.values()):
+        as a leaky neuron with subtractive reset) and without parameters
+        that differ between neurons (it asserts one `v_threshold` per
+        layer and rescales a LIF by the first `dt / tau` only)."""
+        if self.varying or any(k == "IF" for k in self.kinds.values()):
             return ["norse"]
         return ["norse", "snntorch"]
 
@@ -167,6 +244,40 @@ def _conv_padding(node, in_shape):
     return tuple(pads)
 
 
+def _nir_values(value, shape, perm):
+    """A neuron parameter in the NIR layout: a float stays one; an array
+    (per channel or per neuron, Keras layout) is broadcast to the node's
+    `shape`, made channels-first and put in the NIR order `perm`."""
+    if np.ndim(value) == 0:
+        return float(value)
+    value = np.broadcast_to(np.asarray(value, np.float64), tuple(shape))
+    if value.ndim == 3:
+        value = value.transpose(2, 0, 1)
+    return value if perm is None else value[perm]
+
+
+def _refuse_models(graph):
+    """Refuses the neuron models NIR 1.0 (or its importers) cannot run."""
+    for node in graph.nodes:
+        if node.op != "neuron":
+            continue
+        kind = node.params.get("model", "LIF")
+        if "adaptation" in node.params:
+            raise _refuse(
+                node,
+                f"{kind}'s adaptive threshold has no NIR 1.0 primitive "
+                "(its neurons have a fixed v_threshold); use LIF or CubaLIF",
+            )
+        if "recurrent_kernel" in node.params:
+            raise _refuse(
+                node,
+                f"the recurrent synapses of this {kind}: NIR writes them as "
+                "a cycle (neuron -> Affine -> neuron), which Norse 1.1's "
+                "from_nir does not import (its recurrent CubaLIF parsing is "
+                "commented out); train it with recurrent=False for NIR",
+            )
+
+
 def convert(graph):
     """Converts a fused step graph to NIR, with the layout bookkeeping.
 
@@ -186,11 +297,13 @@ def convert(graph):
     >>> conversion = edge.targets.nir.convert(edge.fuse.fuse(graph))
     >>> conversion.nir_graph.nodes.keys()
     """
+    _refuse_models(graph)
     neuron_models.require(graph, "nir", NEURON_FEATURES)
     import nir
 
     nodes, edges = {}, []
     names, perms, gains, shapes, kinds = {}, {}, {}, {}, {}
+    varying = []
     neurons = []
     used = {"input", "output"}
     has_flatten = False
@@ -318,9 +431,25 @@ def convert(graph):
             )
             out_gain = gain
         elif op == "neuron":
-            kind, params = lif_parameters(
-                p["threshold"], p["decay"], _nir_shape(node.shape), gain
-            )
+            values = {
+                key: _nir_values(p[key], node.shape, perm)
+                for key in ("threshold", "decay", "current_decay")
+                if key in p
+            }
+            shape = _nir_shape(node.shape)
+            try:
+                if "current_decay" in values:
+                    kind, params = cuba_parameters(
+                        **values, shape=shape, gain=gain
+                    )
+                else:
+                    kind, params = lif_parameters(
+                        **values, shape=shape, gain=gain
+                    )
+            except ExportError as error:
+                raise _refuse(node, str(error)) from None
+            if any(np.ndim(v) for v in values.values()):
+                varying.append(node.name)
             nir_node = getattr(nir, kind)(**params)
             kinds[node.name] = kind
             neurons.append(node.name)
@@ -365,6 +494,7 @@ def convert(graph):
         nir_output_shape=out_shape,
         has_flatten=has_flatten,
         kinds=kinds,
+        varying=tuple(varying),
         _perms=perms,
         _shapes=shapes,
     )
