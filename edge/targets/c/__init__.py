@@ -5,10 +5,13 @@ Modules, by job:
 - `plan`: validates a `QuantizedGraph` and assigns buffers and C types.
 - `nodes`, `codegen`: the per-node C functions and the generated files
   (`generate`); `files/` holds the fixed C support code.
+- `neurons`: the C of the neuron models of `edge.neuron_models` (CubaLIF,
+  ALIF, recurrent synapses, per-channel parameters).
 - `harness`: a test program with embedded inputs (`generate_harness`) and
-  the parser of its printout (`read_outputs`).
+  the parsers of its printout (`read_outputs`, `read_states`).
 - `toolchain`: gcc, arm-none-eabi-gcc and QEMU (build, run, size, trace).
-- `measure`: synaptic operations per inference (`synaptic_operations`).
+- `measure`: synaptic operations per inference (`synaptic_operations`)
+  and the model's memory (`memory_bytes`).
 - `target`: `export_target` (the `"c"` target), `run_c`,
   `count_instructions`.
 """
@@ -18,6 +21,8 @@ from edge.targets import Target
 from edge.targets.c.codegen import generate
 from edge.targets.c.harness import generate_harness
 from edge.targets.c.harness import read_outputs
+from edge.targets.c.harness import read_states
+from edge.targets.c.measure import memory_bytes
 from edge.targets.c.measure import synaptic_operations
 from edge.targets.c.plan import SUPPORTED_OPS
 from edge.targets.c.target import count_instructions
@@ -39,8 +44,10 @@ __all__ = [
     "export_target",
     "generate",
     "generate_harness",
+    "memory_bytes",
     "model_size_cortex_m4",
     "read_outputs",
+    "read_states",
     "run_c",
     "run_host",
     "run_qemu",

@@ -5,12 +5,14 @@ bit for bit, what the integer reference `edge.integer` defines. The API is
 reentrant, in the style of CMSIS-NN: the caller owns the state and may
 provide the scratch memory, and every function returns a `ksnn_status_t`.
 
-- `<name>.h`: the API and the sizes. `<name>_state_t` (the membrane
-  potentials of one instance, owned by the caller), `<name>_init(state)`
-  and `<name>_reset(state)` (zero every membrane potential: call it before
-  each new sample) and `<name>_step(state, ctx, input, output)` (one time
-  step: the int8 input of the step in, NHWC order, the graph's integer
-  per-step output out; the caller combines the steps as
+- `<name>.h`: the API and the sizes. `<name>_state_t` (the state of one
+  instance, owned by the caller: the membrane potentials, and the
+  synaptic currents, adaptations and previous spikes of the neuron models
+  that have them), `<name>_init(state)` and `<name>_reset(state)` (zero
+  every state: call it before each new sample) and
+  `<name>_step(state, ctx, input, output)` (one time step: the int8
+  input of the step in, NHWC order, the graph's integer per-step output
+  out; the caller combines the steps as
   `<NAME>_AGGREGATE` says). `ctx` is a `ksnn_context_t` holding at least
   `<NAME>_SCRATCH_BYTES` of 4-byte aligned scratch, or NULL for a static
   default buffer inside `<name>.c` (define `<NAME>_NO_DEFAULT_SCRATCH` to
@@ -51,7 +53,10 @@ to whole words; on Cortex-M4 the row kernels (`ksnn_accumulate_s8`,
 `_spikes`) are Thumb-2 assembly with eight accumulators in registers.
 
 The arithmetic of a step is defined once, in `ksnn_runtime.h`
-(`ksnn_requantize_one`, `ksnn_neuron_step`); node functions only call it.
+(`ksnn_requantize_one`, `ksnn_neuron_step`, and `ksnn_neuron_model_step`
+for the CubaLIF, ALIF, recurrent and per-channel neurons of
+`edge.neuron_models`, see `edge.targets.c.neurons`); node functions only
+call it.
 Where the planner proves them exact from the layer's accumulator bounds,
 32-bit forms replace the 64-bit ones (`ksnn_requant_fast`,
 `ksnn_neuron_step16`), and a synaptic layer read only by a 16-bit spiking
@@ -62,11 +67,13 @@ neuron is requantized by that neuron in the same pass
 import os
 import re
 
+from edge.targets.c import neurons
 from edge.targets.c import toolchain
 from edge.targets.c.nodes import NodeWriter
 from edge.targets.c.nodes import array
 from edge.targets.c.nodes import banner
 from edge.targets.c.plan import Plan
+from edge.targets.c.plan import model_features
 
 __all__ = ["array", "generate"]
 
@@ -99,7 +106,10 @@ class _Writer(NodeWriter):
                 self.add(node, buf)
             elif node.op in ("neuron", "integrator"):
                 state = dict((n.name, c) for n, c in plan.states)[node.name]
-                self.stateful(node, buf, state)
+                if model_features(node):
+                    neurons.emit(self, node, buf, state)
+                else:
+                    self.stateful(node, buf, state)
         return {
             f"{self.name}.h": self.header(),
             f"{self.name}.c": self.source(),
@@ -108,12 +118,11 @@ class _Writer(NodeWriter):
         }
 
     def sizes(self):
-        plan = self.plan
-        state = sum(plan.buffers[n.name].size for n, _ in plan.states) * (
-            2 if plan.state_ctype == "int16_t" else 4
-        )
-        scratch = max(plan.scratch_bytes, 4)
-        return state, _round_up(state, 4), scratch
+        """`(state, state, scratch)` bytes: `sizeof(<name>_state_t)` (every
+        state field, `Plan.state_layout`) and the scratch arena."""
+        _, state = self.plan.state_layout()
+        scratch = max(self.plan.scratch_bytes, 4)
+        return state, state, scratch
 
     def scratch_buffers(self):
         """Owned buffers, by offset in the scratch arena."""
@@ -126,10 +135,16 @@ class _Writer(NodeWriter):
         _, state, scratch = self.sizes()
         timesteps = graph.timesteps or 0
         agg = graph.aggregate
+        labels = {
+            "state": "membrane potentials",
+            "current": "synaptic currents",
+            "adaptation": "threshold rises (adaptation)",
+            "spikes": "spikes of the previous step",
+        }
         state_fields = [
-            f"    {plan.state_ctype} {c}[{plan.buffers[n.name].size}]; "
-            f"/* {n.name} {tuple(n.shape)} */"
-            for n, c in plan.states
+            f"    {f.ctype} {f.cname}[{f.size}]; /* {f.node.name} "
+            f"{tuple(f.node.shape)}: {labels[f.key.rpartition(':')[2]]} */"
+            for f in plan.state_layout()[0]
         ]
         step_doc = [
             "/**",
@@ -184,8 +199,11 @@ class _Writer(NodeWriter):
             "/** Bytes of scratch (activation buffers) one step needs. */",
             f"#define {up}_SCRATCH_BYTES {scratch}",
             "",
-            "/** Membrane potentials of one instance: the only state kept "
-            "between steps. */",
+            "/** The state of one instance, all that is kept between steps: "
+            "membrane",
+            "    potentials, and the synaptic currents, adaptations and "
+            "previous spikes",
+            "    of the neuron models that have them. */",
             "typedef struct {",
             *(state_fields or ["    int32_t unused;"]),
             f"}} {name}_state_t;",
@@ -197,8 +215,9 @@ class _Writer(NodeWriter):
             f"ksnn_status_t {name}_init({name}_state_t *state);",
             "",
             "/**",
-            " * @brief Zeroes every membrane potential: call before each new "
-            "sample.",
+            " * @brief Zeroes every state (potentials, currents, adaptations, "
+            "spikes):",
+            " *        call before each new sample.",
             " * @return KSNN_OK, or KSNN_ERROR_ARGUMENT for a NULL state.",
             " */",
             f"ksnn_status_t {name}_reset({name}_state_t *state);",
@@ -394,10 +413,6 @@ class _Writer(NodeWriter):
             "QEMU": " ".join([toolchain.QEMU, *toolchain.QEMU_ARGS]),
         }
         return fill(_read("Makefile.in"), values)
-
-
-def _round_up(n, to):
-    return -(-n // to) * to
 
 
 def _read(file):

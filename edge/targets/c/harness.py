@@ -1,8 +1,9 @@
 """Test harness of the C runtime: embedded inputs in, printed outputs out.
 
 `generate_harness` writes a program that runs quantized inputs through the
-generated API and prints every per-step output; `read_outputs` parses that
-printout back into the integer reference's layout.
+generated API and prints every per-step output (and, on request, every
+state); `read_outputs` and `read_states` parse that printout back into the
+integer reference's layout.
 """
 
 import numpy as np
@@ -11,6 +12,7 @@ from edge import integer
 from edge import reference
 from edge.errors import ConsumerError
 from edge.targets.c.nodes import array
+from edge.targets.c.plan import Plan
 
 
 def _steps_and_inputs(qgraph, x):
@@ -28,8 +30,51 @@ def _steps_and_inputs(qgraph, x):
     return steps, x_q
 
 
+def _state_printing(plan):
+    """C that prints every field of `states[k]` after a step:
+    `s <sample> <step> <field>: <values>`, fields in
+    `Plan.state_layout` order."""
+    lines = []
+    for index, field in enumerate(plan.state_layout()[0]):
+        lines += [
+            f"                p = head(line, 's', s, t); /* {field.key} */",
+            "                *p++ = ' ';",
+            f"                p = ksnn_format_int(p, {index});",
+            "                *p++ = ':';",
+            f"                for (int32_t i = 0; i < {field.size}; ++i) {{",
+            "                    *p++ = ' ';",
+            "                    p = ksnn_format_int(p, "
+            f"states[k].{field.cname}[i]);",
+            "                }",
+            "                *p++ = '\\n';",
+            "                *p = '\\0';",
+            "                ksnn_write(line);",
+        ]
+    return lines
+
+
+_HEAD = [
+    "/* Writes `<tag> <s> <t>` at p; returns the end. */",
+    "static char *head(char *p, char tag, int32_t s, int32_t t)",
+    "{",
+    "    *p++ = tag;",
+    "    *p++ = ' ';",
+    "    p = ksnn_format_int(p, s);",
+    "    *p++ = ' ';",
+    "    return ksnn_format_int(p, t);",
+    "}",
+    "",
+]
+
+
 def generate_harness(
-    qgraph, x, name="model", runs=None, quiet=False, instances=1
+    qgraph,
+    x,
+    name="model",
+    runs=None,
+    quiet=False,
+    instances=1,
+    states=False,
 ):
     """Generates a test program that runs embedded inputs and prints outputs.
 
@@ -49,6 +94,8 @@ def generate_harness(
         runs: run only the first `runs` samples (for instruction counts).
         quiet: print nothing but `done`.
         instances: model instances run interleaved (1: one at a time).
+        states: also print every state field of the instance after each
+            step, `s <sample> <step> <field>: <values>` (`read_states`).
 
     Returns:
         A dict with `<name>_harness.c` and `<name>_test_data.h`.
@@ -64,6 +111,11 @@ def generate_harness(
             f"instances={instances}"
         )
     steps, x_q = _steps_and_inputs(qgraph, x)
+    plan = Plan(qgraph, name)
+    states = bool(states) and not quiet
+    widest = max(
+        [plan.output.size] + [f.size for f in plan.state_layout()[0] if states]
+    )
     samples = len(x_q) if runs is None else int(runs)
     up = name.upper()
     data = "\n".join(
@@ -85,7 +137,7 @@ def generate_harness(
         ]
     )
     printing = [
-        "                char *p = line;",
+        f"                {'' if states else 'char *'}p = line;",
         "                *p++ = 'y';",
         "                *p++ = ' ';",
         "                p = ksnn_format_int(p, s);",
@@ -109,6 +161,7 @@ def generate_harness(
             f'#include "{name}.h"',
             f'#include "{name}_test_data.h"',
             "",
+            *(_HEAD if states else []),
             "int main(void)",
             "{",
             f"    static {name}_state_t states[KSNN_TEST_INSTANCES];",
@@ -116,7 +169,8 @@ def generate_harness(
             f"[({up}_SCRATCH_BYTES + 3) / 4];",
             "    static ksnn_context_t contexts[KSNN_TEST_INSTANCES];",
             f"    static int32_t output[{up}_OUTPUT_SIZE];",
-            f"    static char line[{up}_OUTPUT_SIZE * 12 + 40];",
+            f"    static char line[{widest} * 12 + 40];",
+            *(["    char *p;"] if states else []),
             "    for (int32_t k = 0; k < KSNN_TEST_INSTANCES; ++k) {",
             "        contexts[k].buf = scratch[k];",
             "        contexts[k].size = (int32_t)sizeof(scratch[k]);",
@@ -146,6 +200,7 @@ def generate_harness(
             "                    return 2;",
             "                }",
             *([] if quiet else printing),
+            *(_state_printing(plan) if states else []),
             "            }",
             "        }",
             "    }",
@@ -185,3 +240,47 @@ def read_outputs(text, qgraph, samples):
         raise ConsumerError(
             f"The C program printed incomplete outputs ({error})"
         ) from None
+
+
+def read_states(text, qgraph, samples, name="model"):
+    """Parses the state lines of a harness built with `states=True`.
+
+    Args:
+        text: the program's printout.
+        qgraph: the `QuantizedGraph` given to `generate`.
+        samples: the number of samples run.
+        name: the `name` given to `generate`.
+
+    Returns:
+        A dict with, for every field of the instance's state, the key of
+        the integer reference's trace (`"<node>:state"`, `":current"`,
+        `":adaptation"`, `":spikes"`) -> the int64 values after each step,
+        `(N, T, *node_shape)`: what `edge.integer.run_integer(...,
+        record=True)` records under that key, stacked on axis 1.
+
+    Raises:
+        ConsumerError: the printout lacks state lines.
+    """
+    fields = Plan(qgraph, name).state_layout()[0]
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("s "):
+            head, _, values = line[2:].partition(":")
+            s, t, f = (int(v) for v in head.split())
+            rows[s, t, f] = [int(v) for v in values.split()]
+    steps = 1 + max((t for _, t, _ in rows), default=-1)
+    result = {}
+    for index, field in enumerate(fields):
+        try:
+            values = [
+                [rows[s, t, index] for t in range(steps)]
+                for s in range(samples)
+            ]
+            result[field.key] = np.array(values, np.int64).reshape(
+                samples, steps, *field.node.shape
+            )
+        except (KeyError, ValueError) as error:
+            raise ConsumerError(
+                f"The C program printed incomplete states ({error})"
+            ) from None
+    return result

@@ -3,7 +3,10 @@
 `Plan(qgraph, name)` checks every node of a quantized graph before any C
 is written (an unsupported construct fails naming the node, with nothing
 generated) and assigns each node its `Buffer`: storage, element type and
-value range, spikes as `uint8_t`, currents as `int32_t`.
+value range, spikes as `uint8_t`, currents as `int32_t`, and the fields of
+the instance's state (`StateField`): every membrane potential, and the
+synaptic currents (CubaLIF), adaptations (ALIF) and previous spikes
+(recurrent synapses) of the neuron models of `edge.neuron_models`.
 """
 
 import re
@@ -16,7 +19,7 @@ from edge.errors import UnsupportedLayerError
 from keras_snn import fixed_point
 
 # The neuron features (`edge.neuron_models.FEATURES`) this target has.
-NEURON_FEATURES = ()
+NEURON_FEATURES = ("current", "adaptation", "recurrent", "channel")
 SUPPORTED_OPS = (
     "input",
     "conv2d",
@@ -56,6 +59,48 @@ class Buffer:
     @property
     def binary(self):
         return self.lo == 0 and self.hi == 1
+
+
+class StateField:
+    """One array of the instance's state struct.
+
+    Attributes:
+        node: the neuron or integrator node it belongs to.
+        cname: the field's name in `<name>_state_t`.
+        ctype: its element type.
+        size: its element count (the node's size).
+        key: the key of the same values in the integer reference's trace
+            (`edge.integer.run_integer(..., record=True)`): `"<node>:state"`
+            (the membrane), `":current"`, `":adaptation"` or `":spikes"`.
+    """
+
+    def __init__(self, node, cname, ctype, size, key):
+        self.node, self.cname, self.ctype = node, cname, ctype
+        self.size, self.key = int(size), key
+
+    @property
+    def nbytes(self):
+        return self.size * _bytes(self.ctype)
+
+
+def model_features(node):
+    """The features of `edge.neuron_models` a neuron node uses (`[]` for
+    a LIF/IF neuron with per-layer parameters, and for other nodes)."""
+    return neuron_models.features(node) if node.op == "neuron" else []
+
+
+def param_layout(node, key):
+    """How a neuron parameter is stored: `"layer"` (one integer),
+    `"channel"` (one per channel, shape `(C,)`) or `"neuron"` (the node's
+    shape); `None` for another shape."""
+    shape = np.shape(node.params[key])
+    if shape == ():
+        return "layer"
+    if shape == (int(node.shape[-1]),):
+        return "channel"
+    if shape == tuple(node.shape):
+        return "neuron"
+    return None
 
 
 def _bytes(ctype):
@@ -165,7 +210,10 @@ class Plan:
         self.state_ctype = "int16_t" if self.bits <= 16 else "int32_t"
         taken = {"input", "output"}
         self.buffers = {}
-        self.states = []  # (node, cname)
+        self.states = []  # (node, cname): the membrane potentials
+        self.state_fields = []  # StateField, in node order
+        # Recurrent neuron -> the scratch buffer of its accumulators.
+        self.recurrent = {}
         # Synaptic node -> whether ksnn_requantize_fast is exact for it.
         self.fast_requant = {}
         nodes = graph.nodes
@@ -225,7 +273,11 @@ class Plan:
                 readers.setdefault(name, []).append(node)
         fused = {}
         for node in self.graph.nodes:
-            if node.op != "neuron" or not self.narrow_neuron(node):
+            if (
+                node.op != "neuron"
+                or model_features(node)
+                or not self.narrow_neuron(node)
+            ):
                 continue
             name = node.inputs[0]
             if (
@@ -240,7 +292,8 @@ class Plan:
         """Places the owned buffers in one scratch arena; returns its bytes.
 
         A buffer lives from the node that writes it to the last node that
-        reads it (the graph's output to the end of the step). Buffers whose
+        reads it (the graph's output to the end of the step); the
+        accumulators of recurrent synapses live within their node. Buffers whose
         lifetimes do not overlap share bytes (first fit, in node order), so
         a node never writes over one of its own inputs. int16 and int32
         buffers never share bytes (C's aliasing rules; uint8_t, a character
@@ -255,16 +308,22 @@ class Plan:
                 first[buf.cname] = last[buf.cname] = j
             elif node.op == "flatten":
                 owner[node.name] = owner.get(node.inputs[0])
+            if node.name in self.recurrent:  # used within the node only
+                extra = self.recurrent[node.name]
+                first[extra.cname] = last[extra.cname] = j
             for name in node.inputs:
                 if owner.get(name) is not None:
                     last[owner[name].cname] = j
         if owner.get(self.graph.output) is not None:
             last[owner[self.graph.output].cname] = len(nodes)
         placed = []  # (offset, end, buffer)
+        owned = []
         for node in nodes:
-            buf = self.buffers[node.name]
-            if not buf.owned:
-                continue
+            if self.buffers[node.name].owned:
+                owned.append(self.buffers[node.name])
+            if node.name in self.recurrent:
+                owned.append(self.recurrent[node.name])
+        for buf in owned:
             size = -(-buf.size * _bytes(buf.ctype) // 4) * 4
             taken = sorted(
                 (o, e)
@@ -287,6 +346,8 @@ class Plan:
             if home is not None:
                 buf.offset = home.offset
                 buf.expr = f"(({buf.ctype} *)(void *)&s[{home.offset}])"
+        for buf in self.recurrent.values():
+            buf.expr = f"(({buf.ctype} *)(void *)&s[{buf.offset}])"
         return max((e for _, e, _ in placed), default=0)
 
     def source(self, node, i=0):
@@ -314,6 +375,14 @@ class Plan:
         if op in ("neuron", "integrator"):
             if tuple(src.node.shape) != tuple(node.shape):
                 raise unsupported(node, "input and output shapes differ")
+            if model_features(node):
+                return self._plan_model(node, cname, taken)
+            if np.ndim(p.get("decay_q", -1)) != 0:
+                raise unsupported(
+                    node,
+                    "a decay per channel or per neuron (the C "
+                    "runtime's leaky integrator has one per layer)",
+                )
             decay_q = int(p.get("decay_q", -1))
             if not 0 <= decay_q <= 1 << fixed_point.DECAY_BITS:
                 raise unsupported(node, f"decay_q={decay_q} outside Q15")
@@ -324,6 +393,15 @@ class Plan:
                 if not -_INT32_MAX <= threshold <= _INT32_MAX:
                     raise unsupported(node, "threshold beyond int32")
             self.states.append((node, cname))
+            self.state_fields.append(
+                StateField(
+                    node,
+                    cname,
+                    self.state_ctype,
+                    np.prod(node.shape),
+                    f"{node.name}:state",
+                )
+            )
             if op == "integrator":
                 return Buffer(
                     node,
@@ -356,6 +434,122 @@ class Plan:
                 ctype=src.ctype,
             )
         raise unsupported(node, "unknown op")  # pragma: no cover
+
+    def state_layout(self):
+        """`(fields, bytes)`: the state struct's fields in declaration
+        order (the wide ones first, so that C inserts no padding between
+        them) and its `sizeof` (rounded up to its widest member)."""
+        fields = sorted(self.state_fields, key=lambda f: -_bytes(f.ctype))
+        if not fields:
+            return [], 4  # int32_t unused
+        total = sum(f.nbytes for f in fields)
+        align = _bytes(fields[0].ctype)
+        return fields, -(-total // align) * align
+
+    def _plan_model(self, node, cname, taken):
+        """A neuron with features of `edge.neuron_models`: its checks, its
+        state fields and, with recurrent synapses, its accumulators."""
+        p = node.params
+        self._check_model(node)
+        self.states.append((node, cname))
+        size, st = int(np.prod(node.shape)), self.state_ctype
+        fields = [StateField(node, cname, st, size, f"{node.name}:state")]
+        for key, label in (
+            ("current_decay_q", "current"),
+            ("adaptation_step_q", "adaptation"),
+        ):
+            if key in p:
+                field = _cname(f"{cname}_{label}", taken)
+                fields.append(
+                    StateField(node, field, st, size, f"{node.name}:{label}")
+                )
+        self.state_fields += fields
+        if "recurrent_kernel_q" not in p:
+            return Buffer(node, cname, 0, 1, True)
+        # The spikes are a state (the next step's recurrent input): the
+        # node writes them there, and its readers read them there.
+        spikes = StateField(
+            node,
+            _cname(f"{cname}_spikes", taken),
+            "uint8_t",
+            size,
+            f"{node.name}:spikes",
+        )
+        self.state_fields.append(spikes)
+        bound = 127 * size
+        self.recurrent[node.name] = Buffer(
+            node,
+            _cname(f"{cname}_recurrent", taken),
+            -bound,
+            bound,
+            False,
+            ctype="int32_t",
+        )
+        return Buffer(node, cname, 0, 1, True, expr=f"state->{spikes.cname}")
+
+    def _check_model(self, node):
+        p = node.params
+        if p.get("reset") not in ("hard", "soft", "none"):
+            raise unsupported(node, f"reset {p.get('reset')!r}")
+        q15 = 1 << fixed_point.DECAY_BITS
+        channels = int(node.shape[-1])
+        for key, lo, hi in (
+            ("decay_q", 0, q15),
+            ("threshold_q", -_INT32_MAX, _INT32_MAX),
+            ("current_decay_q", 0, q15),
+        ):
+            if key not in p:
+                continue
+            if param_layout(node, key) is None:
+                raise unsupported(
+                    node,
+                    f"{key} of shape {np.shape(p[key])}: one per layer, "
+                    f"per channel {(channels,)} or per neuron "
+                    f"{tuple(node.shape)}",
+                )
+            values = np.asarray(p[key], np.int64)
+            if values.min() < lo or values.max() > hi:
+                raise unsupported(node, f"{key} outside [{lo}, {hi}]")
+        if "adaptation_step_q" in p:
+            rho, step = p["adaptation_decay_q"], p["adaptation_step_q"]
+            if np.ndim(rho) or np.ndim(step):
+                raise unsupported(node, "an adaptation per channel or neuron")
+            if not 0 <= int(rho) <= q15 or not 0 <= int(step) <= _INT32_MAX:
+                raise unsupported(
+                    node, f"adaptation decay {rho} or step {step} out of range"
+                )
+            # theta = threshold + a, with a in the state's range, in int32.
+            threshold = np.asarray(p["threshold_q"], np.int64)
+            if (
+                threshold.max() + self.sat_max > _INT32_MAX
+                or threshold.min() + self.sat_min < fixed_point.INT32_MIN
+            ):
+                raise unsupported(node, "an adaptive threshold beyond int32")
+        if "recurrent_kernel_q" in p:
+            self._check_recurrent(node)
+
+    def _check_recurrent(self, node):
+        p = node.params
+        units = int(node.shape[-1])
+        if len(node.shape) != 1:
+            raise unsupported(
+                node,
+                f"recurrent synapses on a node of shape {tuple(node.shape)}"
+                " (dense layers only)",
+            )
+        kernel = np.asarray(p["recurrent_kernel_q"], np.int64)
+        if kernel.shape != (units, units):
+            raise unsupported(node, f"recurrent kernel {kernel.shape}")
+        if kernel.min(initial=0) < -128 or kernel.max(initial=0) > 127:
+            raise unsupported(node, "recurrent weights outside int8")
+        multiplier = np.asarray(p["recurrent_multiplier"], np.int64)
+        shift = np.asarray(p["recurrent_shift"], np.int64)
+        if multiplier.shape != (units,) or shift.shape != (units,):
+            raise unsupported(node, "recurrent requantization shapes")
+        if multiplier.min() < 0 or multiplier.max() > _INT32_MAX:
+            raise unsupported(node, "recurrent multipliers outside [0, 2^31)")
+        if shift.min() < 1 or shift.max() > 62:
+            raise unsupported(node, "recurrent shifts outside [1, 62]")
 
     def _check_synaptic(self, node, src):
         p = node.params

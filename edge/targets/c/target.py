@@ -12,6 +12,7 @@ from edge.targets.c import toolchain
 from edge.targets.c.codegen import generate
 from edge.targets.c.harness import generate_harness
 from edge.targets.c.harness import read_outputs
+from edge.targets.c.harness import read_states
 from edge.targets.c.measure import synaptic_operations
 
 HOST_SAMPLES = 512  # evaluation samples export_target runs on the host
@@ -64,6 +65,7 @@ def run_c(
     name="model",
     timeout=120,
     instances=1,
+    record=False,
 ):
     """Generates, builds and runs the C runtime on `x`; raw per-step outputs.
 
@@ -76,18 +78,23 @@ def run_c(
         timeout: seconds allowed for the run.
         instances: model instances the harness runs interleaved, step by
             step, each on its own sample (see `generate_harness`).
+        record: also print and return every state of the instances after
+            every step (`read_states`).
 
     Returns:
         `(raw, path)`: the integer outputs `(N, T, *output_shape)`, which
         must equal `edge.integer.run_integer(qgraph, x)[1]`, and the
-        executable.
+        executable; with `record`, `(raw, states, path)`, `states` a dict
+        trace key -> `(N, T, ...)` whose every entry must equal the
+        integer reference's trace (`run_integer(..., record=True)`) under
+        that key, stacked over the steps.
 
     Example:
 
     >>> raw, _ = run_c(qgraph, x_test[:16], "build/c", "cortex-m4")
     """
     files = generate(qgraph, name) | generate_harness(
-        qgraph, x, name, instances=instances
+        qgraph, x, name, instances=instances, states=record
     )
     if platform == "cortex-m4":
         path = toolchain.build_cortex_m4(files, directory)
@@ -102,7 +109,10 @@ def run_c(
             "Argument `platform` must be 'host', 'host-sanitize' or "
             f"'cortex-m4'. Received: platform={platform!r}"
         )
-    return read_outputs(text, qgraph, len(x)), path
+    raw = read_outputs(text, qgraph, len(x))
+    if record:
+        return raw, read_states(text, qgraph, len(x), name), path
+    return raw, path
 
 
 def _scores(qgraph, raw):

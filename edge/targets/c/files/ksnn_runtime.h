@@ -89,8 +89,10 @@ typedef struct {
 /* -- The arithmetic of a step, each part defined once ---------------------
    Rounding shift, saturation, requantization (ksnn_requantize_one, and
    ksnn_requant_fast_* for channels whose bounds the generator proved) and
-   the neuron (ksnn_neuron_step, and ksnn_neuron_step16 for 16-bit
-   states). A change of the integer reference is an edit here. */
+   the neuron (ksnn_decay_multiply, ksnn_leak_add, ksnn_fire_reset;
+   ksnn_neuron_step, and ksnn_neuron_step16 for 16-bit states;
+   ksnn_neuron_model_step for CubaLIF, ALIF, recurrent and per-channel
+   neurons). A change of the integer reference is an edit here. */
 
 /** (z + 2^(n-1)) >> n: divide by 2^n, halves round up (1 <= n <= 62). */
 static inline int64_t ksnn_rshift_round(int64_t z, int n)
@@ -204,25 +206,46 @@ static inline int32_t ksnn_requant_fast(int32_t acc,
                            hi);
 }
 
+/** k s on integers, the one definition of a decay (keras_snn.fixed_point
+    .decay_multiply): rounding_divide_by_pot(s * decay_q, 15), ties away
+    from zero. */
+static inline int64_t ksnn_decay_multiply(int32_t s, int32_t decay_q)
+{
+    return ksnn_rounding_divide_by_pot((int64_t)s * decay_q,
+                                       KSNN_DECAY_BITS);
+}
+
+/** A leaky sum, saturate(decay_multiply(s, decay_q) + x) in [lo, hi]: a
+    membrane's charge u, and a CubaLIF's synaptic current i. */
+static inline int32_t ksnn_leak_add(int32_t s, int32_t x, int32_t decay_q,
+                                    int32_t lo, int32_t hi)
+{
+    return ksnn_saturate(ksnn_decay_multiply(s, decay_q) + x, lo, hi);
+}
+
+/** Fire and reset of a spiking neuron: *fire = u >= theta; returns the new
+    state reset(u) (hard: 0, soft: u - theta >= 0, none: u). */
+static inline int32_t ksnn_fire_reset(int32_t u, int32_t theta,
+                                      ksnn_reset_t reset, int *fire)
+{
+    *fire = u >= theta;
+    return !*fire                    ? u
+           : reset == KSNN_RESET_HARD ? 0
+           : reset == KSNN_RESET_SOFT ? u - theta
+                                      : u;
+}
+
 /** One step of a spiking neuron or leaky integrator, the definition
-    (edge.integer): u = saturate(rounding_divide_by_pot(v * decay_q, 15)
-    + x) in [state_min, state_max]; *fire = u >= threshold; returns the
-    new state reset(u) (hard: 0, soft: u - threshold >= 0, none: u). A
-    leaky integrator ignores *fire (its reset is KSNN_RESET_NONE). */
+    (edge.integer): u = ksnn_leak_add(v, x, decay_q) in [state_min,
+    state_max]; returns ksnn_fire_reset(u, threshold). A leaky integrator
+    ignores *fire (its reset is KSNN_RESET_NONE). */
 static inline int32_t ksnn_neuron_step(int32_t v, int32_t x,
                                        const ksnn_neuron_params_t *p,
                                        int *fire)
 {
-    const int32_t u = ksnn_saturate(
-        ksnn_rounding_divide_by_pot((int64_t)v * p->decay_q,
-                                    KSNN_DECAY_BITS) +
-            x,
-        p->state_min, p->state_max);
-    *fire = u >= p->threshold;
-    return !*fire                         ? u
-           : p->reset == KSNN_RESET_HARD ? 0
-           : p->reset == KSNN_RESET_SOFT ? u - p->threshold
-                                         : u;
+    const int32_t u =
+        ksnn_leak_add(v, x, p->decay_q, p->state_min, p->state_max);
+    return ksnn_fire_reset(u, p->threshold, p->reset, fire);
 }
 
 /** ksnn_neuron_step in 32-bit arithmetic, bit for bit, for 16-bit states
@@ -234,11 +257,113 @@ static inline int32_t ksnn_neuron_step16(int32_t v, int32_t x,
     const int32_t u = ksnn_saturate32(
         ksnn_rounding_divide_by_pot32(v * p->decay_q, KSNN_DECAY_BITS) + x,
         p->state_min, p->state_max);
-    *fire = u >= p->threshold;
-    return !*fire                         ? u
-           : p->reset == KSNN_RESET_HARD ? 0
-           : p->reset == KSNN_RESET_SOFT ? u - p->threshold
-                                         : u;
+    return ksnn_fire_reset(u, p->threshold, p->reset, fire);
+}
+
+/* -- Neuron models beyond LIF/IF (edge.neuron_models) --------------------
+   A CubaLIF's synaptic current, an ALIF's adaptive threshold, recurrent
+   synapses and per-channel or per-neuron thresholds and decays, built
+   from the pieces above: ksnn_leak_add, ksnn_fire_reset,
+   ksnn_decay_multiply, ksnn_saturate. */
+
+/** A parameter of a neuron model: one value per layer, per channel or per
+    neuron. */
+typedef struct {
+    const int32_t *values; /* NULL: `value` for every neuron */
+    int32_t value;
+    int32_t per_neuron; /* values[j] (neuron j) if set, else values[c] */
+} ksnn_param_t;
+
+/** The parameter of neuron j, of channel c. */
+static inline int32_t ksnn_param_at(const ksnn_param_t *p, int32_t c,
+                                    int32_t j)
+{
+    return p->values == NULL ? p->value : p->values[p->per_neuron ? j : c];
+}
+
+/** Recurrent synapses (recurrent=True): a dense layer on the previous
+    step's spikes, int8 weights, no bias, requantized per unit into the
+    potential's scale. */
+typedef struct {
+    const int8_t *weights;     /* row i: unit i's spike to every unit,
+                                  padded to `row` bytes (whole words) */
+    const int32_t *multiplier; /* per unit, as ksnn_requantize_one */
+    const int8_t *shift;       /* per unit, in [1, 62] */
+    int32_t units;
+    int32_t row;
+} ksnn_recurrent_params_t;
+
+/** A neuron model: the LIF neuron with, as its fields say, a synaptic
+    current (CubaLIF), an adaptive threshold (ALIF) and recurrent
+    synapses. */
+typedef struct {
+    ksnn_param_t decay_q;         /* membrane decay, Q15 in [0, 2^15] */
+    ksnn_param_t threshold;       /* baseline threshold */
+    ksnn_param_t current_decay_q; /* CubaLIF: the current's decay, Q15 */
+    int32_t adaptation_decay_q;   /* ALIF: rho, Q15 */
+    int32_t adaptation_step_q;    /* ALIF: threshold rise per spike */
+    int32_t has_current;          /* 1: a CubaLIF */
+    int32_t has_adaptation;       /* 1: an ALIF */
+    const ksnn_recurrent_params_t *recurrent; /* NULL: none */
+    ksnn_reset_t reset;
+    int32_t state_min;
+    int32_t state_max;
+} ksnn_neuron_model_params_t;
+
+/** The states of one neuron (int32 copies of the instance's arrays). */
+typedef struct {
+    int32_t v;          /* membrane after reset */
+    int32_t current;    /* CubaLIF: the synaptic current i */
+    int32_t adaptation; /* ALIF: the threshold's rise a */
+} ksnn_neuron_state_t;
+
+/** One step of neuron j (channel c) of a neuron model, the definition
+    (edge.integer, edge.neuron_models.step on integers):
+    - recurrent synapses: I = saturate(x + r), r = ksnn_requantize_one(
+      acc, m[j], n[j], no bias) of the accumulated previous spikes `acc`
+      (ksnn_recurrent_accumulate); else I = x;
+    - a CubaLIF filters the current, I = i = ksnn_leak_add(i, I,
+      current_decay_q);
+    - u = ksnn_leak_add(v, I, decay_q); an ALIF fires at theta =
+      threshold + a (in int32, not saturated), the others at threshold;
+      the new v is ksnn_fire_reset(u, theta);
+    - an ALIF's adaptation follows the spike o:
+      a = saturate(decay_multiply(a, rho_q) + step_q o).
+    All values saturate to [state_min, state_max]. Returns o. */
+static inline int ksnn_neuron_model_step(ksnn_neuron_state_t *s, int32_t x,
+                                         int32_t acc, int32_t c, int32_t j,
+                                         const ksnn_neuron_model_params_t *p)
+{
+    const int32_t lo = p->state_min;
+    const int32_t hi = p->state_max;
+    int32_t current = x;
+    if (p->recurrent != NULL) {
+        const int32_t r = ksnn_requantize_one(
+            acc, p->recurrent->multiplier[j], p->recurrent->shift[j], 0, lo,
+            hi);
+        current = ksnn_saturate((int64_t)x + r, lo, hi);
+    }
+    if (p->has_current) {
+        current = ksnn_leak_add(s->current, current,
+                                ksnn_param_at(&p->current_decay_q, c, j),
+                                lo, hi);
+        s->current = current;
+    }
+    int32_t theta = ksnn_param_at(&p->threshold, c, j);
+    if (p->has_adaptation) {
+        theta += s->adaptation;
+    }
+    const int32_t u = ksnn_leak_add(
+        s->v, current, ksnn_param_at(&p->decay_q, c, j), lo, hi);
+    int fire;
+    s->v = ksnn_fire_reset(u, theta, p->reset, &fire);
+    if (p->has_adaptation) {
+        s->adaptation = ksnn_saturate(
+            ksnn_decay_multiply(s->adaptation, p->adaptation_decay_q) +
+                (fire ? p->adaptation_step_q : 0),
+            lo, hi);
+    }
+    return fire;
 }
 
 /**
@@ -257,6 +382,33 @@ void ksnn_accumulate_s8(int32_t *acc, const int8_t *w, int32_t n, int32_t x);
  *        (alignment as for ksnn_accumulate_s8).
  */
 void ksnn_accumulate_s8_spikes(int32_t *acc, const int8_t *w, int32_t n);
+
+/**
+ * @brief The recurrent synapses' accumulators: acc[o] = the sum of the
+ *        weights W[i][o] of the units i that spiked at the previous step
+ *        (event driven: silent units cost no work). ksnn_neuron_model_step
+ *        requantizes them.
+ * @param[out] acc     `p->units` accumulators, 4-byte aligned.
+ * @param[in]  spikes  The previous step's spikes (0 or 1 per unit).
+ * @return KSNN_OK, or KSNN_ERROR_ARGUMENT for a NULL pointer.
+ */
+KSNN_LAYER_INLINE ksnn_status_t ksnn_recurrent_accumulate(
+    int32_t *acc, const uint8_t *spikes, const ksnn_recurrent_params_t *p)
+{
+    if (acc == NULL || spikes == NULL || p == NULL || p->weights == NULL) {
+        return KSNN_ERROR_ARGUMENT;
+    }
+    for (int32_t o = 0; o < p->units; ++o) {
+        acc[o] = 0;
+    }
+    for (int32_t i = 0; i < p->units; ++i) {
+        if (spikes[i] != 0) {
+            ksnn_accumulate_s8_spikes(acc, &p->weights[i * p->row],
+                                      p->units);
+        }
+    }
+    return KSNN_OK;
+}
 
 /**
  * @brief Requantizes int32 accumulators in place, channel last.
