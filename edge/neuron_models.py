@@ -129,7 +129,15 @@ def require(graph, target, supported=()):
         )
 
 
-def step(node, current, state, constants, recurrent=None, clip_fn=None):
+def step(
+    node,
+    current,
+    state,
+    constants,
+    recurrent=None,
+    clip_fn=None,
+    select_ops=None,
+):
     """One step of a neuron node; the float and integer references' code.
 
     The equations are those of `keras_snn.functional` (`neuron_step`,
@@ -152,6 +160,9 @@ def step(node, current, state, constants, recurrent=None, clip_fn=None):
             recurrent synapses) for a node with `recurrent_kernel`.
         clip_fn: `None`, or the saturation of the integer reference,
             applied to every current and potential.
+        select_ops: `None`, or `keras.ops`: fire and reset written with a
+            comparison and selections (`keras_snn.functional.neuron_step`),
+            as the float step models of `edge.targets.tflite` run them.
 
     Returns:
         `(spikes, u, new_state)`.
@@ -169,7 +180,7 @@ def step(node, current, state, constants, recurrent=None, clip_fn=None):
         current = current + recurrent(previous("spikes"))
         if clip_fn is not None:
             current = clip_fn(current)
-    common = dict(reset=p["reset"], clip_fn=clip_fn)
+    common = dict(reset=p["reset"], clip_fn=clip_fn, select_ops=select_ops)
     v = previous("v")
     threshold, decay = constants["threshold"], constants["decay"]
     new = {}

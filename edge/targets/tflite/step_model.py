@@ -20,9 +20,10 @@ TFLite-Micro and ONNX runtimes can run (no loop or variable inside), and the
 TFLite converter and tf2onnx take it as is. A neuron is
 `edge.neuron_models.step`, the code of the float reference, on float32
 tensors (`keras_snn.functional`'s `neuron_step`, `cuba_step` and
-`alif_step`; the recurrent synapses a MATMUL on the previous spikes); a
-leaky integrator is `neuron_step` with `select_ops=keras.ops`. The integer
-TFLite model is not built from it (see
+`alif_step`; the recurrent synapses a MATMUL on the previous spikes); it
+and a leaky integrator (`neuron_step`) fire and reset with a comparison
+and selections (`select_ops=keras.ops`: GREATER_EQUAL and SELECT_V2).
+The integer TFLite model is not built from it (see
 `edge.targets.tflite.integer_model`).
 """
 
@@ -121,6 +122,7 @@ class _NeuronStep(keras.layers.Layer):
             dict(states),
             self.constants,
             recurrent=None if self.kernel is None else self._recurrent,
+            select_ops=ops,
         )
         return spikes, {key: new[key] for key in states}
 
