@@ -31,14 +31,20 @@ def input_steps(graph, x, timesteps=None):
         graph: the `Graph`.
         x: `(N, *input_shape)` for a direct-encoding model (repeated over
             `T` steps) or `(N, T, *input_shape)` for a sequence model.
-        timesteps: overrides `graph.timesteps`.
+        timesteps: overrides `graph.timesteps` (a model with an encoder);
+            a sequence model's `T` is the length of `x`'s time axis.
 
     Raises:
         CalibrationError: `x` has the wrong shape, or `T` is unknown.
     """
     x = np.asarray(x)
     shape = tuple(graph.input_shape)
-    if graph.timesteps is not None or timesteps is not None:
+    # A sequence model (no encoder: `graph.timesteps` is None) reads its
+    # steps from `x`'s time axis, whatever `timesteps` says.
+    direct = graph.timesteps is not None or (
+        timesteps is not None and x.ndim == len(shape) + 1
+    )
+    if direct:
         steps = timesteps or graph.timesteps
         if x.shape[1:] != shape:
             raise CalibrationError(

@@ -297,3 +297,14 @@ def test_every_target_checks_the_features():
     neuron_models.require(graph, "any", supported)
     with pytest.raises(edge.UnsupportedLayerError, match="'neuron' .CubaLIF"):
         neuron_models.require(graph, "any", ())
+
+
+def test_a_sequence_model_reads_its_steps_from_the_input():
+    # The exporter passes its `T` to the integer reference; a model without
+    # an encoder must still read (N, T, ...) sequences.
+    model = _randomize(_model(NEURONS["alif_recurrent_soft"]()))
+    x = _inputs(count=8)
+    qgraph = quantize.quantize(fuse.fuse(ir.extract(model)), x)
+    with_t = integer.run_integer(qgraph, x, timesteps=6)[1]
+    np.testing.assert_array_equal(with_t, integer.run_integer(qgraph, x)[1])
+    assert with_t.shape[:2] == (8, 6)
