@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from edge_models import set_batch_norm_statistics
 
+from edge import exporter
 from edge import fuse
 from edge import ir
 from edge import reference
@@ -105,14 +106,14 @@ def _float_agreement(lgraph, x):
 
 
 # -- Loihi -----------------------------------------------------------------
-def _cuba_chip(x):
+def _cuba_chip(x, decay=1.0):
     x = fold(keras.layers.Dense(12, use_bias=False))(x)
     x = layers.CubaLIF(
         threshold=0.6, decay=0.8, current_decay=0.6, reset=H, name="cuba_1"
     )(x)
     x = fold(keras.layers.Dense(8, use_bias=False))(x)
     return layers.CubaLIF(
-        threshold=0.5, decay=1.0, current_decay=0.4, reset=H, name="cuba_2"
+        threshold=0.5, decay=decay, current_decay=0.4, reset=H, name="cuba_2"
     )(x)
 
 
@@ -365,3 +366,30 @@ def test_nir_refuses_alif_recurrent_and_an_endless_leak():
     ):
         with pytest.raises(UnsupportedLayerError, match=match):
             nir_export.convert(_graph(_model(chip)))
+
+
+def test_export_cuba_lif_to_loihi_and_nir(tmp_path, lava, nir_consumers):
+    # A CubaLIF with decay=1 has no NIR form (an infinite tau_mem).
+    model = _model(lambda x: _cuba_chip(x, decay=0.9), timesteps=6)
+    x = _inputs(24)
+    report = exporter.export(
+        model,
+        tmp_path,
+        ["loihi", "nir"],
+        calibration_data=_inputs(16, seed=7),
+        eval_data=(x, np.arange(24) % 4),
+    )
+    loihi_row = report.row("loihi-netx")
+    assert loihi_row.checks["spike_exact"] is True
+    assert loihi_row.checks["iDecay"] == [1638, 2458]
+    assert loihi_row.checks["float_spike_agreement"] >= 0.95
+    nir_rows = [row for row in report.rows if row.target == "nir"]
+    assert [row.consumer for row in nir_rows] == ["Norse 1.1", "snnTorch 1.0"]
+    for row in nir_rows:
+        assert row.checks["spike_agreement"] == 1.0
+        assert "CubaLIF" in row.ops
+    assert sorted(os.listdir(tmp_path)) == [
+        "model.nir",
+        "model_loihi.net",
+        "report.json",
+    ]

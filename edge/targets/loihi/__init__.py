@@ -110,9 +110,9 @@ from edge.targets.loihi.quantization import LAVA_SAMPLES
 from edge.targets.loihi.quantization import NETX_FILE
 from edge.targets.loihi.quantization import LoihiGraph
 from edge.targets.loihi.quantization import LoihiLayer
-from edge.targets.loihi.quantization import check_ranges
-from edge.targets.loihi.quantization import netx_weights_exact
 from edge.targets.loihi.quantization import quantize_loihi
+from edge.targets.loihi.ranges import check_ranges
+from edge.targets.loihi.ranges import netx_weights_exact
 from edge.targets.loihi.reference import LoihiDecay
 from edge.targets.loihi.reference import decode
 from edge.targets.loihi.reference import encode

@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 
 from edge.targets.loihi.quantization import NETX_FILE
-from edge.targets.loihi.quantization import check_ranges
+from edge.targets.loihi.ranges import check_ranges
 from keras_snn import fileio
 
 __all__ = [

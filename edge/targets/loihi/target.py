@@ -11,8 +11,8 @@ from edge.targets.loihi.lava_runner import run_lava
 from edge.targets.loihi.netx_writer import write_netx
 from edge.targets.loihi.quantization import LAVA_SAMPLES
 from edge.targets.loihi.quantization import NETX_FILE
-from edge.targets.loihi.quantization import check_ranges
 from edge.targets.loihi.quantization import quantize_loihi
+from edge.targets.loihi.ranges import check_ranges
 from edge.targets.loihi.reference import encode
 from edge.targets.loihi.reference import run_loihi
 from edge.targets.loihi.reference import run_loihi_reference
@@ -86,7 +86,12 @@ def export_target(context):
         )
     context.files[NETX_FILE] = data
     kinds = [
-        "conv(or)" if ly.role == "max_pool" else ly.kind for ly in lgraph.layers
+        "conv(or)"
+        if ly.role == "max_pool"
+        else "dense_rec"
+        if ly.weight_rec is not None
+        else ly.kind
+        for ly in lgraph.layers
     ]
     return [
         context.row(
