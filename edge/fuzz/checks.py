@@ -19,6 +19,8 @@ CONSUMER_TARGETS = (
 )
 STATUSES = ("exact", "mismatched", "crashed", "refused")
 FLOAT_TOLERANCE = 1e-4  # float32 consumers against Keras (relative, absolute)
+
+
 # -- checking --------------------------------------------------------------
 @dataclasses.dataclass
 class Outcome:
@@ -94,12 +96,16 @@ def _drive(step, graph, x, feed, dtype):
     from edge.targets.tflite import step_model
 
     steps, x_at = reference.input_steps(graph, x)
-    names = [step_model.state_name(node) for node in graph.state_nodes]
+    shapes = {
+        name: node.shape
+        for node in graph.state_nodes
+        for name in step_model.state_names(node).values()
+    }
+    names = list(shapes)
     outputs = []
     for i in range(len(x)):
         states = {
-            name: np.zeros((1, *node.shape), dtype)
-            for name, node in zip(names, graph.state_nodes, strict=True)
+            name: np.zeros((1, *shape), dtype) for name, shape in shapes.items()
         }
         per_step = []
         for t in range(steps):
@@ -164,9 +170,7 @@ def _integer_model(work):
     if "integer_model" not in work:
         from edge.targets.tflite import integer_model
 
-        work["integer_model"] = integer_model.build_integer_model(
-            _qgraph(work)
-        )
+        work["integer_model"] = integer_model.build_integer_model(_qgraph(work))
     return work["integer_model"]
 
 
@@ -198,7 +202,7 @@ def _check_tflm(work):
     from edge import integer
     from edge import reference
     from edge.targets.tflite import converter as tflite
-    from edge.targets.tflite import step_model
+    from edge.targets.tflite import integer_model
 
     qgraph = _qgraph(work)
     graph = qgraph.graph
@@ -206,10 +210,7 @@ def _check_tflm(work):
     xq = np.stack(
         [integer.quantize_input(qgraph, x_at(t)) for t in range(steps)], 1
     ).astype(np.int16)[:, :, None]
-    states = {
-        step_model.state_name(node): np.zeros((1, *node.shape), np.int16)
-        for node in graph.state_nodes
-    }
+    states = integer_model.initial_states(qgraph)
     raw = tflite.run_tflm_arrays(_integer_model(work), xq, states, graph.name)
     return _raw_equal(raw, work["int_raw"])
 
@@ -382,5 +383,3 @@ def check_network(model, calibration, x, targets=None, directory=None):
             seconds = time.perf_counter() - start
             outcomes.append(Outcome(target, status, detail, seconds))
     return outcomes
-
-

@@ -1,6 +1,5 @@
 """Random small keras_snn networks: drawing a specification, building it."""
 
-
 import numpy as np
 
 HEADS = (
@@ -18,7 +17,6 @@ SCALING_ROUNDS = 8
 # (+20) channel beside ordinary ones, as training leaves them, stretches
 # the integer scales.
 OUTLIERS = (0.0, 0.0, 0.0, -20.0, 20.0)
-
 
 
 # -- drawing ---------------------------------------------------------------
@@ -425,5 +423,3 @@ def build(spec):
     _set_outliers(model, spec)
     _scale_to_fire(model, x)  # the outliers change what follows
     return model
-
-

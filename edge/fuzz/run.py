@@ -143,4 +143,3 @@ def main(argv=None):
         for o in outs
     )
     return 1 if failed else 0
-
