@@ -222,12 +222,25 @@ def test_state_struct_holds_every_state(networks):
 def test_node_functions_call_the_runtime_arithmetic(networks):
     # One definition of each piece of arithmetic: ksnn_runtime.h.
     runtime = c_target.generate(networks["cuba"])["ksnn_runtime.h"]
-    model_step = runtime[runtime.index("ksnn_neuron_model_step(") :]
-    model_step = model_step[: model_step.index("\n}\n")]
-    for call in ("ksnn_leak_add", "ksnn_fire_reset", "ksnn_decay_multiply"):
-        assert call in model_step
+
+    def body(function):
+        text = runtime[runtime.index(f"{function}(") :]
+        return text[: text.index("\n}\n")]
+
+    # The LIF step and the models' step share the leak and the fire/reset.
+    for function in ("ksnn_neuron_step", "ksnn_neuron_model_step"):
+        assert "ksnn_leak_add(" in body(function)
+        assert "ksnn_fire_reset(" in body(function)
+        assert ">>" not in body(function)
+    model_step = body("ksnn_neuron_model_step")
+    assert model_step.count("ksnn_leak_add(") == 3  # i, u and a
     assert "ksnn_requantize_one(" in model_step  # the recurrent current
-    assert ">>" not in model_step
+    assert "ksnn_decay_multiply(" in body("ksnn_leak_add")
+    # The decay's division: ksnn_decay_multiply, and the 32-bit form of
+    # ksnn_neuron_step16 (16-bit LIF states), nowhere else.
+    assert "KSNN_DECAY_BITS" in body("ksnn_decay_multiply")
+    assert "KSNN_DECAY_BITS" in body("ksnn_neuron_step16")
+    assert runtime.count("KSNN_DECAY_BITS") == 3  # and its #define
     for kind in MODELS:
         source = c_target.generate(networks[kind])["model.c"]
         functions = source[source.index("static ksnn_status_t node_") :]

@@ -216,7 +216,8 @@ static inline int64_t ksnn_decay_multiply(int32_t s, int32_t decay_q)
 }
 
 /** A leaky sum, saturate(decay_multiply(s, decay_q) + x) in [lo, hi]: a
-    membrane's charge u, and a CubaLIF's synaptic current i. */
+    membrane's charge u, a CubaLIF's synaptic current i and an ALIF's
+    adaptation a. */
 static inline int32_t ksnn_leak_add(int32_t s, int32_t x, int32_t decay_q,
                                     int32_t lo, int32_t hi)
 {
@@ -328,7 +329,8 @@ typedef struct {
       threshold + a (in int32, not saturated), the others at threshold;
       the new v is ksnn_fire_reset(u, theta);
     - an ALIF's adaptation follows the spike o:
-      a = saturate(decay_multiply(a, rho_q) + step_q o).
+      a = ksnn_leak_add(a, step_q o, rho_q), i.e.
+      saturate(decay_multiply(a, rho_q) + step_q o).
     All values saturate to [state_min, state_max]. Returns o. */
 static inline int ksnn_neuron_model_step(ksnn_neuron_state_t *s, int32_t x,
                                          int32_t acc, int32_t c, int32_t j,
@@ -358,10 +360,9 @@ static inline int ksnn_neuron_model_step(ksnn_neuron_state_t *s, int32_t x,
     int fire;
     s->v = ksnn_fire_reset(u, theta, p->reset, &fire);
     if (p->has_adaptation) {
-        s->adaptation = ksnn_saturate(
-            ksnn_decay_multiply(s->adaptation, p->adaptation_decay_q) +
-                (fire ? p->adaptation_step_q : 0),
-            lo, hi);
+        s->adaptation =
+            ksnn_leak_add(s->adaptation, fire ? p->adaptation_step_q : 0,
+                          p->adaptation_decay_q, lo, hi);
     }
     return fire;
 }
