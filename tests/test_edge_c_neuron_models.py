@@ -361,3 +361,13 @@ def test_a_feature_outside_neuron_features_is_refused(networks, monkeypatch):
     message = str(error.value)
     assert f"Layer '{layer}' (CubaLIF)" in message and "'c'" in message
     assert "synaptic current" in message
+
+
+def test_wide_states_equal_the_reference(networks, tmp_path):
+    # 20-bit states: int32_t fields, the same arithmetic.
+    for kind in ("cuba", "alif_recurrent_soft"):
+        graph = networks[kind].graph
+        wide = quantize.quantize(graph, _inputs(graph, 32, 1), 20)
+        header = c_target.generate(wide)["model.h"]
+        assert f"    int32_t {_cname(wide)}[" in header
+        _check_bit_exact(wide, "host", tmp_path / kind)
