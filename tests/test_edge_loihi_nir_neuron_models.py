@@ -5,8 +5,10 @@ layer is a NetX `dense_rec` layer and a per-channel threshold is one scale
 per output channel; the NetX file runs in Lava (lava-nc 0.10.0, lava-dl
 0.6.0, bit-accurate `fixed_pt` models) spike for spike as the Loihi
 reference. NIR: a CubaLIF is a `nir.CubaLIF` that Norse 1.1 and snnTorch
-1.0 run spike for spike as the float reference (up to float32 ties).
-What neither can express is refused, naming the layer.
+1.0 run spike for spike as the float reference (up to float32 ties);
+per-channel parameters and recurrent layers (an `Affine` from a neuron
+back to itself) are checked in Norse. What neither can express is
+refused, naming the layer.
 
 The consumers are found as in `test_edge_loihi.py` and `test_edge_nir.py`:
 a missing environment skips locally and fails in CI.
@@ -346,14 +348,33 @@ def test_nir_per_channel_parameters_are_spike_exact_in_norse(
     assert result["max_abs_diff"] < 1e-5
 
 
-def test_nir_refuses_alif_recurrent_and_an_endless_leak():
+def test_nir_recurrent_layers_are_spike_exact_in_norse(tmp_path, nir_consumers):
+    # A recurrent LIF (per-channel threshold) and a recurrent CubaLIF.
+    model = _model(_recurrent_chip, timesteps=8)
+    conversion = nir_export.convert(_graph(model))
+    assert conversion.recurrent == ("rec_lif", "rec_cuba")
+    assert conversion.consumers == ["norse"]  # snnTorch fails on cycles
+    edges = conversion.nir_graph.edges
+    assert ("rec_lif", "rec_lif_recurrent") in edges
+    assert ("rec_lif_recurrent", "rec_lif") in edges
+    x = _inputs(32)
+    (result,) = _nir_check(model, x, tmp_path, ["norse"])
+    assert result["spike_agreement"] == 1.0, result
+    assert result["max_abs_diff"] < 1e-5
+
+    # The recurrent synapses matter: without them the spikes differ.
+    def cut(nir_graph):
+        for name in ("rec_lif_recurrent", "rec_cuba_recurrent"):
+            nir_graph.nodes[name].weight[:] = 0.0
+
+    (wrong,) = _nir_check(model, x[:16], tmp_path, ["norse"], cut)
+    assert wrong["unexplained"]
+
+
+def test_nir_refuses_alif_and_an_endless_leak():
     def alif(x):
         x = fold(keras.layers.Dense(8))(x)
         return layers.ALIF(reset=H, name="alif_n")(x)
-
-    def recurrent(x):
-        x = fold(keras.layers.Dense(8))(x)
-        return layers.LIF(reset=H, recurrent=True, name="rec_n")(x)
 
     def no_leak(x):
         x = fold(keras.layers.Dense(8))(x)
@@ -361,7 +382,6 @@ def test_nir_refuses_alif_recurrent_and_an_endless_leak():
 
     for chip, match in (
         (alif, r"'alif_n'.*adaptive threshold has no NIR"),
-        (recurrent, r"'rec_n'.*recurrent synapses.*Norse"),
         (no_leak, r"'cuba_if'.*decay in \[0, 1\)"),
     ):
         with pytest.raises(UnsupportedLayerError, match=match):

@@ -37,6 +37,11 @@ discrete-time reference agree spike for spike):
   "channel"`, `"neuron"`) fill NIR's per-neuron parameter arrays (channels
   first); Norse reads them, snnTorch (one `v_threshold` per layer) is not
   run on such graphs.
+- A recurrent layer (`recurrent=True`: `I[t] + o[t-1] @ W_rec`) is an
+  `Affine` (`W_rec^T`, zero bias) from the neuron node back to itself.
+  Norse runs the cycle with one step of delay, as keras_snn; snnTorch
+  1.0's importer fails on it (under nirtorch 2.6), so such graphs are
+  checked in Norse only.
 - Average pooling: Norse imports `SumPool2d` but not `AvgPool2d`, so a
   `k x k` average pool is written as `SumPool2d` and its `1/k^2` is folded
   into the next convolution or dense layer (or into the next neuron's
@@ -56,8 +61,8 @@ batch norms that could not be folded (an affine on spikes: Norse and
 snnTorch import no `Scale`), the membrane-potential readout (a leaky
 integrator: neither importer reads `LI`), "same" padding that TensorFlow
 makes asymmetric (PyTorch pads both sides alike), padded average pooling,
-ALIF (no adaptive-threshold primitive in NIR 1.0) and recurrent layers
-(a cycle in the graph, which Norse 1.1's `from_nir` does not import).
+ALIF (no adaptive-threshold primitive in NIR 1.0), a CubaLIF without a
+leak (`decay=1` or `current_decay=1`).
 
 Reference: Pedersen et al. 2024, "Neuromorphic intermediate
 representation: a unified instruction set for interoperable brain-inspired

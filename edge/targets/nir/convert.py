@@ -32,8 +32,9 @@ CONSUMERS = {"norse": "Norse 1.1", "snntorch": "snnTorch 1.0"}
 # The neuron features (`edge.neuron_models.FEATURES`) this target has:
 # a CubaLIF is a `nir.CubaLIF`; NIR's neuron parameters are per-neuron
 # arrays, so a per-channel threshold or decay is broadcast into them.
-# ALIF and recurrent layers are refused (`_refuse_model`).
-NEURON_FEATURES = ("channel", "current")
+# A recurrent layer is an `Affine` from the neuron back to itself (Norse
+# only). ALIF is refused (`_refuse_models`).
+NEURON_FEATURES = ("channel", "current", "recurrent")
 INSTALL_SCRIPT = "keras-snn consumers install --targets nir"
 
 
@@ -170,6 +171,8 @@ class NIRConversion:
         kinds: step-graph neuron name -> `"LIF"`, `"IF"` or `"CubaLIF"`.
         varying: step-graph names of the neurons whose parameters differ
             between neurons (per channel or per neuron).
+        recurrent: step-graph names of the recurrent neurons (an `Affine`
+            from the neuron back to itself).
     """
 
     nir_graph: object
@@ -181,6 +184,7 @@ class NIRConversion:
     has_flatten: bool
     kinds: dict
     varying: tuple = ()
+    recurrent: tuple = ()
     _perms: dict = dataclasses.field(default_factory=dict, repr=False)
     _shapes: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -207,10 +211,15 @@ class NIRConversion:
     def consumers(self):
         """The consumers that import this graph faithfully: Norse always;
         snnTorch only without IF neurons (snnTorch 1.0.0 imports `nir.IF`
-        as a leaky neuron with subtractive reset) and without parameters
+        as a leaky neuron with subtractive reset), without parameters
         that differ between neurons (it asserts one `v_threshold` per
-        layer and rescales a LIF by the first `dt / tau` only)."""
-        if self.varying or any(k == "IF" for k in self.kinds.values()):
+        layer and rescales a LIF by the first `dt / tau` only) and without
+        recurrent layers (snnTorch 1.0's `import_from_nir` fails on the
+        cycle under nirtorch 2.6: `'GraphModule' object has no attribute
+        'items'`)."""
+        if self.varying or self.recurrent:
+            return ["norse"]
+        if any(kind == "IF" for kind in self.kinds.values()):
             return ["norse"]
         return ["norse", "snntorch"]
 
@@ -268,14 +277,6 @@ def _refuse_models(graph):
                 f"{kind}'s adaptive threshold has no NIR 1.0 primitive "
                 "(its neurons have a fixed v_threshold); use LIF or CubaLIF",
             )
-        if "recurrent_kernel" in node.params:
-            raise _refuse(
-                node,
-                f"the recurrent synapses of this {kind}: NIR writes them as "
-                "a cycle (neuron -> Affine -> neuron), which Norse 1.1's "
-                "from_nir does not import (its recurrent CubaLIF parsing is "
-                "commented out); train it with recurrent=False for NIR",
-            )
 
 
 def convert(graph):
@@ -303,13 +304,14 @@ def convert(graph):
 
     nodes, edges = {}, []
     names, perms, gains, shapes, kinds = {}, {}, {}, {}, {}
-    varying = []
+    varying, recurrent = [], []
     neurons = []
     used = {"input", "output"}
     has_flatten = False
 
     def nir_name(node):
-        base = "".join(c if c.isalnum() or c == "_" else "_" for c in node.name)
+        text = getattr(node, "name", node)
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in text)
         name, i = base, 1
         while name in used:
             name, i = f"{base}_{i}", i + 1
@@ -461,6 +463,17 @@ def convert(graph):
         shapes[node.name] = _nir_shape(node.shape)
         nodes[name] = nir_node
         edges.append((names[source], name))
+        if op == "neuron" and "recurrent_kernel" in p:
+            # o[t-1] @ W_rec: an Affine from the neuron to itself, which
+            # Norse runs with one step of delay (the cycle's state).
+            loop = nir_name(f"{node.name}_recurrent")
+            kernel = np.asarray(p["recurrent_kernel"], np.float64) * gain
+            nodes[loop] = nir.Affine(
+                weight=np.ascontiguousarray(kernel.T).astype(np.float32),
+                bias=np.zeros(len(kernel), np.float32),
+            )
+            edges += [(name, loop), (loop, name)]
+            recurrent.append(node.name)
     for node in graph.nodes[:-1]:
         if node.name != graph.output and not graph.consumers(node.name):
             raise _refuse(node, "its output is not used by the model")
@@ -495,6 +508,7 @@ def convert(graph):
         has_flatten=has_flatten,
         kinds=kinds,
         varying=tuple(varying),
+        recurrent=tuple(recurrent),
         _perms=perms,
         _shapes=shapes,
     )
