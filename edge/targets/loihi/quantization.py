@@ -151,8 +151,11 @@ class LoihiGraph:
 
 
 def _refuse(node, reason):
+    kind = node.op
+    if node.op == "neuron":  # the Keras class: LIF, IF, CubaLIF, ALIF
+        kind = node.params.get("model", "neuron")
     return UnsupportedLayerError(
-        f"Layer '{node.layer or node.name}' ({node.op}) cannot be exported "
+        f"Layer '{node.layer or node.name}' ({kind}) cannot be exported "
         f"to Loihi: {reason}"
     )
 

@@ -274,7 +274,7 @@ def _refuse_models(graph):
         if "adaptation" in node.params:
             raise _refuse(
                 node,
-                f"{kind}'s adaptive threshold has no NIR 1.0 primitive "
+                f"an {kind}'s adaptive threshold has no NIR 1.0 primitive "
                 "(its neurons have a fixed v_threshold); use LIF or CubaLIF",
             )
 

@@ -18,7 +18,8 @@ __all__ = [
 
 def export_target(context, samples=NIR_SAMPLES):
     """The `nir` target of `edge.export`: `model.nir`, checked in Norse
-    (and snnTorch for graphs without IF neurons).
+    (and snnTorch for graphs without IF neurons, per-neuron parameters or
+    recurrent layers: `NIRConversion.consumers`).
 
     Converts `context.graph`, writes and reads back the file, runs it in
     each consumer on the first `samples` evaluation inputs, compares the
