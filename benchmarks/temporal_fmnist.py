@@ -111,6 +111,11 @@ def _load(dataset, limit):
     return (x_train, y_train), (x_test, y_test)
 
 
+def _learnable(value):
+    """`--trainable-*` as the neuron layers take it (`"none"`: `False`)."""
+    return False if value in (None, "none") else value
+
+
 def build_model(name, steps, inputs, args, lstm_units):
     import keras
 
@@ -129,6 +134,8 @@ def build_model(name, steps, inputs, args, lstm_units):
         decay=args.decay,
         surrogate=args.surrogate,
         recurrent=name != "lif-ff",
+        trainable_decay=_learnable(args.trainable_decay),
+        trainable_threshold=_learnable(args.trainable_threshold),
     )
     if name == "alif-rec":
         neuron = keras_snn.layers.ALIF(
@@ -202,6 +209,13 @@ def train_one(name, args):
     )
     count = int(model.count_params())
     expected = expected_parameters(name, inputs, args.hidden, lstm_units)
+    if name != "lstm":  # a learned decay/threshold: 1 or H numbers
+        expected += sum(
+            {"layer": 1, "channel": args.hidden, "neuron": args.hidden}.get(
+                value, 0
+            )
+            for value in (args.trainable_decay, args.trainable_threshold)
+        )
     if count != expected:
         raise RuntimeError(
             f"{name}: {count} parameters, the formula says {expected}"
@@ -236,7 +250,8 @@ def _child_argv(args, name):
     argv = ["--child", "--models", name]
     for key in (
         "dataset epochs batch hidden limit lr threshold decay adaptation "
-        "adaptation_decay readout_decay surrogate seed lstm_units"
+        "adaptation_decay readout_decay surrogate seed lstm_units "
+        "trainable_decay trainable_threshold"
     ).split():
         value = getattr(args, key)
         if value is not None:
@@ -321,6 +336,13 @@ def main(argv=None):
     parser.add_argument("--adaptation-decay", type=float, default=0.95)
     parser.add_argument("--readout-decay", type=float, default=1.0)
     parser.add_argument("--surrogate", default="sigmoid")
+    for name in ("decay", "threshold"):
+        parser.add_argument(
+            f"--trainable-{name}",
+            choices=("none", "layer", "channel", "neuron"),
+            default="none",
+            help=f"learn the spiking layer's {name} (PLIF); default none",
+        )
     parser.add_argument(
         "--lstm-units",
         type=int,

@@ -124,8 +124,9 @@ def require(graph, target, supported=()):
             f"{target!r} target: it does not implement "
             f"{' and '.join(FEATURES[f] for f in missing)}. Neuron features "
             f"it accepts beyond LIF/IF: {accepted}. Export this model to "
-            "a target that implements them (see the export table in "
-            "docs/export.md), or train a LIF/IF model for this one."
+            "a target that implements them (the table of neuron models "
+            "in docs/deployment/index.md), or train a LIF/IF model for "
+            "this one."
         )
 
 
