@@ -28,7 +28,14 @@ import numpy as np
 from edge.errors import UnsupportedLayerError
 from keras_snn import functional
 
-__all__ = ["FEATURES", "features", "neuron_params", "require", "step"]
+__all__ = [
+    "FEATURES",
+    "features",
+    "neuron_params",
+    "require",
+    "state_keys",
+    "step",
+]
 
 FEATURES = {
     "current": "the synaptic current state of the current-based neuron "
@@ -96,6 +103,21 @@ def features(node):
     ):
         found.add("channel")
     return sorted(found)
+
+
+# The state each feature carries from step to step (a key of `step`'s).
+CARRIED = (("current", "current"), ("adaptation", "adaptation"))
+CARRIED += (("recurrent", "spikes"),)
+
+
+def state_keys(node):
+    """The keys of `step`'s state that a stateful node carries from step
+    to step, in order: `"v"` (the membrane), then `"current"` (CubaLIF),
+    `"adaptation"` (ALIF) and `"spikes"` (recurrent synapses)."""
+    if node.op != "neuron":
+        return ["v"]
+    used = features(node)
+    return ["v", *(key for feature, key in CARRIED if feature in used)]
 
 
 def require(graph, target, supported=()):

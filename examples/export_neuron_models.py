@@ -34,6 +34,25 @@ import keras
 MODELS = ("cuba", "alif-recurrent")
 # The check that says an artefact equals what it must, per target.
 EXACT_CHECKS = ("bit_exact", "spike_exact", "within_1e-5", "spike_agreement")
+# The integer TFLite model's check, per consumer.
+TFLITE_CHECKS = {
+    "LiteRT": "litert_equals_integer_reference",
+    "LiteRT (reference kernels)": (
+        "litert_reference_kernels_equals_integer_reference"
+    ),
+    "TFLite-Micro": "tflm_equals_integer_reference",
+}
+
+
+def _check(row):
+    """`name=value` of the check that says `row`'s artefact is exact."""
+    name = TFLITE_CHECKS.get(row.consumer)
+    if name in row.checks:
+        return f"bit_exact={row.checks[name]}"
+    for name in EXACT_CHECKS:
+        if name in row.checks:
+            return f"{name}={row.checks[name]}"
+    return "-"
 
 
 def build_model(kind, timesteps=4, num_classes=10):
@@ -108,14 +127,7 @@ def export_rows(model, data, out_dir, targets):
         for row in report.rows:
             if row.target in ("keras", "reference-float", "reference-int"):
                 continue
-            check = next(
-                (
-                    f"{k}={row.checks[k]}"
-                    for k in EXACT_CHECKS
-                    if k in row.checks
-                ),
-                "-",
-            )
+            check = _check(row)
             rows.append(
                 {
                     "target": row.target,
@@ -123,35 +135,37 @@ def export_rows(model, data, out_dir, targets):
                     "accuracy": row.accuracy,
                     "agreement": row.agreement,
                     "check": check,
+                    "samples": row.samples,
                 }
             )
     return rows
 
 
-def markdown(results):
-    """The Markdown table of `{model: (keras accuracy, rows)}`."""
+def markdown(results, samples):
+    """The Markdown table of `{model: (keras accuracy, rows)}` on
+    `samples` test images."""
     lines = [
-        "| model | artefact | consumer | accuracy | agreement with Keras | "
-        "check |",
-        "|---|---|---|---|---|---|",
+        "| model | artefact | consumer | test images | accuracy | "
+        "agreement with Keras | check |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind, (accuracy, rows) in results.items():
-        lines.append(f"| {kind} | Keras | - | {accuracy:.4f} | - | - |")
+        lines.append(
+            f"| {kind} | Keras | - | {samples} | {accuracy:.4f} | - | - |"
+        )
         for row in rows:
             if "refused" in row:
-                text = row["refused"]
-                marker = "it does not implement "
-                if marker in text:
-                    text = text.split(marker)[1].split(". ")[0]
+                # "Layer 'x' (Kind) cannot be exported to T: why"
+                why = row["refused"].split(": ", 1)[-1]
                 lines.append(
-                    f"| {kind} | {row['target']} | - | - | - | refused: "
-                    f"{text} |"
+                    f"| {kind} | {row['target']} | - | - | - | - | "
+                    f"refused: {why} |"
                 )
                 continue
             lines.append(
                 f"| {kind} | {row['target']} | {row['consumer']} | "
-                f"{row['accuracy']:.4f} | {row['agreement']:.4f} | "
-                f"{row['check']} |"
+                f"{row['samples'] or samples} | {row['accuracy']:.4f} | "
+                f"{row['agreement']:.4f} | {row['check']} |"
             )
     return "\n".join(lines)
 
@@ -180,7 +194,7 @@ def main(argv=None):
             model, data, os.path.join(out_dir, kind), args.targets
         )
         results[kind] = (accuracy, rows)
-    print(markdown(results))
+    print(markdown(results, len(y_test)))
     return results
 
 

@@ -103,3 +103,26 @@ def outlier_chain_model(timesteps=2, outlier=-20.0, scale=256.0):
     kernel[:, 0] = outlier
     dense.layer.kernel.assign(kernel * scale)
     return model
+
+
+def randomize_neurons(model, rng, unit_decay_every=None):
+    """Gives the recurrent kernels and the learned thresholds and decays
+    values that differ between neurons (their initial values are equal).
+
+    Args:
+        model: a Keras model.
+        rng: a NumPy generator (the caller's stream).
+        unit_decay_every: `None`, or `n`: every `n`-th decay is exactly 1
+            (the Q15 `2^15` that an int16 cannot hold) among others.
+    """
+    for weight in model.weights:
+        if "recurrent" in weight.path:
+            weight.assign(rng.normal(0.0, 0.4, weight.shape))
+        elif "threshold" in weight.path:
+            weight.assign(rng.uniform(0.3, 0.7, weight.shape))
+        elif "decay" in weight.path:
+            decay = rng.uniform(0.5, 0.95, weight.shape)
+            if unit_decay_every:
+                decay.reshape(-1)[::unit_decay_every] = 1.0
+            weight.assign(decay)
+    return model

@@ -14,6 +14,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from edge_models import randomize_neurons
 
 from edge import fuse
 from edge import integer
@@ -95,13 +96,7 @@ def _model(kind):
         x = layer(snn.TimeFolded(keras.layers.Dense(6))(inputs))
     model = keras.Model(inputs, snn.Decoding(3)(x), name=kind)
     rng = np.random.default_rng(1)
-    for weight in model.weights:  # non-trivial learned parameters
-        if "recurrent" in weight.path:
-            weight.assign(rng.normal(0.0, 0.4, weight.shape))
-        elif "threshold" in weight.path:
-            weight.assign(rng.uniform(0.3, 0.7, weight.shape))
-        elif "decay" in weight.path:
-            weight.assign(rng.uniform(0.5, 0.95, weight.shape))
+    randomize_neurons(model, rng)
     return model
 
 

@@ -10,6 +10,7 @@ extra states.
 import keras
 import numpy as np
 import pytest
+from edge_models import randomize_neurons
 
 import edge
 from edge import fuse
@@ -31,17 +32,7 @@ def _model(neuron, features=5, timesteps=6, units=8):
 
 
 def _randomize(model, seed=0):
-    """Gives the recurrent kernels and per-channel parameters values that
-    differ between neurons (their initial values are all equal)."""
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        if "recurrent_kernel" in weight.path:
-            weight.assign(rng.normal(0.0, 0.5, weight.shape))
-        elif "threshold" in weight.path:
-            weight.assign(rng.uniform(0.3, 0.8, weight.shape))
-        elif "decay" in weight.path:
-            weight.assign(rng.uniform(0.4, 0.95, weight.shape))
-    return model
+    return randomize_neurons(model, np.random.default_rng(seed))
 
 
 NEURONS = {

@@ -13,6 +13,7 @@ features one by one, and two with all of them.
 import keras
 import numpy as np
 import pytest
+from edge_models import randomize_neurons
 
 import edge
 from edge import fuse
@@ -112,17 +113,9 @@ def _model(kind, direct=False):
         data = rng.uniform(0, 1, (22, 6) if direct else (22, STEPS, 6))
     outputs = layers.Decoding(3)(x)
     model = keras.Model(inputs, outputs, name=kind)
-    for weight in model.weights:
-        if "recurrent" in weight.path:
-            weight.assign(rng.normal(0, 0.4, weight.shape))
-        elif "threshold" in weight.path:
-            weight.assign(rng.uniform(0.3, 0.7, weight.shape))
-        elif "decay" in weight.path:
-            decay = rng.uniform(0.5, 0.95, weight.shape)
-            # A decay of exactly 1 (Q15 2^15, which int16 cannot hold) in
-            # some neurons and not in others.
-            decay.reshape(-1)[::4] = 1.0
-            weight.assign(decay)
+    # A decay of exactly 1 (Q15 2^15, which int16 cannot hold) in some
+    # neurons and not in others.
+    randomize_neurons(model, rng, unit_decay_every=4)
     return model, data.astype("float32")
 
 

@@ -60,21 +60,8 @@ def state_name(node, key="v"):
     return f"{PREFIXES[key]}_{node.name}"
 
 
-def state_keys(node):
-    """The keys of `edge.neuron_models.step`'s state that a stateful node
-    carries from step to step: `"v"`, and `"current"` (CubaLIF),
-    `"adaptation"` (ALIF), `"spikes"` (recurrent synapses)."""
-    p = node.params
-    keys = ["v"]
-    if node.op != "neuron":
-        return keys
-    if "current_decay" in p:
-        keys.append("current")
-    if "adaptation" in p:
-        keys.append("adaptation")
-    if "recurrent_kernel" in p:
-        keys.append("spikes")
-    return keys
+# The keys of `edge.neuron_models.step`'s state a node carries.
+state_keys = neuron_models.state_keys
 
 
 def state_names(node):
