@@ -126,3 +126,24 @@ def randomize_neurons(model, rng, unit_decay_every=None):
                 decay.reshape(-1)[::unit_decay_every] = 1.0
             weight.assign(decay)
     return model
+
+
+def require_programs(programs, what, install):
+    """Fails under CI, else skips, when one of `programs` is missing.
+
+    Args:
+        programs: the executables the tests run.
+        what: what needs them, for the message (e.g. "C runtime tests").
+        install: how to install them.
+    """
+    import os
+    import shutil
+
+    import pytest
+
+    missing = [name for name in programs if shutil.which(name) is None]
+    if missing:
+        message = f"{what} need {', '.join(missing)}: {install}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

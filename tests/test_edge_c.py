@@ -8,7 +8,6 @@ Without them the tests are skipped locally and fail in CI (`CI` set).
 import dataclasses
 import functools
 import os
-import shutil
 import subprocess
 
 import keras
@@ -17,6 +16,7 @@ import pytest
 from edge_models import conv_model
 from edge_models import dense_model
 from edge_models import images
+from edge_models import require_programs
 from edge_models import residual_model
 
 from edge import fuse
@@ -35,14 +35,7 @@ TOOLS += ("qemu-system-arm",)
 
 @pytest.fixture(scope="module", autouse=True)
 def toolchain():
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        message = (
-            f"C runtime tests need {', '.join(missing)}: run .ci/install_arm.sh"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_programs(TOOLS, "C runtime tests", "run .ci/install_arm.sh")
 
 
 def _quantized(make, seed=3, **kwargs):

@@ -8,13 +8,12 @@ Without them the tests are skipped locally and fail in CI (`CI` set).
 """
 
 import dataclasses
-import os
-import shutil
 
 import keras
 import numpy as np
 import pytest
 from edge_models import randomize_neurons
+from edge_models import require_programs
 
 from edge import fuse
 from edge import integer
@@ -34,14 +33,7 @@ STEPS = 5
 
 @pytest.fixture(scope="module", autouse=True)
 def toolchain():
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        message = (
-            f"C runtime tests need {', '.join(missing)}: run .ci/install_arm.sh"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_programs(TOOLS, "C runtime tests", "run .ci/install_arm.sh")
 
 
 def _neuron(kind):
