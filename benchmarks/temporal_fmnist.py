@@ -395,9 +395,10 @@ def main(argv=None):
         f"cosine decay; spiking: H={args.hidden}, threshold "
         f"{args.threshold:g}, decay {args.decay:g}, ALIF adaptation "
         f"{args.adaptation:g} / {args.adaptation_decay:g}, surrogate "
-        f"{args.surrogate}, MembraneReadout decay {args.readout_decay:g}; "
-        f"nproc={os.cpu_count()}, load average before {load_before}, "
-        f"after {load_after}\n"
+        f"{args.surrogate}, MembraneReadout decay {args.readout_decay:g}, "
+        f"learned decay {args.trainable_decay} / threshold "
+        f"{args.trainable_threshold}; nproc={os.cpu_count()}, load average "
+        f"before {load_before}, after {load_after}\n"
     )
     print(table(results))
     print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
