@@ -5,7 +5,8 @@ generated C, the integer TFLite model, Loihi) and
 the float code that prepares their constants (batch-norm folding) use the
 functions of this module, so that one convention has one definition. They
 work on NumPy arrays (int64 for integers, float64 for reals) and Python
-numbers; `keras_snn` code may use them for quantization-aware training.
+numbers, and the run-time ones also on tensors (see "Tensors" below),
+for quantization-aware training.
 
 Conventions:
 
@@ -35,6 +36,19 @@ Conventions:
 - A neuron's decay is an even Q15 number (`quantize_membrane_decay`),
   its threshold an integer in the state's scale (`quantize_threshold`).
 - Activation scales are powers of two (`power_of_two_scale`).
+- Tensors: the run-time functions (`round_half_away`, `saturate`,
+  `rshift_round`, `requantize`, `rounding_divide_by_pot`,
+  `decay_multiply`, `rounded_average`) also take Keras tensors (with
+  the TensorFlow backend: `tf.Tensor`, `keras.Variable`), for
+  quantization-aware training. Each has one body, run by NumPy on
+  arrays and numbers (int64 in, int64 out, as the integer reference
+  needs) and by `keras.ops` when an argument is a tensor: the shifts are
+  floor divisions by powers of two, and the integers are held in
+  float64 (int64 for integer tensors), where every value of these rules
+  is exact (products below `2^53`: int8 x int16 sums times a 15-bit
+  multiplier, Q15 decays); the result has the tensor's dtype. Keras is
+  imported only then. `keras_snn.fixed_point_ops` adds their
+  straight-through variants for training.
 - Batch norm at inference is the affine map `(x - mean) f + beta` with
   `f = scale * gamma / sqrt(var + eps)` (`batch_norm_factor`,
   `batch_norm_affine`); folding it into the previous layer applies the
@@ -42,6 +56,7 @@ Conventions:
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -77,6 +92,100 @@ INT32_MAX = 2**31 - 1
 
 
 # ---------------------------------------------------------------------------
+# Backends: one body per rule, on NumPy int64 arrays or on Keras tensors.
+# ---------------------------------------------------------------------------
+
+_NUMPY_TYPES = (np.ndarray, np.generic, numbers.Number, list, tuple)
+
+
+def _backend(*values):
+    """The arithmetic of the rules' bodies for these arguments: `_NumPy`,
+    unless one of them is a tensor (anything but a NumPy array, a number
+    or a list): then `_Tensors`, which imports Keras."""
+    for value in values:
+        if not _is_numpy(value):
+            return _Tensors(value)
+    return _NumPy
+
+
+def _is_numpy(value):
+    return isinstance(value, _NUMPY_TYPES)
+
+
+class _NumPy:
+    """NumPy: the integer reference's int64 arithmetic, unchanged."""
+
+    abs = staticmethod(np.abs)
+    clip = staticmethod(np.clip)
+    floor_divide = staticmethod(np.floor_divide)
+    sign = staticmethod(np.sign)
+    trunc = staticmethod(np.trunc)
+    where = staticmethod(np.where)
+    integer = exponent = staticmethod(lambda x: np.asarray(x, np.int64))
+    cast = staticmethod(lambda x, dtype: x.astype(dtype))
+    pow2 = staticmethod(lambda n: np.int64(1) << n)
+    floor_shift = staticmethod(lambda z, n: z >> n)  # floor(z / 2^n)
+    finish = staticmethod(lambda y: y)
+
+    @staticmethod
+    def real(x):
+        x = np.asarray(x)
+        return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+class _Tensors:
+    """`keras.ops`: integers in float64 (or int64), cast back at the end.
+
+    The result has the dtype of `like`, the first tensor argument (int64
+    for a boolean one); the arithmetic runs in float64 for a floating
+    `like` and in int64 otherwise. Floor division by a power of two and
+    products below `2^53` are exact in float64.
+    """
+
+    def __init__(self, like):
+        import keras
+
+        self.ops = keras.ops
+        self._dtype = keras.backend.standardize_dtype
+        dtype = self._dtype(like.dtype)
+        floating = "float" in dtype
+        self.compute = "float64" if floating else "int64"
+        self.dtype = dtype if floating or "int" in dtype else "int64"
+        for name in ("abs", "cast", "clip", "floor_divide", "sign", "trunc"):
+            setattr(self, name, getattr(keras.ops, name))
+        self.where = keras.ops.where
+
+    def real(self, x):
+        x = self.ops.convert_to_tensor(x)
+        if "float" in self._dtype(x.dtype):
+            return x
+        return self.ops.cast(x, "float64")
+
+    def integer(self, x):
+        return self.ops.cast(x, self.compute)
+
+    def exponent(self, n):
+        """A shift: int64 NumPy for constants (see `pow2`), else a tensor."""
+        return np.asarray(n, np.int64) if _is_numpy(n) else n
+
+    def pow2(self, n):
+        """`2^n` in the compute dtype; exact (NumPy's for constants)."""
+        if _is_numpy(n):
+            if self.compute == "float64":
+                return self.ops.convert_to_tensor(np.ldexp(1.0, n))
+            return self.ops.convert_to_tensor(np.int64(1) << n)
+        two = self.ops.cast(2, self.compute)
+        return self.ops.power(two, self.ops.cast(n, self.compute))
+
+    def floor_shift(self, z, n):
+        """`floor(z / 2^n)`."""
+        return self.ops.floor_divide(z, self.pow2(n))
+
+    def finish(self, y):
+        return self.ops.cast(y, self.dtype)
+
+
+# ---------------------------------------------------------------------------
 # Rounding and saturation.
 # ---------------------------------------------------------------------------
 
@@ -90,41 +199,47 @@ def round_half_away(x, dtype="int64"):
     floating point, so every tie is found, unlike `floor(|x| + 0.5)`.
 
     Args:
-        x: array-like or number of reals.
-        dtype: NumPy dtype of the result, or `None` to keep the floating
-            type of `x` (float64 for integer input); use `None` when the
-            result may not fit the integer type and is clipped afterwards.
-            Defaults to `"int64"`.
+        x: array-like or number of reals, or a tensor (see "Tensors" in
+            the module docstring).
+        dtype: dtype of the result, or `None` to keep the floating type of
+            `x` (float64 for integer input); use `None` when the result
+            may not fit the integer type and is clipped afterwards, and
+            for tensors in a forward pass. Defaults to `"int64"`.
 
     Returns:
-        NumPy array (0-d for a scalar input) of `dtype`.
+        NumPy array (0-d for a scalar input) of `dtype`, or a tensor for
+        a tensor `x`.
 
     Example:
 
     >>> keras_snn.fixed_point.round_half_away([0.5, -0.5, 2.5, -2.4])
     array([ 1, -1,  3, -2])
     """
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    whole = np.trunc(x)
-    away = np.abs(x - whole) >= 0.5
-    rounded = whole + np.where(away, np.sign(x), 0).astype(x.dtype)
-    return rounded if dtype is None else rounded.astype(dtype)
+    xp = _backend(x)
+    x = xp.real(x)
+    whole = xp.trunc(x)
+    away = xp.abs(x - whole) >= 0.5
+    rounded = whole + xp.cast(xp.where(away, xp.sign(x), 0), x.dtype)
+    return rounded if dtype is None else xp.cast(rounded, dtype)
 
 
 def saturate(x, bits):
     """Clips integers to the signed `bits`-bit range.
 
+    On tensors its gradient is clip's: 1 inside the range, 0 where it
+    saturates (the usual straight-through estimator of a clipped
+    quantizer), so it needs no `_ste` variant.
+
     Args:
-        x: array-like of integers.
+        x: array-like of integers, or a tensor.
         bits: int, the width (8 gives `[-128, 127]`).
 
     Returns:
-        NumPy array, `x` clipped to `[-2^(bits-1), 2^(bits-1) - 1]`.
+        NumPy array (tensor for a tensor `x`), `x` clipped to
+        `[-2^(bits-1), 2^(bits-1) - 1]`.
     """
     limit = (1 << (bits - 1)) - 1
-    return np.clip(x, -limit - 1, limit)
+    return _backend(x).clip(x, -limit - 1, limit)
 
 
 def wrap_int32(x):
@@ -145,18 +260,20 @@ def rshift_round(z, shift):
 
     The run-time rounding of the integer reference and the C runtime: an
     arithmetic right shift of int64 values after adding half, so ties round
-    toward +infinity (`5 >> 1 -> 3`, `-5 >> 1 -> -2`).
+    toward +infinity (`5 >> 1 -> 3`, `-5 >> 1 -> -2`). The shift is a floor
+    division by `2^shift` (what it is on tensors).
 
     Args:
-        z: array-like of integers (int64).
+        z: array-like of integers (int64), or a tensor.
         shift: int or int array (per channel), every value >= 1.
 
     Returns:
-        int64 NumPy array.
+        int64 NumPy array (a tensor of `z`'s dtype for tensors).
     """
-    z = np.asarray(z, np.int64)
-    shift = np.asarray(shift, np.int64)
-    return (z + (np.int64(1) << (shift - 1))) >> shift
+    xp = _backend(z, shift)
+    z = xp.integer(z)
+    shift = xp.exponent(shift)
+    return xp.finish(xp.floor_shift(z + xp.pow2(shift - 1), shift))
 
 
 def requantize(acc, multiplier, shift):
@@ -172,15 +289,17 @@ def requantize(acc, multiplier, shift):
     agree, with each other and with this function, on these.
 
     Args:
-        acc: array-like of integers (accumulators, bias included).
+        acc: array-like of integers (accumulators, bias included), or a
+            tensor (exact in float64 while `|acc * multiplier| < 2^53`).
         multiplier: int or int array, in `[2^14, 2^15)`.
         shift: int or int array, in `[1, 46]`.
 
     Returns:
-        int64 NumPy array.
+        int64 NumPy array (a tensor of `acc`'s dtype for tensors).
     """
-    product = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
-    return rshift_round(product, shift)
+    xp = _backend(acc, multiplier, shift)
+    product = xp.integer(acc) * xp.integer(multiplier)
+    return xp.finish(rshift_round(product, shift))
 
 
 def quantize_multiplier_shift(real):
@@ -231,19 +350,20 @@ def rounded_average(total, count):
     count // 2) / count` otherwise, dividing with truncation (C's `/`).
 
     Args:
-        total: array-like of integers (window sums).
+        total: array-like of integers (window sums), or a tensor.
         count: int or int array > 0 (the window's positions inside the
             input).
 
     Returns:
-        int64 NumPy array.
+        int64 NumPy array (a tensor of `total`'s dtype for tensors).
     """
-    total = np.asarray(total, np.int64)
-    count = np.asarray(count, np.int64)
-    half = count // 2
-    nudged = np.where(total > 0, total + half, total - half)
-    quotient = np.abs(nudged) // count
-    return np.where(nudged < 0, -quotient, quotient)
+    xp = _backend(total, count)
+    total = xp.integer(total)
+    count = xp.integer(count)
+    half = xp.floor_divide(count, 2)
+    nudged = xp.where(total > 0, total + half, total - half)
+    quotient = xp.floor_divide(xp.abs(nudged), count)
+    return xp.finish(xp.where(nudged < 0, -quotient, quotient))
 
 
 def power_of_two_scale(bound, levels, clip=0.0):
@@ -355,21 +475,23 @@ def rounding_divide_by_pot(x, exponent):
     """Reproduces gemmlowp `RoundingDivideByPOT`: `x / 2^exponent`.
 
     Rounds to nearest with ties away from zero (`5 / 2 -> 3`,
-    `-5 / 2 -> -3`), unlike `rshift_round`.
+    `-5 / 2 -> -3`), unlike `rshift_round`: gemmlowp's `x & mask` is the
+    remainder `x - (x >> exponent) 2^exponent`, written so on tensors.
 
     Args:
-        x: int array.
+        x: int array, or a tensor.
         exponent: int or int array in `[0, 31]`.
 
     Returns:
-        int64 NumPy array.
+        int64 NumPy array (a tensor of `x`'s dtype for tensors).
     """
-    x = np.asarray(x, np.int64)
-    exponent = np.asarray(exponent, np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    xp = _backend(x, exponent)
+    x = xp.integer(x)
+    exponent = xp.exponent(exponent)
+    quotient = xp.floor_shift(x, exponent)
+    remainder = x - quotient * xp.pow2(exponent)
+    threshold = xp.floor_shift(xp.pow2(exponent) - 1, 1) + xp.integer(x < 0)
+    return xp.finish(quotient + xp.integer(remainder > threshold))
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift, single=False):
@@ -464,15 +586,16 @@ def decay_multiply(v, decay_q):
     first rounding (a halving) is exact on even products.
 
     Args:
-        v: array-like of integers, the potentials.
+        v: array-like of integers, the potentials, or a tensor.
         decay_q: int, from `quantize_membrane_decay`, or an array of them
             broadcastable to `v` (one per channel or neuron).
 
     Returns:
-        int64 NumPy array.
+        int64 NumPy array (a tensor of `v`'s dtype for tensors).
     """
-    product = np.asarray(v, np.int64) * np.asarray(decay_q, np.int64)
-    return rounding_divide_by_pot(product, DECAY_BITS)
+    xp = _backend(v, decay_q)
+    product = xp.integer(v) * xp.integer(decay_q)
+    return xp.finish(rounding_divide_by_pot(product, DECAY_BITS))
 
 
 def quantize_adaptation_step(adaptation, adaptation_decay, scale):
