@@ -55,16 +55,15 @@ The rounding, shift and saturation functions are those of
 import numpy as np
 
 from edge import kernels
-from edge import neuron_models
 from edge import reference
-from keras_snn import functional
+from keras_snn import graph_step
 from keras_snn.fixed_point import DECAY_BITS
-from keras_snn.fixed_point import decay_multiply
 from keras_snn.fixed_point import requantize
 from keras_snn.fixed_point import round_half_away
-from keras_snn.fixed_point import rounded_average
 from keras_snn.fixed_point import rshift_round
 from keras_snn.fixed_point import saturate
+from keras_snn.graph_step import FixedPointAdaptation
+from keras_snn.graph_step import FixedPointDecay
 
 __all__ = [
     "DECAY_BITS",
@@ -79,150 +78,42 @@ __all__ = [
 ]
 
 
-class FixedPointDecay:
-    """The decay factor in Q15, multiplying like a number in `neuron_step`.
-
-    `FixedPointDecay(d_q) * v == decay_multiply(v, d_q)`, so the shared
-    `keras_snn.functional.neuron_step` runs unchanged on integer states.
-    """
-
-    def __init__(self, d_q):
-        self.d_q = d_q if np.ndim(d_q) else int(d_q)
-
-    def __mul__(self, v):
-        return decay_multiply(v, self.d_q)
-
-    __rmul__ = __mul__
-
-    def __repr__(self):
-        return f"FixedPointDecay({self.d_q} / 2**{DECAY_BITS})"
+def _pool_counts(x, pool_size, strides, padding):
+    counts = kernels.pool_counts(x.shape[1:], pool_size, strides, padding)
+    return counts[None, :, :, None]
 
 
-class FixedPointAdaptation(FixedPointDecay):
-    """The ALIF adaptation decay `rho` in Q15, with its per-spike step.
-
-    `rho * a` is `decay_multiply(a, rho_q)` and `(1 - rho) * o` is
-    `step_q * o` (`fixed_point.quantize_adaptation_step`), so the shared
-    `keras_snn.functional.alif_step`, given `adaptation = 1`, computes the
-    integer adaptation `a = beta b` in the potential's scale.
-    """
-
-    def __init__(self, rho_q, step_q):
-        super().__init__(rho_q)
-        self.step_q = int(step_q)
-
-    def __rsub__(self, one):
-        if one != 1:
-            return NotImplemented
-        return _Step(self.step_q)
+# The integer reference's kernels: NumPy, int64.
+NUMPY = graph_step.Arithmetic(
+    conv2d=lambda x, k, strides, padding: kernels.conv2d(
+        x, k, None, strides, padding
+    ),
+    dense=kernels.dense,
+    pool_sums=lambda x, *where: kernels.avg_pool2d(x, *where, divide=False),
+    pool_counts=_pool_counts,
+    max_pool=lambda x, *where: kernels.max_pool2d(
+        np.asarray(x, np.int64), *where
+    ),
+    flatten=lambda x: x.reshape(len(x), -1),
+    integers=lambda x: np.asarray(x, np.int64),
+)
 
 
-class _Step:
-    """An integer that multiplies spikes: `step_q * o`."""
-
-    def __init__(self, step_q):
-        self.step_q = step_q
-
-    def __mul__(self, spikes):
-        return self.step_q * np.asarray(spikes, np.int64)
-
-    __rmul__ = __mul__
+def apply_integer(node, inputs, state, bits):
+    """One integer step of one node (see the module docstring):
+    `keras_snn.graph_step.apply_integer` on NumPy int64 arrays."""
+    return graph_step.apply_integer(node, inputs, state, bits, NUMPY)
 
 
 def constants(node):
     """The integer constants of a quantized neuron node for
-    `edge.neuron_models.step`."""
-    p = node.params
-    numbers = {
-        "threshold": p["threshold_q"],
-        "decay": FixedPointDecay(p["decay_q"]),
-    }
-    if "current_decay_q" in p:
-        numbers["current_decay"] = FixedPointDecay(p["current_decay_q"])
-    if "adaptation_step_q" in p:
-        numbers["adaptation"] = 1
-        numbers["adaptation_decay"] = FixedPointAdaptation(
-            p["adaptation_decay_q"], p["adaptation_step_q"]
-        )
-    return numbers
+    `edge.neuron_models.step` (`keras_snn.graph_step.constants`)."""
+    return graph_step.constants(node)
 
 
 def _recurrent(node, bits):
-    """The recurrent current of a quantized neuron node, or `None`: a
-    dense layer on the previous spikes, requantized into the potential's
-    scale and saturated."""
-    p = node.params
-    if "recurrent_kernel_q" not in p:
-        return None
-
-    def current(spikes):
-        acc = kernels.dense(
-            np.asarray(spikes, np.int64), p["recurrent_kernel_q"]
-        )
-        y = requantize(acc, p["recurrent_multiplier"], p["recurrent_shift"])
-        return saturate(y, bits)
-
-    return current
-
-
-def _synaptic(node, x, bits):
-    p = node.params
-    if node.op == "conv2d":
-        acc = kernels.conv2d(x, p["kernel_q"], None, p["strides"], p["padding"])
-    elif node.op == "dense":
-        acc = kernels.dense(x, p["kernel_q"])
-    else:  # affine: a per-channel (diagonal) weight
-        acc = np.asarray(x, np.int64) * p["kernel_q"]
-    y = requantize(acc + p["bias_q"], p["multiplier"], p["shift"])
-    return saturate(y, bits)
-
-
-def apply_integer(node, inputs, state, bits):
-    """One integer step of one node (see the module docstring)."""
-    p = node.params
-    x = inputs[0]
-    op = node.op
-    if op in ("conv2d", "dense", "affine"):
-        return _synaptic(node, x, bits), None
-    if op == "avg_pool":
-        window = int(np.prod(p["pool_size"]))
-        sums = kernels.avg_pool2d(
-            x, p["pool_size"], p["strides"], p["padding"], divide=False
-        )
-        counts = kernels.pool_counts(
-            x.shape[1:], p["pool_size"], p["strides"], p["padding"]
-        )
-        return rounded_average(window * sums, counts[None, :, :, None]), None
-    if op == "max_pool":
-        return kernels.max_pool2d(
-            np.asarray(x, np.int64), p["pool_size"], p["strides"], p["padding"]
-        ), None
-    if op == "flatten":
-        return x.reshape(len(x), -1), None
-    if op == "add":
-        return saturate(sum(inputs[1:], inputs[0]), bits), None
-    if op == "neuron":
-        spikes, _, state = neuron_models.step(
-            node,
-            np.asarray(x, np.int64),
-            state,
-            constants(node),
-            recurrent=_recurrent(node, bits),
-            clip_fn=lambda u: saturate(u, bits),
-        )
-        return spikes.astype(np.int64), state
-    if op == "integrator":
-        v = np.zeros(x.shape, np.int64) if state is None else state
-        _, _, v = functional.neuron_step(
-            np.asarray(x, np.int64),
-            v,
-            0,
-            FixedPointDecay(p["decay_q"]),
-            "none",
-            clip_fn=lambda u: saturate(u, bits),
-        )
-        return v, v
-    raise ValueError(f"Unknown op {op!r} in node {node.name!r}")
+    """The recurrent current function of a quantized neuron node."""
+    return graph_step._recurrent(node, bits, NUMPY)
 
 
 def quantize_input(qgraph, x):

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from edge.errors import UnsupportedLayerError
-from keras_snn import functional
+from keras_snn import graph_step
 
 __all__ = [
     "FEATURES",
@@ -152,87 +152,7 @@ def require(graph, target, supported=()):
         )
 
 
-def step(
-    node,
-    current,
-    state,
-    constants,
-    recurrent=None,
-    clip_fn=None,
-    select_ops=None,
-):
-    """One step of a neuron node; the float and integer references' code.
-
-    The equations are those of `keras_snn.functional` (`neuron_step`,
-    `cuba_step`, `alif_step`), the functions the Keras layers run; the
-    references only choose the numbers: floats, or the fixed-point
-    constants of `edge.integer`.
-
-    Args:
-        node: the `"neuron"` node (its params say which model).
-        current: the input current `I[t]`.
-        state: `None` at the first step, else the dict this function
-            returned: `"v"` (the membrane), `"current"` (the current that
-            reached the membrane: `i[t]` of a CubaLIF, else `I[t]` plus the
-            recurrent current), `"adaptation"` (ALIF) and `"spikes"` (the
-            spikes of the step, for the recurrent synapses).
-        constants: dict with `threshold`, `decay` and, as the model needs,
-            `current_decay`, `adaptation`, `adaptation_decay`, each a
-            number or an object that multiplies like one.
-        recurrent: `None`, or a function `spikes -> current` (the
-            recurrent synapses) for a node with `recurrent_kernel`.
-        clip_fn: `None`, or the saturation of the integer reference,
-            applied to every current and potential.
-        select_ops: `None`, or `keras.ops`: fire and reset written with a
-            comparison and selections (`keras_snn.functional.neuron_step`),
-            as the float step models of `edge.targets.tflite` run them.
-
-    Returns:
-        `(spikes, u, new_state)`.
-    """
-    p = node.params
-    state = state or {}
-
-    def previous(key):
-        value = state.get(key)
-        return (
-            np.zeros(current.shape, current.dtype) if value is None else value
-        )
-
-    if recurrent is not None:
-        current = current + recurrent(previous("spikes"))
-        if clip_fn is not None:
-            current = clip_fn(current)
-    common = dict(reset=p["reset"], clip_fn=clip_fn, select_ops=select_ops)
-    v = previous("v")
-    threshold, decay = constants["threshold"], constants["decay"]
-    new = {}
-    if "current_decay" in p:
-        spikes, u, v, current = functional.cuba_step(
-            current,
-            v,
-            previous("current"),
-            threshold,
-            decay,
-            constants["current_decay"],
-            **common,
-        )
-    elif "adaptation" in p:
-        spikes, u, v, new["adaptation"] = functional.alif_step(
-            current,
-            v,
-            previous("adaptation"),
-            threshold,
-            decay,
-            constants["adaptation"],
-            constants["adaptation_decay"],
-            **common,
-        )
-    else:
-        spikes, u, v = functional.neuron_step(
-            current, v, threshold, decay, **common
-        )
-    new.update(v=v, current=current)
-    if recurrent is not None:
-        new["spikes"] = spikes
-    return spikes, u, new
+# One step of a neuron node, for the float and the integer references (and
+# the float step models): its one definition lives in keras_snn, which
+# quantization-aware training runs too.
+step = graph_step.neuron_step
