@@ -26,6 +26,7 @@ from edge import errors
 from edge import fuse as fuse_lib
 from edge import gate
 from edge import ir
+from edge import qat
 from edge import quantize
 from edge import reference
 from edge import targets as registry
@@ -337,7 +338,14 @@ def _export(
     start = time.perf_counter()
     if not hasattr(model, "predict"):
         model = _load_model(model)
-    graph = ir.extract(model, timesteps)
+    preset = None
+    if qat.find_integer_graph(model) is not None:
+        # A QAT model deploys its own integers with its own scales.
+        preset = qat.to_qgraph(model)
+        graph = qat.float_graph(preset)
+        state_bits = preset.state_bits
+    else:
+        graph = ir.extract(model, timesteps)
     if calibration_data is None:
         raise CalibrationError(
             "Argument `calibration_data` is required: quantization needs a "
@@ -388,6 +396,7 @@ def _export(
         timesteps=steps,
         state_bits=int(state_bits),
         progress=say,
+        qgraph=preset,
     )
     rows = [
         context.row("keras", "Keras", keras_out),

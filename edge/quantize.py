@@ -345,6 +345,7 @@ def _quantize_neuron(node):
         _quantize_synaptic(synapses, 1.0, scale)
         q = synapses.params
         p["recurrent_kernel_q"] = q["kernel_q"]
+        p["recurrent_weight_scale"] = q["weight_scale"]
         p["recurrent_multiplier"] = q["multiplier"]
         p["recurrent_shift"] = q["shift"]
 
@@ -492,6 +493,7 @@ def _quantize_synaptic(node, input_scale, output_scale):
         np.int64
     )
     p["weight_scale"] = weight_scale
+    p["input_scale"] = input_scale
     p["multiplier"] = multiplier
     p["shift"] = shift
     p["bias_q"] = bias_q.astype(np.int64)

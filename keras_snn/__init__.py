@@ -34,6 +34,7 @@ _SUBMODULES = (
     "layers",
     "losses",
     "models",
+    "quantization",
     "regularizers",
     "saving",
     "stdp",
