@@ -39,6 +39,7 @@ _SUBMODULES = (
     "kernels",
     "neuron_models",
     "output",
+    "qat",
     "quantize",
     "reference",
     "report",

@@ -3,7 +3,10 @@
 This module defines, once, what a quantized keras_snn network computes on an
 integer machine; the exporters' integer runtimes must reproduce it bit for
 bit. A quantized graph (`edge.quantize.quantize`) holds, per node, integer
-parameters; `run_integer(qgraph, x)` runs it with NumPy int64 arrays.
+parameters; `run_integer(qgraph, x)` runs it with NumPy int64 arrays. The
+step of each node is `keras_snn.graph_step.apply_integer`, which
+quantization-aware training (`keras_snn.quantization`) runs on tensors:
+the arithmetic below has that one implementation.
 
 Arithmetic, per time step (all values integers):
 
