@@ -24,6 +24,7 @@ from edge import integer
 from edge import ir
 from edge import qat
 from edge import quantize
+from edge.fuzz import networks
 from keras_snn import layers
 from keras_snn.quantization import IntegerGraph
 
@@ -86,6 +87,26 @@ def test_forward_equals_the_integer_reference(name):
     np.testing.assert_array_equal(own, expected)
     np.testing.assert_allclose(qat_model(x), output, rtol=1e-6, atol=1e-6)
     assert np.any(raw != 0)
+
+
+# Draws of edge.fuzz's random networks: conv, residual and dense blocks,
+# LIF and IF, hard and soft reset, the voting, decoding and membrane heads,
+# batch norms and tdBN to fold, outlier weights.
+SEEDS = (100, 101, 102, 103, 109, 117, 125, 137)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_forward_equals_the_integer_reference_on_random_networks(seed):
+    spec = networks.draw_spec(
+        networks.RandomChooser(np.random.default_rng(seed))
+    )
+    model = networks.build(spec)
+    x = networks.inputs_for(spec, 16, seed)
+    qgraph = quantize.quantize(fuse.fuse(ir.extract(model)), x)
+    _, expected = integer.run_integer(qgraph, x)
+    np.testing.assert_array_equal(
+        _raw(qat.quantize_model(model, x), x), expected
+    )
 
 
 def test_gradients_reach_the_first_layer_and_training_keeps_exactness():
