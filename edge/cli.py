@@ -188,10 +188,7 @@ def export_command(args):
 
     saving.check_archive(args.model)  # missing, empty, corrupt: one line
     x_cal, _ = _load(args.calibration, "train", "calibration", args.data_dir)
-    if len(x_cal) > args.calibration_samples:
-        rng = np.random.default_rng(0)
-        pick = rng.choice(len(x_cal), args.calibration_samples, False)
-        x_cal = x_cal[np.sort(pick)]
+    x_cal = calibration_subset(x_cal, args.calibration_samples)
     eval_source = args.eval or (
         None
         if args.calibration.endswith((".npy", ".npz"))
@@ -239,6 +236,15 @@ _OPTIONS = {
     "calibration_data": "--calibration",
     "eval_data": "--eval",
 }
+
+
+def calibration_subset(x, count):
+    """`count` of the inputs `x` (all if fewer), drawn with seed 0 and
+    kept in order: the calibration inputs of `export` and `qat`."""
+    if len(x) <= count:
+        return x
+    pick = np.random.default_rng(0).choice(len(x), count, replace=False)
+    return x[np.sort(pick)]
 
 
 def _as_option(message):

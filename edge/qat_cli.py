@@ -39,6 +39,7 @@ import numpy as np
 # Neither imports TensorFlow (`keras-snn --help` loads this module).
 from edge.cli import DEFAULT_CALIBRATION_SAMPLES
 from edge.cli import _load
+from edge.cli import calibration_subset
 from keras_snn.cli import COUNT
 from keras_snn.cli import POSITIVE
 from keras_snn.cli import SEED
@@ -203,14 +204,6 @@ def _labelled(source, split, option, data_dir, shape):
     return x, np.asarray(y)
 
 
-def _calibration(x, count):
-    """`count` training inputs, chosen as `keras-snn export` chooses."""
-    if len(x) <= count:
-        return x
-    pick = np.random.default_rng(0).choice(len(x), count, replace=False)
-    return x[np.sort(pick)]
-
-
 def _keras_accuracy(model, x, y, batch_size):
     from edge import report
 
@@ -279,7 +272,7 @@ def qat_command(args):
         args.eval or args.dataset, "test", "--eval", args.data_dir, shape
     )
     keras.utils.set_random_seed(args.seed)
-    x_cal = _calibration(x_train, args.calibration_samples)
+    x_cal = calibration_subset(x_train, args.calibration_samples)
     qgraph = quantize.quantize(
         graph, quantize.check_numbers(x_cal), args.state_bits
     )
