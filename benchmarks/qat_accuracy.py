@@ -389,17 +389,17 @@ def _parse(argv):
         default=0,
         help="first N training images for the QAT fine-tune (0: all)",
     )
-    parser.add_argument("--fashion-epochs", type=int, default=3)
+    parser.add_argument("--fashion-epochs", type=int, default=5)
     parser.add_argument(
         "--fashion-train",
         type=int,
-        default=20000,
+        default=0,
         help="first N training images for the float model (0: all 60000)",
     )
     parser.add_argument(
         "--fashion-qat-train",
         type=int,
-        default=5000,
+        default=20000,
         help="first N of those for the QAT fine-tune (0: all of them)",
     )
     parser.add_argument(
