@@ -38,7 +38,7 @@ Data sets and networks (T = 4, direct encoding, rate readout):
   `--fashion-epochs` (5) epochs on the first `--fashion-train` training
   images (all 60000 by default; Adam 1e-3), QAT fine-tuned on the first
   `--fashion-qat-train` (20000) of them (the QAT forward is a Python loop
-  over steps in float64, about 15 times slower per image than the float
+  over steps in float64, about 5 times slower per image than the float
   model), tested on all 10000 test images (the Debian package files, read
   by `keras_snn.datasets.load_arrays`). The whole run takes about 8
   minutes on 2 cores.
