@@ -55,14 +55,18 @@ def load_digits(test_fraction=0.2, seed=0):
     )
 
 
-def build_model(timesteps=4, input_shape=(8, 8, 1), num_classes=10):
-    """Conv SNN: [conv-BN-LIF-pool] x 2, dense-LIF, rate readout."""
+def build_model(
+    timesteps=4, input_shape=(8, 8, 1), num_classes=10, filters=(32, 64)
+):
+    """Conv SNN: [conv-BN-LIF-pool] x 2, dense-LIF, rate readout.
+
+    `filters` are the two convolutions' widths."""
     layers = keras_snn.layers
     fold = layers.TimeFolded
     inputs = keras.Input(input_shape)
     x = layers.DirectEncoding(timesteps)(inputs)
-    for filters in (32, 64):
-        x = fold(keras.layers.Conv2D(filters, 3, padding="same"))(x)
+    for width in filters:
+        x = fold(keras.layers.Conv2D(width, 3, padding="same"))(x)
         x = fold(keras.layers.BatchNormalization(momentum=BN_MOMENTUM))(x)
         x = layers.LIF(threshold=1.0, decay=0.5)(x)
         x = fold(keras.layers.AveragePooling2D(2))(x)
@@ -98,9 +102,7 @@ def train(epochs=30, timesteps=4, seed=0, batch_size=32, verbose=0):
         validation_split=0.1,
         verbose=verbose,
         # XLA steps cannot warn about silent layers themselves; this does.
-        callbacks=[
-            keras_snn.analysis.SilentLayerWarning(x_train[:batch_size])
-        ],
+        callbacks=[keras_snn.analysis.SilentLayerWarning(x_train[:batch_size])],
     )
     return model, data
 
