@@ -108,10 +108,8 @@ def apply_integer(node, inputs, state, bits):
     return graph_step.apply_integer(node, inputs, state, bits, NUMPY)
 
 
-def constants(node):
-    """The integer constants of a quantized neuron node for
-    `edge.neuron_models.step` (`keras_snn.graph_step.constants`)."""
-    return graph_step.constants(node)
+# The integer constants of a quantized neuron node for the neuron step.
+constants = graph_step.constants
 
 
 def _recurrent(node, bits):

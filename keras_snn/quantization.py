@@ -234,15 +234,14 @@ class IntegerGraph(keras.layers.Layer):
     def quantized_params(self):
         """`{node name: params}` with the integers of the trained weights
         (NumPy int64): what `edge.export` deploys."""
-        result = {}
-        for node in self.graph_nodes:
 
-            def weight(key):
-                value = self.float_weights[key]
-                return np.asarray(ops.convert_to_numpy(value), np.float64)
+        def weight(key):
+            value = ops.convert_to_numpy(self.float_weights[key])
+            return np.asarray(value, np.float64)
 
-            result[node.name] = self._integers(node, weight)
-        return result
+        return {
+            node.name: self._integers(node, weight) for node in self.graph_nodes
+        }
 
     @staticmethod
     def _integers(node, weight):
