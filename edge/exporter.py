@@ -338,12 +338,17 @@ def _export(
     start = time.perf_counter()
     if not hasattr(model, "predict"):
         model = _load_model(model)
-    preset = None
+    preset, shared = None, {}
     if qat.find_integer_graph(model) is not None:
         # A QAT model deploys its own integers with its own scales.
         preset = qat.to_qgraph(model)
         graph = qat.float_graph(preset)
         state_bits = preset.state_bits
+    elif qat.find_loihi_graph(model) is not None:
+        # A Loihi QAT model: its trained float weights, and its scales
+        # for the "loihi" target (edge.targets.loihi.export_target).
+        graph = qat.loihi_float_graph(model)
+        shared["loihi_scales"] = qat.loihi_scales(model)
     else:
         graph = ir.extract(model, timesteps)
     if calibration_data is None:
@@ -397,6 +402,7 @@ def _export(
         state_bits=int(state_bits),
         progress=say,
         qgraph=preset,
+        shared=shared,
     )
     rows = [
         context.row("keras", "Keras", keras_out),

@@ -70,6 +70,20 @@ def bias_integers(bias, bias_scale):
     )
 
 
+def aggregate_steps(outputs, aggregate):
+    """Per-step outputs `[(N, ...)] * T` made one output, as
+    `edge.reference.aggregate` does: `"mean"`, `"last"`, `"max"` over the
+    steps, or the `(N, T, ...)` `"sequence"`."""
+    stacked = ops.stack(outputs, axis=1)
+    if aggregate == "mean":
+        return ops.mean(stacked, axis=1)
+    if aggregate == "last":
+        return stacked[:, -1]
+    if aggregate == "max":
+        return ops.max(stacked, axis=1)
+    return stacked
+
+
 def _pack(value):
     """A param as JSON: arrays keep their dtype."""
     if isinstance(value, (np.ndarray, np.generic)):
@@ -299,13 +313,7 @@ class IntegerGraph(keras.layers.Layer):
 
     def call(self, inputs):
         outputs = [o * self.output_scale for o in self.integer_outputs(inputs)]
-        stacked = ops.stack(outputs, axis=1)
-        if self.aggregate == "mean":
-            stacked = ops.mean(stacked, axis=1)
-        elif self.aggregate == "last":
-            stacked = stacked[:, -1]
-        elif self.aggregate == "max":
-            stacked = ops.max(stacked, axis=1)
+        stacked = aggregate_steps(outputs, self.aggregate)
         return ops.cast(stacked, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -13,8 +13,17 @@ from edge import kernels
 from edge import neuron_models
 from edge.errors import ExportError
 from edge.errors import UnsupportedLayerError
+from keras_snn import loihi_fixed_point
 from keras_snn.fixed_point import quantize_decay
-from keras_snn.fixed_point import round_half_away
+from keras_snn.loihi_fixed_point import ACT_SHIFT  # noqa: F401 (re-export)
+from keras_snn.loihi_fixed_point import BIAS_MAX
+from keras_snn.loihi_fixed_point import BIAS_MIN  # noqa: F401 (re-export)
+from keras_snn.loihi_fixed_point import DECAY_SHIFT
+from keras_snn.loihi_fixed_point import DECAY_UNITY
+from keras_snn.loihi_fixed_point import STATE_BITS  # noqa: F401 (re-export)
+from keras_snn.loihi_fixed_point import STATE_LIMIT  # noqa: F401 (re-export)
+from keras_snn.loihi_fixed_point import WEIGHT_MANTISSA
+from keras_snn.loihi_fixed_point import fold_average_pool
 
 __all__ = [
     "LAVA_SAMPLES",
@@ -24,15 +33,10 @@ __all__ = [
 ]
 
 
-# Loihi's fixed point (PyLifModelBitAcc and AbstractPyLifModelFixed).
-DECAY_UNITY = 4096  # decays are 12-bit fractions of 4096
-DECAY_SHIFT = 12
-ACT_SHIFT = 6  # synaptic input, bias (bias_exp) and threshold are << 6
-STATE_BITS = 24  # u and v
-STATE_LIMIT = (1 << (STATE_BITS - 1)) - 1  # v is clipped to +-(2^23 - 1)
+# Loihi's fixed point (PyLifModelBitAcc and AbstractPyLifModelFixed): the
+# arithmetic is `keras_snn.loihi_fixed_point`, shared with Loihi QAT.
 WEIGHT_MIN, WEIGHT_MAX = -256, 254  # NetX file weights (lava-dl #170)
-WEIGHT_LIMIT = 254  # |w| of the weights written here (even integers)
-BIAS_MIN, BIAS_MAX = -4096, 4095  # 13-bit signed bias mantissa
+WEIGHT_LIMIT = 2 * WEIGHT_MANTISSA  # |w| of the weights written here (even)
 VTH_MAX = 131071  # 17-bit unsigned threshold mantissa
 V_DECAY_MAX = 4095  # 12-bit dv
 NETX_FILE = "model_loihi.net"
@@ -76,6 +80,11 @@ class LoihiLayer:
         flatten: the input is an HWC map that the layer flattens.
         scale: `S`, file units per float unit (`None` for an OR layer;
             one per output channel for a per-channel threshold).
+        level: `n = S theta`, the threshold in file units (`None` for an
+            OR layer).
+        neuron: the neuron node (`None` for an OR layer).
+        pool: the average pool node folded into the weights, or `None`.
+        pool_size: that pool's (or the OR's max pool's) `(kh, kw)`.
         role: `"synaptic"`, or `"max_pool"` for the OR of a max pool.
     """
 
@@ -93,7 +102,11 @@ class LoihiLayer:
     padding: tuple = (0, 0)
     flatten: bool = False
     scale: float = None
+    level: int = None
     role: str = "synaptic"
+    neuron: str = None
+    pool: str = None
+    pool_size: tuple = None
 
 
 @dataclasses.dataclass
@@ -291,14 +304,20 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
             "cannot be expressed",
         )
     recurrent = p.get("recurrent_kernel")
-    scale, n = _layer_scale(node, weight, bias, threshold, recurrent)
+    preset = fields.pop("preset", None)
+    if preset is None:
+        scale, n = _layer_scale(node, weight, bias, threshold, recurrent)
+    else:  # a Loihi QAT model's scales: clip as its forward pass did
+        scale, n = np.asarray(preset[0], np.float64), int(preset[1])
 
     def integer(values):
-        return 2 * round_half_away(scale * np.asarray(values, np.float64) / 2)
+        return loihi_fixed_point.weight_integers(
+            values, scale, clip=preset is not None
+        )
 
     weight_q = integer(weight)
     weight_rec = None if recurrent is None else integer(recurrent)
-    bias_q = round_half_away(scale * np.asarray(bias, np.float64))
+    bias_q = loihi_fixed_point.bias_integers(bias, scale)
     largest = int(np.max(np.abs(weight_q)))
     if weight_rec is not None:
         largest = max(largest, int(np.max(np.abs(weight_rec))))
@@ -324,6 +343,8 @@ def _quantize_layer(node, neuron, weight, bias, **fields):
         weight=weight_q,
         bias=bias_q,
         threshold=n - 1 if strict else n,
+        level=n,
+        neuron=neuron.name,
         v_decay=v_decay,
         i_decay=i_decay,
         weight_rec=weight_rec,
@@ -356,6 +377,7 @@ def _or_layer(node, shape):
         input_shape=tuple(shape),
         shape=tuple(node.shape),
         role="max_pool",
+        pool_size=(kh, kw),
     )
 
 
@@ -375,7 +397,7 @@ def _fold_average(pool, shape):
     return size
 
 
-def _synaptic_layer(group, neuron, shape):
+def _synaptic_layer(group, neuron, shape, preset=None):
     """A `LoihiLayer` from `[avg_pool]? [flatten]? conv2d|dense` + neuron."""
     ops = [n.op for n in group]
     node = group[-1]
@@ -389,29 +411,29 @@ def _synaptic_layer(group, neuron, shape):
         )
     p = node.params
     weight, bias = np.asarray(p["kernel"]), np.asarray(p["bias"])
+    extra = {"preset": preset}
     if pool is not None:
         kh, kw = _fold_average(pool, shape)
+        extra.update(pool=pool.name, pool_size=(kh, kw))
         if node.op == "conv2d":
             pooled = (shape[0] // kh, shape[1] // kw)
             ph, pw = _symmetric_padding(
                 node, p["padding"], pooled, weight.shape[:2], p["strides"]
             )
-            weight = np.repeat(np.repeat(weight, kh, 0), kw, 1) / (kh * kw)
+            weight = fold_average_pool(weight, "conv", (kh, kw), shape)
             strides = (p["strides"][0] * kh, p["strides"][1] * kw)
             return _quantize_layer(
                 node,
                 neuron,
                 weight,
                 bias,
+                **extra,
                 strides=strides,
                 padding=(ph * kh, pw * kw),
                 input_shape=tuple(shape),
                 shape=tuple(node.shape),
             )
-        h, w, c = shape
-        rows = weight.reshape(h // kh, w // kw, c, -1)
-        rows = np.repeat(np.repeat(rows, kh, 0), kw, 1) / (kh * kw)
-        weight = rows.reshape(h * w * c, -1)
+        weight = fold_average_pool(weight, "dense", (kh, kw), shape)
     if node.op == "conv2d":
         if len(shape) != 3:
             raise _refuse(node, f"needs an (H, W, C) input; got {shape}")
@@ -423,6 +445,7 @@ def _synaptic_layer(group, neuron, shape):
             neuron,
             weight,
             bias,
+            **extra,
             strides=tuple(p["strides"]),
             padding=padding,
             input_shape=tuple(shape),
@@ -433,6 +456,7 @@ def _synaptic_layer(group, neuron, shape):
         neuron,
         weight,
         bias,
+        **extra,
         input_shape=tuple(shape),
         shape=tuple(node.shape),
         flatten=len(shape) > 1,
@@ -466,11 +490,16 @@ def _check_chain(nodes, first):
         previous = node.name
 
 
-def quantize_loihi(graph):
+def quantize_loihi(graph, scales=None):
     """Maps a fused step graph to Loihi's fixed point (see module docstring).
 
     Args:
         graph: a fused `edge.ir.Graph` (`edge.fuse.fuse`).
+        scales: `None` (choose each layer's scale from its weights), or
+            `{synaptic node name: (S, n)}`, the scales and threshold
+            levels of a Loihi QAT model (`edge.qat`): kept as they are,
+            and weights and biases clipped to their ranges as its forward
+            pass clips them.
 
     Returns:
         A `LoihiGraph`.
@@ -525,7 +554,8 @@ def quantize_loihi(graph):
             layers.append(_or_layer(node, shape))
             shape = tuple(node.shape)
         elif node.op == "neuron":
-            layers.append(_synaptic_layer(group, node, shape))
+            preset = None if scales is None else scales[group[-1].name]
+            layers.append(_synaptic_layer(group, node, shape, preset))
             shape = tuple(node.shape)
             group = []
         elif node.op in ("avg_pool", "flatten", *SYNAPTIC):

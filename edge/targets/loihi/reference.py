@@ -5,12 +5,8 @@ import numpy as np
 from edge import ir
 from edge import kernels
 from edge import reference
-from edge.targets.loihi.quantization import ACT_SHIFT
-from edge.targets.loihi.quantization import DECAY_SHIFT
-from edge.targets.loihi.quantization import DECAY_UNITY
-from edge.targets.loihi.quantization import STATE_BITS
-from edge.targets.loihi.quantization import STATE_LIMIT
-from keras_snn import functional
+from keras_snn import loihi_fixed_point
+from keras_snn.loihi_fixed_point import LoihiDecay
 
 __all__ = [
     "LoihiDecay",
@@ -24,40 +20,9 @@ __all__ = [
 
 
 # -- the Loihi reference ---------------------------------------------------
-class LoihiDecay:
-    """Loihi's decay `trunc(x (4096 - d) / 4096)`, multiplying like a number.
-
-    `LoihiDecay(d) * x` is `sign(x) ((|x| (4096 - d)) >> 12)`, rounding
-    toward zero as Lava's `PyLifModelBitAcc.subthr_dynamics` does, so the
-    shared `keras_snn.functional.neuron_step` runs on Loihi's integers.
-    """
-
-    def __init__(self, d):
-        self.d = int(d)
-
-    def __mul__(self, x):
-        x = np.asarray(x, np.int64)
-        magnitude = (np.abs(x) * (DECAY_UNITY - self.d)) >> DECAY_SHIFT
-        return _int32(np.sign(x) * magnitude)
-
-    __rmul__ = __mul__
-
-    def __repr__(self):
-        return f"LoihiDecay((4096 - {self.d}) / 4096, toward zero)"
-
-
 def _int32(x):
-    """Two's-complement wrap to int32 (NumPy int32 arithmetic)."""
-    return (np.asarray(x, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)
-
-
-def _wrap_current(u):
-    """Lava's 24-bit wrap of the current (one correction, as in
-    `subthr_dynamics`: above `2^23` subtract `2^24`, at or below `-2^23`
-    add it)."""
-    limit = 1 << (STATE_BITS - 1)
-    u = np.where(u > limit, u - 2 * limit, u)
-    return np.where(u <= -limit, u + 2 * limit, u)
+    """Two's-complement wrap to int32 (Lava's int32 arithmetic)."""
+    return loihi_fixed_point.wrap(x, 32)
 
 
 def _synapse(layer, x):
@@ -65,14 +30,13 @@ def _synapse(layer, x):
     x = np.asarray(x, np.int64)
     if layer.kind == "dense":
         a = kernels.dense(x.reshape(len(x), -1), layer.weight)
-        return _int32(a)
+        return loihi_fixed_point.synapse_wrap(a, "dense")
     ph, pw = layer.padding
     x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
     a = kernels.conv2d(x, layer.weight, None, layer.strides, "valid")
     # Lava's fixed_pt Conv clamps its output as a signed 24-bit value
     # (`signed_clamp`, a modular wrap).
-    limit = 1 << (STATE_BITS - 1)
-    return (a + limit) % (2 * limit) - limit
+    return loihi_fixed_point.synapse_wrap(a, "conv")
 
 
 def recurrent_input(layer, spikes):
@@ -90,16 +54,8 @@ def recurrent_input(layer, spikes):
 
 
 def loihi_neuron_step(layer, a, u, v):
-    """One step of Lava's bit-accurate CUBA neuron (`PyLifModelBitAcc`).
-
-    `u = wrap24(trunc(u (4096 - iDecay) / 4096) + (a << 6))`,
-    `v = clip24(trunc(v (4096 - vDecay) / 4096) + u + (bias << 6))`, spike
-    where `v > vThMant << 6`, then `v = 0` there. The voltage equation and
-    the hard reset are `keras_snn.functional.neuron_step` with the current
-    `u + (bias << 6)`, the decay `LoihiDecay(vDecay)` and the threshold
-    `(vThMant << 6) + 1` (on integers, `v > t` is `v >= t + 1`); clipping
-    after the reset is the same as before it, since a clipped positive `v`
-    still exceeds every threshold and a negative one never fires.
+    """One step of Lava's bit-accurate CUBA neuron for `layer`'s constants:
+    `keras_snn.loihi_fixed_point.neuron_step` (the equations are there).
 
     Args:
         layer: the `LoihiLayer`.
@@ -107,20 +63,17 @@ def loihi_neuron_step(layer, a, u, v):
         u, v: the states after the previous step.
 
     Returns:
-        `(spikes, u, v)`.
+        `(spikes, u, v)`, int64.
     """
-    u = _wrap_current(
-        _int32(LoihiDecay(layer.i_decay) * u + _int32(a << ACT_SHIFT))
+    spikes, u, v = loihi_fixed_point.neuron_step(
+        np.asarray(a, np.int64),
+        np.asarray(u, np.int64),
+        np.asarray(v, np.int64),
+        layer.threshold,
+        layer.v_decay,
+        layer.i_decay,
+        layer.bias,
     )
-    bias = np.asarray(layer.bias, np.int64) << ACT_SHIFT
-    spikes, _, v = functional.neuron_step(
-        u + bias,
-        v,
-        (int(layer.threshold) << ACT_SHIFT) + 1,
-        LoihiDecay(layer.v_decay),
-        "hard",
-    )
-    v = np.clip(v, -STATE_LIMIT, STATE_LIMIT)
     return spikes.astype(np.int64), u, v
 
 

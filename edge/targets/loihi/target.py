@@ -26,7 +26,8 @@ __all__ = [
 def export_target(context):
     """`edge.export`'s `"loihi"` target: a NetX file proven in Lava.
 
-    Quantizes `context.graph` (`quantize_loihi`), writes the NetX file,
+    Quantizes `context.graph` (`quantize_loihi`, with the scales of a
+    Loihi QAT model when it is one), writes the NetX file,
     runs the first `LAVA_SAMPLES` evaluation samples through it in Lava in
     one run (samples separated by resets) and compares the whole output
     stream with `run_loihi_reference` on the same stream, spike for spike.
@@ -47,7 +48,8 @@ def export_target(context):
             from the reference's.
     """
     graph = context.graph
-    lgraph = quantize_loihi(graph)
+    # A Loihi QAT model brings its scales (edge.qat.loihi_scales).
+    lgraph = quantize_loihi(graph, context.shared.get("loihi_scales"))
     check_ranges(lgraph)
     output, window = run_loihi(lgraph, context.x, context.timesteps)
     subset = context.x[:LAVA_SAMPLES]
