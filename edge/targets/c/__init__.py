@@ -13,7 +13,7 @@ Modules, by job:
 - `measure`: synaptic operations per inference (`synaptic_operations`)
   and the model's memory (`memory_bytes`).
 - `target`: `export_target` (the `"c"` target), `run_c`,
-  `count_instructions`.
+  `output_scores`, `count_instructions`.
 """
 
 from edge.targets import Requirement
@@ -27,6 +27,7 @@ from edge.targets.c.measure import synaptic_operations
 from edge.targets.c.plan import SUPPORTED_OPS
 from edge.targets.c.target import count_instructions
 from edge.targets.c.target import export_target
+from edge.targets.c.target import output_scores
 from edge.targets.c.target import run_c
 from edge.targets.c.toolchain import build_cortex_m4
 from edge.targets.c.toolchain import build_host
@@ -46,6 +47,7 @@ __all__ = [
     "generate_harness",
     "memory_bytes",
     "model_size_cortex_m4",
+    "output_scores",
     "read_outputs",
     "read_states",
     "run_c",

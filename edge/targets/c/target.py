@@ -115,7 +115,35 @@ def run_c(
     return raw, path
 
 
-def _scores(qgraph, raw):
+def output_scores(qgraph, raw):
+    """The model's scores from the raw per-step outputs of the C runtime.
+
+    Dequantizes with the graph's output scale and aggregates the steps as
+    the graph does, as `edge.integer.run_integer` turns its raw outputs
+    into its first return value.
+
+    Args:
+        qgraph: the `QuantizedGraph`.
+        raw: integer outputs `(N, T, *output_shape)`, as `run_c` returns.
+
+    Returns:
+        float64 scores, equal to `run_integer(qgraph, x)[0]` when `raw`
+        equals `run_integer(qgraph, x)[1]`.
+
+    Raises:
+        ValueError: `raw` has fewer than 2 dimensions.
+
+    Example:
+
+    >>> raw, _ = run_c(qgraph, x_test[:16], "build/c")
+    >>> classes = output_scores(qgraph, raw).argmax(-1)
+    """
+    raw = np.asarray(raw)
+    if raw.ndim < 2:
+        raise ValueError(
+            "Argument `raw` must have shape (samples, steps, ...). "
+            f"Received: raw.shape={raw.shape}"
+        )
     values = [raw[:, t] * qgraph.output_scale for t in range(raw.shape[1])]
     return reference.aggregate(values, qgraph.graph.aggregate)
 
@@ -172,7 +200,7 @@ def export_target(context):
                     "does not equal the integer reference bit for bit "
                     f"({wrong} values differ)."
                 )
-            scores = _scores(qgraph, raw)
+            scores = output_scores(qgraph, raw)
             checks = {"bit_exact": True, "samples": len(x)}
             if platform == "cortex-m4":
                 size = toolchain.model_size_cortex_m4(files, directory)
