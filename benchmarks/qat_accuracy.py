@@ -22,6 +22,15 @@ reports, on the whole test split:
                  predicted class equals that of the integer reference of
                  its own quantized graph (`edge.integer.run_integer(
                  edge.qat.to_qgraph(qat))`): 1.0 by construction, measured
+    C bit-exact  the fraction of test images on which the C runtime of
+                 that quantized graph (the C target's own generator and
+                 test harness, `edge.targets.c.run_c`, built with the
+                 host gcc, `--c-chunk` images per build) prints per-step
+                 output integers equal to the integer reference's, every
+                 one of them, at every step
+    QAT vs C     the fraction on which the C runtime's predicted class
+                 (`edge.targets.c.output_scores`) equals the QAT Keras
+                 model's
 
 at each of `--state-bits` (16, as exported, and 8 by default). The
 calibration data are the first 500 training images, as in the
@@ -60,10 +69,10 @@ Run:
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -77,15 +86,20 @@ sys.path += [os.path.join(HERE, "..", "examples"), os.path.join(HERE, "..")]
 TIMESTEPS = 4
 CALIBRATION = 500
 DATASETS = ("digits", "fashion_mnist")
+DEFAULT_FILTERS = {"digits": (32, 64), "fashion_mnist": (8, 16)}
 EVAL_BATCH = 100  # images per integer-reference call (bounds its memory)
+C_CHUNK = 2000  # images per build of the C runtime (its inputs are embedded)
 COLUMNS = (
     "data set",
+    "filters",
     "state bits",
     "float",
     "float tuned",
     "PTQ int",
     "QAT int",
     "QAT vs own int",
+    "C bit-exact",
+    "QAT vs C",
     "QAT s/epoch",
     "QAT train images",
 )
@@ -134,7 +148,9 @@ def _compile_fit(model, x, y, lr, batch_size, epochs, **kwargs):
     return model
 
 
-def train_float(dataset, x_train, y_train, epochs, seed=0, batch_size=64):
+def train_float(
+    dataset, x_train, y_train, epochs, seed=0, batch_size=64, filters=None
+):
     """Trains the float model of `dataset` on `(x_train, y_train)`.
 
     Digits: the quickstart's `build_model` as its `train` trains it
@@ -154,11 +170,11 @@ def train_float(dataset, x_train, y_train, epochs, seed=0, batch_size=64):
     import quickstart_digits as qs
 
     if dataset == "digits":
-        model = qs.build_model(TIMESTEPS)
         batch_size, split = 32, 0.1
-    else:  # the quickstart's network, narrower: 8 and 16 filters
-        model = qs.build_model(TIMESTEPS, x_train.shape[1:], filters=(8, 16))
+    else:
         split = 0.0
+    filters = tuple(filters or DEFAULT_FILTERS[dataset])
+    model = qs.build_model(TIMESTEPS, x_train.shape[1:], filters=filters)
     _compile_fit(
         model,
         x_train,
@@ -203,16 +219,80 @@ def accuracy(scores, labels):
     return float(np.mean(np.argmax(np.asarray(scores), -1) == labels))
 
 
-def integer_scores(qgraph, x, batch=EVAL_BATCH):
-    """`edge.integer.run_integer(qgraph, x)[0]`, `batch` images a call."""
+def integer_outputs(qgraph, x, batch=EVAL_BATCH):
+    """`edge.integer.run_integer(qgraph, x)`: `(scores, raw)`, `batch`
+    images a call."""
     from edge import integer
 
-    return np.concatenate(
-        [
-            integer.run_integer(qgraph, x[i : i + batch])[0]
-            for i in range(0, len(x), batch)
-        ]
-    )
+    parts = [
+        integer.run_integer(qgraph, x[i : i + batch])
+        for i in range(0, len(x), batch)
+    ]
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
+def integer_scores(qgraph, x, batch=EVAL_BATCH):
+    """`edge.integer.run_integer(qgraph, x)[0]`, `batch` images a call."""
+    return integer_outputs(qgraph, x, batch)[0]
+
+
+def c_outputs(qgraph, x, chunk=C_CHUNK, timeout=600):
+    """Raw per-step outputs of the C runtime of `qgraph` on `x`.
+
+    The C target's own generator and test harness (`edge.targets.c.run_c`,
+    host gcc): the harness embeds its inputs in the program, so it is
+    built and run once per `chunk` images.
+
+    Returns:
+        int64 `(N, T, *output_shape)`, as `edge.integer.run_integer`'s
+        second return value.
+    """
+    import tempfile
+
+    from edge.targets import c
+
+    with tempfile.TemporaryDirectory(prefix="qat-c-") as folder:
+        return np.concatenate(
+            [
+                c.run_c(qgraph, x[i : i + chunk], folder, timeout=timeout)[0]
+                for i in range(0, len(x), chunk)
+            ]
+        )
+
+
+def c_figures(qgraph, keras_scores, int_raw, c_raw):
+    """`(bit_exact, agreement)` of the C runtime's outputs `c_raw`.
+
+    Args:
+        qgraph: the `QuantizedGraph` the C runtime was generated from.
+        keras_scores: the QAT Keras model's scores `(N, classes)`.
+        int_raw: `edge.integer.run_integer(qgraph, x)[1]`.
+        c_raw: `c_outputs(qgraph, x)`, the same layout.
+
+    Returns:
+        `bit_exact`: the fraction of images whose every per-step output
+        integer of the C runtime equals the integer reference's;
+        `agreement`: the fraction on which the C runtime's predicted class
+        (`edge.targets.c.output_scores`) equals the Keras model's.
+
+    Raises:
+        ValueError: `c_raw` and `int_raw` differ in shape, or their number
+            of images differs from that of `keras_scores`.
+    """
+    from edge.targets import c
+
+    c_raw, int_raw = np.asarray(c_raw), np.asarray(int_raw)
+    if c_raw.shape != int_raw.shape or len(c_raw) != len(keras_scores):
+        raise ValueError(
+            "Arguments `c_raw` and `int_raw` must have the same shape, with "
+            "one image per row of `keras_scores`. Received: "
+            f"c_raw.shape={c_raw.shape}, int_raw.shape={int_raw.shape}, "
+            f"len(keras_scores)={len(keras_scores)}"
+        )
+    same = np.all((c_raw == int_raw).reshape(len(c_raw), -1), axis=1)
+    c_classes = np.argmax(c.output_scores(qgraph, c_raw), -1)
+    agree = c_classes == np.argmax(np.asarray(keras_scores), -1)
+    return float(np.mean(same)), float(np.mean(agree))
 
 
 def ptq_accuracy(model, calibration, x_test, y_test, state_bits):
@@ -266,20 +346,47 @@ def finetune_qat(
     return qat_model, times
 
 
-def qat_figures(qat_model, x_test, y_test, batch_size=256):
-    """`(accuracy, agreement)` of a QAT model on the test split.
+def qat_figures(qat_model, x_test, y_test, c_chunk=C_CHUNK, batch_size=256):
+    """The QAT model's figures on the test split.
 
-    `agreement` is the fraction of images on which its predicted class
-    (`predict`) equals that of the integer reference of its own quantized
-    graph (`edge.qat.to_qgraph`).
+    Args:
+        qat_model: a model made by `edge.qat.quantize_model`.
+        x_test, y_test: the test split.
+        c_chunk: images per build of the C runtime; 0 skips the C check.
+        batch_size: `predict`'s batch.
+
+    Returns:
+        A dict: `qat` (accuracy of `predict`), `agreement` (the fraction
+        of images on which its predicted class equals that of the integer
+        reference of its own quantized graph, `edge.qat.to_qgraph`),
+        `c_bit_exact` and `c_agreement` (`c_figures`, `None` without the
+        C check), `qat_eval_s` and `c_s` (wall times).
     """
     from edge import qat
 
+    start = time.perf_counter()
     keras_scores = qat_model.predict(x_test, batch_size=batch_size, verbose=0)
-    own = integer_scores(qat.to_qgraph(qat_model), x_test)
+    qgraph = qat.to_qgraph(qat_model)
+    own, int_raw = integer_outputs(qgraph, x_test)
     predicted = np.argmax(np.asarray(keras_scores), -1)
-    agree = float(np.mean(predicted == np.argmax(own, -1)))
-    return accuracy(keras_scores, y_test), agree
+    figures = {
+        "qat": accuracy(keras_scores, y_test),
+        "agreement": float(np.mean(predicted == np.argmax(own, -1))),
+        "qat_eval_s": time.perf_counter() - start,
+        "c_bit_exact": None,
+        "c_agreement": None,
+        "c_s": None,
+    }
+    if c_chunk:
+        start = time.perf_counter()
+        c_raw = c_outputs(qgraph, x_test, c_chunk)
+        bit_exact, agree = c_figures(qgraph, keras_scores, int_raw, c_raw)
+        figures.update(
+            c_bit_exact=bit_exact,
+            c_agreement=agree,
+            c_s=time.perf_counter() - start,
+        )
+    return figures
 
 
 def run_dataset(dataset, config, state_bits, log=print):
@@ -289,8 +396,10 @@ def run_dataset(dataset, config, state_bits, log=print):
     Args:
         dataset: `"digits"` or `"fashion_mnist"`.
         config: `{"float_epochs", "train_limit", "qat_train_limit",
-            "test_limit", "qat_epochs", "qat_lr", "qat_batch", "seed"}`
-            (limits may be `None`: every image).
+            "test_limit", "qat_epochs", "qat_lr", "qat_batch", "seed",
+            "filters", "c_chunk"}` (limits may be `None`: every image;
+            `filters`: the two convolutions' widths, `None`: the data
+            set's default; `c_chunk`: see `qat_figures`).
         state_bits: the state widths, e.g. `(16, 8)`.
         log: called with one progress line at a time.
 
@@ -300,8 +409,14 @@ def run_dataset(dataset, config, state_bits, log=print):
     x_train, y_train, x_test, y_test = load_data(
         dataset, config["train_limit"], config["test_limit"], config["seed"]
     )
+    filters = tuple(config["filters"] or DEFAULT_FILTERS[dataset])
     model, float_s = train_float(
-        dataset, x_train, y_train, config["float_epochs"], config["seed"]
+        dataset,
+        x_train,
+        y_train,
+        config["float_epochs"],
+        config["seed"],
+        filters=filters,
     )
     float_accuracy = accuracy(model.predict(x_test, verbose=0), y_test)
     log(
@@ -336,17 +451,15 @@ def run_dataset(dataset, config, state_bits, log=print):
             config["qat_lr"],
             config["qat_batch"],
         )
-        start = time.perf_counter()
-        qat_accuracy, agree = qat_figures(qat_model, x_test, y_test)
-        eval_s = time.perf_counter() - start
+        figures = qat_figures(qat_model, x_test, y_test, config["c_chunk"])
         row = {
             "dataset": dataset,
+            "filters": list(filters),
             "state_bits": bits,
             "float": float_accuracy,
             "float_tuned": tuned_accuracy,
             "ptq": ptq,
-            "qat": qat_accuracy,
-            "agreement": agree,
+            **figures,
             "qat_epoch_s": float(np.median(epoch_s)),
             "qat_epoch_times": epoch_s,
             "qat_train_images": int(qat_limit),
@@ -355,32 +468,48 @@ def run_dataset(dataset, config, state_bits, log=print):
             "float_train_s": float_s,
             "test_images": int(len(x_test)),
             "ptq_eval_s": ptq_s,
-            "qat_eval_s": eval_s,
         }
         log(
-            f"{dataset}, state_bits={bits}: PTQ {ptq:.4f}, QAT "
-            f"{qat_accuracy:.4f}, agreement {agree:.4f}, QAT epochs "
+            f"{dataset} {filters}, state_bits={bits}: PTQ {ptq:.4f}, QAT "
+            f"{row['qat']:.4f}, agreement {row['agreement']:.4f}, C "
+            f"bit-exact {_fraction(row['c_bit_exact'])}, QAT vs C "
+            f"{_fraction(row['c_agreement'])}, QAT epochs "
             + ", ".join(f"{s:.0f}" for s in epoch_s)
-            + f" s, PTQ eval {ptq_s:.0f} s, QAT eval {eval_s:.0f} s"
+            + f" s, PTQ eval {ptq_s:.0f} s, QAT eval "
+            f"{row['qat_eval_s']:.0f} s, C {_seconds(row['c_s'])}"
         )
         rows.append(row)
     return rows
 
 
 # -- report ----------------------------------------------------------------
+def _fraction(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _seconds(value):
+    return "-" if value is None else f"{value:.0f} s"
+
+
 def table(rows):
-    """Markdown table: one line per (data set, state bits)."""
+    """Markdown table: one line per (data set, filters, state bits); `-`
+    where the C check was skipped."""
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|" + "---:|" * (len(COLUMNS) - 2),
     ]
     for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['state_bits']} | {r['float']:.4f} "
-            f"| {r['float_tuned']:.4f} "
-            f"| {r['ptq']:.4f} | {r['qat']:.4f} | {r['agreement']:.4f} "
-            f"| {r['qat_epoch_s']:.1f} | {r['qat_train_images']} |"
+        cells = (
+            r["dataset"],
+            "-".join(str(f) for f in r["filters"]),
+            r["state_bits"],
+            *(_fraction(r[k]) for k in ("float", "float_tuned", "ptq")),
+            *(_fraction(r[k]) for k in ("qat", "agreement", "c_bit_exact")),
+            _fraction(r["c_agreement"]),
+            f"{r['qat_epoch_s']:.1f}",
+            r["qat_train_images"],
         )
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -418,6 +547,18 @@ def _parse(argv):
         help="first N training images for the QAT fine-tune (0: all)",
     )
     parser.add_argument("--fashion-epochs", type=int, default=5)
+    for dataset, flag in (
+        ("digits", "--digits"),
+        ("fashion_mnist", "--fashion"),
+    ):
+        parser.add_argument(
+            f"{flag}-filters",
+            type=int,
+            nargs=2,
+            default=list(DEFAULT_FILTERS[dataset]),
+            metavar=("CONV1", "CONV2"),
+            help="the two convolutions' widths (default: %(default)s)",
+        )
     parser.add_argument(
         "--fashion-train",
         type=int,
@@ -436,12 +577,29 @@ def _parse(argv):
         default=0,
         help="first N test images only (for tests; 0: the whole split)",
     )
+    parser.add_argument(
+        "--c-chunk",
+        type=int,
+        default=C_CHUNK,
+        help="test images per build of the C runtime (0: no C check)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write results here")
     args = parser.parse_args(argv)
     for name in ("qat_epochs", "digits_epochs", "fashion_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1.")
+    if args.c_chunk < 0:
+        parser.error(
+            f"--c-chunk must be >= 0 (0: no C check); received {args.c_chunk}."
+        )
+    from edge.targets.c.toolchain import HOST_CC
+
+    if args.c_chunk and shutil.which(HOST_CC) is None:
+        parser.error(
+            f"the C check needs {HOST_CC} (apt install gcc libc6-dev); "
+            "pass --c-chunk 0 to skip it."
+        )
     return args
 
 
@@ -453,17 +611,20 @@ def configs(args):
         "qat_batch": args.qat_batch,
         "test_limit": args.test_limit or None,
         "seed": args.seed,
+        "c_chunk": args.c_chunk,
     }
     return {
         "digits": {
             **common,
             "float_epochs": args.digits_epochs,
+            "filters": args.digits_filters,
             "train_limit": None,
             "qat_train_limit": args.digits_qat_train or None,
         },
         "fashion_mnist": {
             **common,
             "float_epochs": args.fashion_epochs,
+            "filters": args.fashion_filters,
             "train_limit": args.fashion_train or None,
             "qat_train_limit": args.fashion_qat_train or None,
         },
@@ -473,6 +634,7 @@ def configs(args):
 def main(argv=None):
     args = _parse(argv)
     import keras_snn  # noqa: F401  (TensorFlow defaults first)
+    from keras_snn import fileio
 
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     start = time.perf_counter()
@@ -515,8 +677,7 @@ def main(argv=None):
     print()
     print(table(rows))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
+        fileio.write_json(record, args.json, indent=1)
     return rows
 
 

@@ -3,13 +3,25 @@
 The digits quickstart network, trained 3 epochs, quantized at 16 and 8
 state bits, QAT fine-tuned 1 epoch on 64 images and tested on 60: the
 table has one line per state width, and the QAT model predicts the
-classes of the integer reference of its own quantized graph on every
-test image.
+classes of the integer reference of its own quantized graph and of its
+C runtime (host gcc) on every test image, whose per-step outputs equal
+the integer reference's bit for bit. The C check reports one perturbed
+integer as a mismatch.
 """
 
 import importlib.util
 import json
 import pathlib
+
+import numpy as np
+import pytest
+from edge_models import dense_model
+from edge_models import images
+from edge_models import require_programs
+
+from edge import integer
+from edge import qat
+from edge.targets import c as c_target
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "qat_accuracy.py"
@@ -22,31 +34,94 @@ def load_benchmark():
     return module
 
 
+@pytest.fixture(scope="module")
+def gcc():
+    require_programs(("gcc",), "the benchmark's C check", "apt install gcc")
+
+
 def test_table_layout():
     bench = load_benchmark()
     row = {
         "dataset": "digits",
+        "filters": [32, 64],
         "state_bits": 8,
         "float": 0.95,
         "float_tuned": 0.96,
         "ptq": 0.9,
         "qat": 0.94,
         "agreement": 1.0,
+        "c_bit_exact": 0.995,
+        "c_agreement": 0.9975,
         "qat_epoch_s": 2.25,
         "qat_train_images": 100,
     }
-    lines = bench.table([row]).splitlines()
-    assert len(lines) == 3
+    skipped = dict(row, c_bit_exact=None, c_agreement=None)
+    lines = bench.table([row, skipped]).splitlines()
+    assert len(lines) == 4
     assert [c.strip() for c in lines[0].strip("|").split("|")] == list(
         bench.COLUMNS
     )
+    assert lines[1].count("|") == len(bench.COLUMNS) + 1
     assert lines[2] == (
-        "| digits | 8 | 0.9500 | 0.9600 | 0.9000 | 0.9400 | 1.0000 | 2.2 "
-        "| 100 |"
+        "| digits | 32-64 | 8 | 0.9500 | 0.9600 | 0.9000 | 0.9400 | 1.0000 "
+        "| 0.9950 | 0.9975 | 2.2 | 100 |"
     )
+    assert lines[3].split(" | ")[8:10] == ["-", "-"]
 
 
-def test_tiny_run_agreement_and_table(tmp_path, capsys):
+def _dense_qat():
+    """A QAT model of a small dense network, at 8 state bits."""
+    return qat.quantize_model(dense_model(), images(64, seed=1), state_bits=8)
+
+
+def test_c_check_counts_each_differing_image(gcc):
+    bench = load_benchmark()
+    qgraph = qat.to_qgraph(_dense_qat())
+    x = images(7, seed=2)
+    scores, int_raw = integer.run_integer(qgraph, x)
+    assert np.count_nonzero(int_raw) > int_raw.size // 4  # not trivial
+    np.testing.assert_array_equal(
+        c_target.output_scores(qgraph, int_raw), scores
+    )
+    c_raw = bench.c_outputs(qgraph, x, chunk=3)  # 3 builds: 3 + 3 + 1
+    np.testing.assert_array_equal(c_raw, int_raw)
+    assert bench.c_figures(qgraph, scores, int_raw, c_raw) == (1.0, 1.0)
+    one = c_raw.copy()
+    one[4, 2, 1] += 1  # one integer of one image at one step
+    bit_exact, agree = bench.c_figures(qgraph, scores, int_raw, one)
+    assert bit_exact == 6 / 7 and agree == 1.0
+    flipped = c_raw.copy()  # images 0 and 5 now predict another class
+    for i in (0, 5):
+        wrong = (np.argmax(scores[i]) + 1) % scores.shape[-1]
+        flipped[i, :, wrong] = flipped[i].max() + 1000
+    bit_exact, agree = bench.c_figures(qgraph, scores, int_raw, flipped)
+    assert bit_exact == 5 / 7 and agree == 5 / 7
+    with pytest.raises(ValueError, match="c_raw.shape=\\(6, 4, 10\\)"):
+        bench.c_figures(qgraph, scores, int_raw, c_raw[:6])
+
+
+def test_qat_figures_report_a_perturbed_c_output(gcc, monkeypatch):
+    bench = load_benchmark()
+    qat_model = _dense_qat()
+    x, y = images(5, seed=4), np.arange(5)
+    figures = bench.qat_figures(qat_model, x, y, c_chunk=2)
+    assert figures["agreement"] == 1.0
+    assert figures["c_bit_exact"] == 1.0 and figures["c_agreement"] == 1.0
+    c_outputs = bench.c_outputs
+
+    def perturbed(qgraph, x, chunk):
+        raw = c_outputs(qgraph, x, chunk)
+        raw[-1, -1, -1] -= 1
+        return raw
+
+    monkeypatch.setattr(bench, "c_outputs", perturbed)
+    figures = bench.qat_figures(qat_model, x, y, c_chunk=2)
+    assert figures["c_bit_exact"] == 4 / 5
+    skipped = bench.qat_figures(qat_model, x, y, c_chunk=0)
+    assert skipped["c_bit_exact"] is None and skipped["c_s"] is None
+
+
+def test_tiny_run_agreement_and_table(gcc, tmp_path, capsys):
     bench = load_benchmark()
     out = tmp_path / "qat.json"
     argv = [
@@ -68,13 +143,15 @@ def test_tiny_run_agreement_and_table(tmp_path, capsys):
     header = "| " + " | ".join(bench.COLUMNS) + " |"
     table = printed[printed.index(header) :].strip().splitlines()
     assert len(table) == 2 + 2  # header, rule, state bits 16 and 8
-    assert [line.split("|")[2].strip() for line in table[2:]] == ["16", "8"]
+    assert [line.split("|")[3].strip() for line in table[2:]] == ["16", "8"]
     assert "python benchmarks/qat_accuracy.py --datasets digits" in printed
     record = json.loads(out.read_text())
     assert record["rows"] == rows
     assert record["arguments"]["state_bits"] == [16, 8]
     for row in rows:
         assert row["agreement"] == 1.0
+        assert row["c_bit_exact"] == 1.0 and row["c_agreement"] == 1.0
+        assert row["filters"] == [32, 64]
         assert row["test_images"] == 60 and row["qat_train_images"] == 64
         for key in ("float", "float_tuned", "ptq", "qat"):
             assert 0.0 <= row[key] <= 1.0
