@@ -167,7 +167,7 @@ def _loihi_model(graph, surrogate, name):
     ]
     keys = (
         "name kind role neuron pool pool_size scale level threshold "
-        "v_decay i_decay strides padding input_shape flatten"
+        "v_decay i_decay strides padding input_shape shape flatten"
     ).split()
     layers = [{key: getattr(ly, key) for key in keys} for ly in lgraph.layers]
     layer = LoihiIntegerGraph(

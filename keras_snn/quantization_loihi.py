@@ -194,7 +194,12 @@ class LoihiIntegerGraph(keras.layers.Layer):
         for layer in self.chip:
             if layer["role"] != "synaptic":
                 continue
-            keys = [(layer["name"], "kernel"), (layer["name"], "bias")]
+            keys = [(layer["name"], "kernel")]
+            if layer["i_decay"] == lfp.DECAY_UNITY:
+                # A decaying current (CubaLIF) would filter a bias that
+                # Loihi adds to the membrane: the exporter refuses a bias
+                # there, so it stays zero.
+                keys.append((layer["name"], "bias"))
             if "recurrent_kernel" in nodes[layer["neuron"]].params:
                 keys.append((layer["neuron"], "recurrent_kernel"))
             for name, key in keys:
@@ -220,7 +225,9 @@ class LoihiIntegerGraph(keras.layers.Layer):
             weight = _or_weight(channels, layer["pool_size"])
             return ops.convert_to_tensor(weight), np.zeros(channels), None
         weight = self.float_weights[(layer["name"], "kernel")]
-        bias = self.float_weights[(layer["name"], "bias")]
+        bias = self.float_weights.get((layer["name"], "bias"))
+        if bias is None:
+            bias = np.zeros(layer["shape"][-1])
         weight, bias = ops.cast(weight, "float64"), ops.cast(bias, "float64")
         if layer["pool"] is not None:
             weight = lfp.fold_average_pool(
