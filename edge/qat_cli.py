@@ -19,10 +19,14 @@ export` deploys that file with its own scales.
 
 Issue 18 names this `keras-snn train --qat int8|loihi`; it is a command of
 its own because `keras_snn` (which owns `train`) never imports `edge`,
-which owns the quantizer. The one profile is `int8` (int8 weights per
-output channel, `--state-bits` currents and potentials, Q15 decays: what
-the integer targets run, e.g. TFLite 16x8); the Loihi profile is not built
-yet and `--profile loihi` is refused.
+which owns the quantizer. Two profiles: `int8` (int8 weights per output
+channel, `--state-bits` currents and potentials, Q15 decays: what the
+integer targets run, e.g. TFLite 16x8, C) and `loihi` (the chip layers on
+Loihi's fixed point: 8-bit even weight mantissas, 24-bit states, Lava's
+decays and strict threshold; what the `loihi` target's NetX file runs).
+For `loihi` the post-training figure is the Loihi reference
+(`edge.targets.loihi.run_loihi`) of the float model, and `--state-bits`
+does not apply.
 
 The command is registered with the `keras-snn` console script through the
 entry point group `keras_snn.commands` (see `setup.cfg`). Bad input (an
@@ -111,7 +115,8 @@ def register(commands):
         default="int8",
         choices=PROFILES,
         help="int8: int8 weights, --state-bits states (the integer "
-        "targets); loihi is not built yet (default int8)",
+        "targets); loihi: Loihi's fixed point, the NetX file run by Lava "
+        "(default int8)",
     )
     parser.add_argument(
         "--calibration-samples",
@@ -214,9 +219,10 @@ def qat_command(args):
     """Runs `keras-snn qat`; returns the test accuracies (a dict).
 
     Raises:
-        ValueError: an option is out of range, `--profile loihi`, the
-            model file is not a float keras_snn model that `edge.export`
-            accepts, or the data do not fit it.
+        ValueError: an option is out of range, the model file is not a
+            float keras_snn model that `edge.export` accepts (for
+            `--profile loihi`: that the `loihi` target accepts), or the
+            data do not fit it.
         OSError: the model or a data file is missing, or `--out` cannot
             be written.
     """
@@ -231,12 +237,6 @@ def qat_command(args):
     from keras_snn import fileio
     from keras_snn import saving
 
-    if args.profile != "int8":
-        raise ValueError(
-            f"Argument `--profile` {args.profile!r} is not built yet (the "
-            "Loihi profile: 8-bit weight mantissas, 24-bit states); the "
-            "one profile is 'int8'."
-        )
     _check_out(args.out, args.overwrite)
     if args.eval is None and _is_file(args.dataset):
         raise ValueError(
@@ -248,13 +248,22 @@ def qat_command(args):
         infos["--eval"] = _check_source(args.eval, "--eval")
     saving.check_archive(args.model)  # missing, empty, corrupt: one line
     model = saving.load_model(args.model)
-    if qat.find_integer_graph(model) is not None:
+    if (
+        qat.find_integer_graph(model) is not None
+        or qat.find_loihi_graph(model) is not None
+    ):
         raise ValueError(
             f"The model {args.model!r} is already a QAT model; give the "
             "trained float model."
         )
+    loihi = args.profile == "loihi"
     try:
         graph = fuse.fuse(ir.extract(model))
+        if loihi:  # refuses what Loihi cannot run before the data load
+            from edge.targets.loihi import quantize_loihi
+            from edge.targets.loihi import run_loihi
+
+            lgraph = quantize_loihi(graph)
     except ValueError as error:
         raise ValueError(f"The model {args.model!r}: {error}") from None
     shape = tuple(model.input_shape[1:])
@@ -273,10 +282,13 @@ def qat_command(args):
     )
     keras.utils.set_random_seed(args.seed)
     x_cal = calibration_subset(x_train, args.calibration_samples)
-    qgraph = quantize.quantize(
-        graph, quantize.check_numbers(x_cal), args.state_bits
+    if not loihi:
+        qgraph = quantize.quantize(
+            graph, quantize.check_numbers(x_cal), args.state_bits
+        )
+    qat_model = qat.quantize_model(
+        model, x_cal, args.state_bits, profile=args.profile
     )
-    qat_model = qat.quantize_model(model, x_cal, args.state_bits)
     # Compiled before its first predict, which fit then keeps (a compile
     # would trace predict again, and TensorFlow warn of retracing).
     qat_model.compile(
@@ -285,8 +297,9 @@ def qat_command(args):
     )
     size = args.batch_size
     print(
-        f"test accuracy on {len(x_test)} samples ({args.profile}, state "
-        f"bits {args.state_bits}):",
+        f"test accuracy on {len(x_test)} samples ({args.profile}"
+        + ("" if loihi else f", state bits {args.state_bits}")
+        + "):",
         flush=True,
     )
     accuracies = {}
@@ -296,7 +309,10 @@ def qat_command(args):
         print(f"  {name:<24} {value:.4f}", flush=True)
 
     show("float", _keras_accuracy(model, x_test, y_test, size))
-    scores, _ = integer.run_integer(qgraph, x_test)
+    if loihi:
+        scores, _ = run_loihi(lgraph, x_test)
+    else:
+        scores, _ = integer.run_integer(qgraph, x_test)
     show("post-training integer", report.accuracy(scores, y_test))
     show(
         "qat before fine-tuning",

@@ -140,7 +140,7 @@ def _refuse_loading(*args, **kwargs):
         ("folder", r"`--out` '.*' is a folder; give a file name"),
         ("exists", r"`--out` '.*' exists; pass --overwrite to replace it"),
         ("below_file", r"Cannot write '.*': '.*notes' is a file"),
-        ("loihi", r"`--profile` 'loihi' is not built yet"),
+        ("loihi", r"cannot be exported to Loihi: it needs at least two"),
         ("mnist", r"`--dataset` 'mnist' has images of shape \(28, 28, 1\)"),
         ("npy", r"`--eval` is required when `--dataset` is a file"),
     ],
@@ -212,3 +212,47 @@ def test_console_script_shows_no_traceback(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("keras-snn qat: error: The model file"), last
     assert not (tmp_path / "q.keras").exists()
+
+
+def test_loihi_profile_fine_tunes_against_the_loihi_reference(digits, tmp_path):
+    """`--profile loihi`: the post-training figure is the Loihi reference of
+    the float model, and the saved model deploys spike-exact in Lava."""
+    (x, y), (x_test, y_test) = digits
+    keras.utils.set_random_seed(1)
+    model = models.from_spec(
+        "32FC-16FC-Decoding",
+        input_shape=x.shape[1:],
+        num_classes=10,
+        timesteps=2,
+        name="tiny2",
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    path = tmp_path / "float.keras"
+    fileio.save_model(model, path)
+    out = tmp_path / "qat_loihi.keras"
+    argv = [*_args(path, out), "--profile", "loihi", "--epochs", "1"]
+    assert cli.main([*argv, "--learning-rate", "1e-3", "--verbose", "0"]) == 0
+    loaded = keras.models.load_model(out)
+    assert qat.find_loihi_graph(loaded) is not None
+    from edge.targets import loihi
+
+    lgraph = loihi.quantize_loihi(edge.fuse.fuse(edge.ir.extract(model)))
+    expected = loihi.run_loihi(lgraph, x_test)[0].argmax(-1)
+    before = qat.quantize_model(model, profile="loihi")
+    got = before.predict(x_test, verbose=0).argmax(-1)
+    assert (got == expected).all()  # QAT starts from the Loihi reference
+    report = edge.export(
+        out,
+        tmp_path / "export",
+        targets=["loihi"],
+        calibration_data=x[:64],
+        eval_data=(x_test, y_test),
+        verbose=0,
+    )
+    row = report.row("loihi-netx")
+    assert row.checks["spike_exact"] and row.agreement == 1.0
+    assert row.accuracy > 0.5
