@@ -237,9 +237,11 @@ def neuron_step(
 
     Args:
         a: the synaptic input of this step (integers).
-        u, v: the states after the previous step.
+        u: the current after the previous step.
+        v: the voltage after the previous step's reset.
         threshold: `vThMant`.
-        v_decay, i_decay: `vDecay`, `iDecay`.
+        v_decay: `vDecay`.
+        i_decay: `iDecay`.
         bias: the bias mantissas (integers, per output channel).
         decay: `decay_toward_zero`, or its `_ste` variant in training.
         spike_fn: maps `v - ((threshold << 6) + 1)` to spikes
