@@ -224,3 +224,40 @@ def test_straight_through_gradients_of_the_loihi_arithmetic():
     # 2 clip(round(0.5 x / 2), -127, 127): the clipped weight passes none.
     np.testing.assert_array_equal(np.asarray(weights), [254, -18, 2])
     np.testing.assert_allclose(tape.gradient(weights, x), [0.0, 0.5, 0.5])
+
+
+def _random_chains(count, first_seed=200):
+    """edge.fuzz's random "chain" networks that the Loihi target accepts
+    (hard reset, average pooling, spike-count heads, LIF and IF)."""
+    from edge.fuzz import networks
+
+    found, refused = [], 0
+    for seed in range(first_seed, first_seed + 200):
+        spec = networks.draw_spec(
+            networks.RandomChooser(np.random.default_rng(seed))
+        )
+        if not spec["chain"]:
+            continue
+        model = networks.build(spec)
+        try:
+            qat_model = qat.quantize_model(model, profile="loihi")
+        except UnsupportedLayerError:
+            refused += 1
+            continue
+        found.append((qat_model, networks.inputs_for(spec, 12, seed)))
+        if len(found) == count:
+            break
+    assert refused <= count  # most chains are Loihi networks
+    return found
+
+
+def test_chip_spikes_equal_the_loihi_reference_on_random_networks():
+    networks = _random_chains(6)
+    assert len(networks) == 6
+    for model, x in networks:
+        lgraph = qat.to_lgraph(model)
+        _, window = loihi.run_loihi(lgraph, x)
+        _, spikes = qat.find_loihi_graph(model).chip_spikes(x)
+        got = np.stack([np.asarray(s) for s in spikes], axis=1)
+        np.testing.assert_array_equal(got, window)
+        assert got.mean() > 0.01  # the chip fires
