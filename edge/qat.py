@@ -55,6 +55,11 @@ def _node_config(node, float_node):
         params.pop("kernel_q", None)
         params.pop("bias_q", None)
     params.pop("recurrent_kernel_q", None)
+    return _node_dict(node, params)
+
+
+def _node_dict(node, params):
+    """A node as the QAT layers take it (`nodes` of their configs)."""
     return {
         "name": node.name,
         "op": node.op,
@@ -154,17 +159,7 @@ def _loihi_model(graph, surrogate, name):
 
     lgraph = quantize_loihi(graph)
     check_ranges(lgraph)
-    nodes = [
-        {
-            "name": n.name,
-            "op": n.op,
-            "inputs": list(n.inputs),
-            "shape": list(n.shape),
-            "layer": n.layer,
-            "params": dict(n.params),
-        }
-        for n in graph.nodes
-    ]
+    nodes = [_node_dict(n, dict(n.params)) for n in graph.nodes]
     keys = (
         "name kind role neuron pool pool_size scale level threshold "
         "v_decay i_decay strides padding input_shape shape flatten"

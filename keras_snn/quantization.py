@@ -152,8 +152,77 @@ def _tensor_arithmetic(surrogate):
     )
 
 
+class StepGraphLayer(keras.layers.Layer):
+    """The part of the QAT layers that holds a step graph (not registered:
+    `IntegerGraph` and `keras_snn.quantization_loihi.LoihiIntegerGraph`
+    derive from it).
+
+    Args:
+        nodes: list of dicts `{"name", "op", "inputs", "shape", "params"}`
+            in execution order, `nodes[0]` the input (params packed by
+            `get_config`: arrays keep their dtype).
+        output: the name of the output node.
+        aggregate: how per-step outputs make the output: `"mean"`,
+            `"last"`, `"max"` or `"sequence"`.
+        timesteps: `T` of a direct-encoding model (inputs `(N, ...)`), or
+            `None` (inputs `(N, T, ...)`).
+        surrogate: the spike surrogate (name, config or object).
+    """
+
+    def __init__(
+        self, nodes, output, aggregate, timesteps, surrogate, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if aggregate not in AGGREGATES:
+            raise ValueError(
+                f"Argument `aggregate` must be one of {AGGREGATES}. "
+                f"Received: aggregate={aggregate!r}"
+            )
+        self.node_configs = [dict(node) for node in nodes]
+        self.graph_nodes = [
+            _Node(
+                n["name"],
+                n["op"],
+                n["inputs"],
+                n["shape"],
+                {k: _unpack(v) for k, v in n["params"].items()},
+            )
+            for n in self.node_configs
+        ]
+        self.output_name = output
+        self.aggregate = aggregate
+        self.timesteps = None if timesteps is None else int(timesteps)
+        self.surrogate = surrogates.get(surrogate)
+        self.arithmetic = _tensor_arithmetic(self.surrogate)
+        self.float_weights = {}
+
+    def compute_output_shape(self, input_shape):
+        shape = next(
+            n.shape for n in self.graph_nodes if n.name == self.output_name
+        )
+        if self.aggregate == "sequence":
+            steps = self.timesteps or input_shape[1]
+            return (input_shape[0], steps, *shape)
+        return (input_shape[0], *shape)
+
+    def get_config(self):
+        config = super().get_config()
+        nodes = []
+        for node in self.node_configs:
+            params = {k: _pack(v) for k, v in node["params"].items()}
+            nodes.append({**node, "params": params})
+        config.update(
+            nodes=nodes,
+            output=self.output_name,
+            aggregate=self.aggregate,
+            timesteps=self.timesteps,
+            surrogate=surrogates.serialize(self.surrogate),
+        )
+        return config
+
+
 @saving.register
-class IntegerGraph(keras.layers.Layer):
+class IntegerGraph(StepGraphLayer):
     """A quantized step graph that trains: quantization-aware training.
 
     The forward pass is the integer reference's (`edge.integer`), bit for
@@ -196,32 +265,12 @@ class IntegerGraph(keras.layers.Layer):
         surrogate="sigmoid",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if aggregate not in AGGREGATES:
-            raise ValueError(
-                f"Argument `aggregate` must be one of {AGGREGATES}. "
-                f"Received: aggregate={aggregate!r}"
-            )
-        self.node_configs = [dict(node) for node in nodes]
-        self.graph_nodes = [
-            _Node(
-                n["name"],
-                n["op"],
-                n["inputs"],
-                n["shape"],
-                {k: _unpack(v) for k, v in n["params"].items()},
-            )
-            for n in self.node_configs
-        ]
-        self.output_name = output
-        self.aggregate = aggregate
-        self.timesteps = None if timesteps is None else int(timesteps)
+        super().__init__(
+            nodes, output, aggregate, timesteps, surrogate, **kwargs
+        )
         self.input_scale = float(input_scale)
         self.output_scale = float(output_scale)
         self.state_bits = int(state_bits)
-        self.surrogate = surrogates.get(surrogate)
-        self.arithmetic = _tensor_arithmetic(self.surrogate)
-        self.float_weights = {}
 
     def build(self, input_shape):
         for node in self.graph_nodes:
@@ -316,29 +365,11 @@ class IntegerGraph(keras.layers.Layer):
         stacked = aggregate_steps(outputs, self.aggregate)
         return ops.cast(stacked, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
-        shape = next(
-            n.shape for n in self.graph_nodes if n.name == self.output_name
-        )
-        if self.aggregate == "sequence":
-            steps = self.timesteps or input_shape[1]
-            return (input_shape[0], steps, *shape)
-        return (input_shape[0], *shape)
-
     def get_config(self):
         config = super().get_config()
-        nodes = []
-        for node in self.node_configs:
-            params = {k: _pack(v) for k, v in node["params"].items()}
-            nodes.append({**node, "params": params})
         config.update(
-            nodes=nodes,
-            output=self.output_name,
-            aggregate=self.aggregate,
-            timesteps=self.timesteps,
             input_scale=self.input_scale,
             output_scale=self.output_scale,
             state_bits=self.state_bits,
-            surrogate=surrogates.serialize(self.surrogate),
         )
         return config

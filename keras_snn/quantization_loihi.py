@@ -41,11 +41,8 @@ from keras_snn import functional
 from keras_snn import graph_step
 from keras_snn import loihi_fixed_point as lfp
 from keras_snn import saving
-from keras_snn import surrogates
-from keras_snn.quantization import AGGREGATES
-from keras_snn.quantization import _Node
+from keras_snn.quantization import StepGraphLayer
 from keras_snn.quantization import _pack
-from keras_snn.quantization import _tensor_arithmetic
 from keras_snn.quantization import _unpack
 from keras_snn.quantization import aggregate_steps
 
@@ -115,7 +112,7 @@ def _or_weight(channels, pool_size):
 
 
 @saving.register
-class LoihiIntegerGraph(keras.layers.Layer):
+class LoihiIntegerGraph(StepGraphLayer):
     """A fused step graph on Loihi's fixed point that trains (Loihi QAT).
 
     Made by `edge.qat.quantize_model(model, profile="loihi")`; see the
@@ -154,40 +151,19 @@ class LoihiIntegerGraph(keras.layers.Layer):
         surrogate="sigmoid",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if aggregate not in AGGREGATES:
-            raise ValueError(
-                f"Argument `aggregate` must be one of {AGGREGATES}. "
-                f"Received: aggregate={aggregate!r}"
-            )
-        self.node_configs = [dict(node) for node in nodes]
-        self.graph_nodes = [
-            _Node(
-                n["name"],
-                n["op"],
-                n["inputs"],
-                n["shape"],
-                {k: _unpack(v) for k, v in n["params"].items()},
-            )
-            for n in self.node_configs
-        ]
+        super().__init__(
+            nodes, output, aggregate, timesteps, surrogate, **kwargs
+        )
         self.chip = [
             {k: _unpack(v) for k, v in layer.items()} for layer in layers
         ]
         names = [n.name for n in self.graph_nodes]
-        ops_ = [n.op for n in self.graph_nodes]
-        first = ops_.index("neuron")  # the host encoder's spiking layer
+        first = [n.op for n in self.graph_nodes].index("neuron")
         last = names.index(self.chip[-1]["neuron"])
-        self.encoder = self.graph_nodes[1 : first + 1]
-        self.decoder = self.graph_nodes[last + 1 :]
+        self.encoder = self.graph_nodes[1 : first + 1]  # the host encoder
+        self.decoder = self.graph_nodes[last + 1 :]  # the host readout
         self.encoder_output = names[first]
         self.chip_output = names[last]
-        self.output_name = output
-        self.aggregate = aggregate
-        self.timesteps = None if timesteps is None else int(timesteps)
-        self.surrogate = surrogates.get(surrogate)
-        self.arithmetic = _tensor_arithmetic(self.surrogate)
-        self.float_weights = {}
 
     def build(self, input_shape):
         nodes = {n.name: n for n in self.graph_nodes}
@@ -324,30 +300,9 @@ class LoihiIntegerGraph(keras.layers.Layer):
         stacked = aggregate_steps(outputs, self.aggregate)
         return ops.cast(stacked, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
-        shape = next(
-            n.shape for n in self.graph_nodes if n.name == self.output_name
-        )
-        if self.aggregate == "sequence":
-            steps = self.timesteps or input_shape[1]
-            return (input_shape[0], steps, *shape)
-        return (input_shape[0], *shape)
-
     def get_config(self):
         config = super().get_config()
-        nodes = []
-        for node in self.node_configs:
-            params = {k: _pack(v) for k, v in node["params"].items()}
-            nodes.append({**node, "params": params})
-        layers = [
+        config["layers"] = [
             {k: _pack(v) for k, v in layer.items()} for layer in self.chip
         ]
-        config.update(
-            nodes=nodes,
-            layers=layers,
-            output=self.output_name,
-            aggregate=self.aggregate,
-            timesteps=self.timesteps,
-            surrogate=surrogates.serialize(self.surrogate),
-        )
         return config

@@ -28,25 +28,27 @@ def digits():
     return datasets.load_arrays("digits")
 
 
-@pytest.fixture(scope="module")
-def float_model(digits, tmp_path_factory):
+def _trained(digits, spec, name, epochs, seed, folder):
+    """A `spec` network trained on digits at T = 2, saved in `folder`."""
     (x, y), _ = digits
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     model = models.from_spec(
-        "32FC-Decoding",
-        input_shape=x.shape[1:],
-        num_classes=10,
-        timesteps=2,
-        name="tiny",
+        spec, input_shape=x.shape[1:], num_classes=10, timesteps=2, name=name
     )
     model.compile(
         keras.optimizers.Adam(1e-2),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
-    path = tmp_path_factory.mktemp("float") / "model.keras"
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
+    path = folder / "model.keras"
     fileio.save_model(model, path)
     return model, path
+
+
+@pytest.fixture(scope="module")
+def float_model(digits, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("float")
+    return _trained(digits, "32FC-Decoding", "tiny", 1, 0, folder)
 
 
 @pytest.fixture(scope="module")
@@ -217,22 +219,10 @@ def test_console_script_shows_no_traceback(tmp_path):
 def test_loihi_profile_fine_tunes_against_the_loihi_reference(digits, tmp_path):
     """`--profile loihi`: the post-training figure is the Loihi reference of
     the float model, and the saved model deploys spike-exact in Lava."""
-    (x, y), (x_test, y_test) = digits
-    keras.utils.set_random_seed(1)
-    model = models.from_spec(
-        "32FC-16FC-Decoding",
-        input_shape=x.shape[1:],
-        num_classes=10,
-        timesteps=2,
-        name="tiny2",
+    (x, _), (x_test, y_test) = digits
+    model, path = _trained(
+        digits, "32FC-16FC-Decoding", "tiny2", 2, 1, tmp_path
     )
-    model.compile(
-        keras.optimizers.Adam(1e-2),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
-    path = tmp_path / "float.keras"
-    fileio.save_model(model, path)
     out = tmp_path / "qat_loihi.keras"
     argv = [*_args(path, out), "--profile", "loihi", "--epochs", "1"]
     assert cli.main([*argv, "--learning-rate", "1e-3", "--verbose", "0"]) == 0
