@@ -32,18 +32,25 @@ reports, on the whole test split:
                  (`edge.targets.c.output_scores`) equals the QAT Keras
                  model's
 
-at each of `--state-bits` (16, as exported, and 8 by default). The
-calibration data are the first 500 training images, as in the
-quickstart's export.
+at each of `--state-bits` (16, as exported, and 8 by default; 8 is the
+least `edge.quantize` and the C runtime accept). The calibration data are
+the first 500 training images, as in the quickstart's export.
+
+The C check of 10,000 Fashion-MNIST images took 14 s (2026-12-04, 2
+cores: 5 builds of 2000 images, each embedding a 5.9 MB test-data header:
+generating 1.3 s, gcc 8.5 s, running 4.1 s, reading the 1.8 MB printout
+0.1 s); the integer reference of the same images took 20 s.
 
 Data sets and networks (T = 4, direct encoding, rate readout):
 
 - `digits`: the quickstart network (`examples/quickstart_digits.py`'s
-  `train`: its split, seed, optimizer and `--digits-epochs` epochs);
+  `train`: its split, seed, optimizer and `--digits-epochs` epochs; 32
+  and 64 filters, or `--digits-filters`);
   1437 training and 360 test images; QAT fine-tunes on every training
   image (or the first `--digits-qat-train`).
 - `fashion_mnist`: a small conv network (conv 8 - BN - LIF - pool, conv
-  16 - BN - LIF - pool, dense 128 - LIF, rate, dense 10), trained
+  16 - BN - LIF - pool, dense 128 - LIF, rate, dense 10; other widths
+  with `--fashion-filters`), trained
   `--fashion-epochs` (5) epochs on the first `--fashion-train` training
   images (all 60000 by default; Adam 1e-3), QAT fine-tuned on the first
   `--fashion-qat-train` (20000) of them (the QAT forward is a Python loop
