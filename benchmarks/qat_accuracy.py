@@ -1,9 +1,13 @@
 """Accuracy of quantization-aware training against post-training integers.
 
 Issue #18 asks what quantization-aware training (QAT) recovers of the
-float model's accuracy once the network runs on the deployed integer
-arithmetic. For each data set this trains the float model once, then
-reports, on the whole test split:
+float model's accuracy once the network runs on the deployed arithmetic,
+and whether the deployed program then computes what the QAT model
+predicts. For each data set this trains the float model once, then
+reports, on the whole test split, in each arithmetic (the int8 profile
+at each of `--state-bits`, 16 as exported and 8, the least `edge.quantize`
+and the C runtime accept; the Loihi profile, 8-bit weight mantissas and
+24-bit state), with `benchmarks/qat_deployed.py`:
 
     float        the float Keras model (`model.predict`)
     float tuned  the control for QAT: a copy of the float model trained
@@ -11,30 +15,36 @@ reports, on the whole test split:
                  epochs, optimizer, learning rate and batch), so that
                  what QAT gains by training longer is not taken for
                  what it recovers of the quantization loss
-    PTQ          post-training quantization: `edge.integer.run_integer`
-                 of `edge.quantize.quantize(fused, calibration,
-                 state_bits)`, where `fused = edge.fuse.fuse(
-                 edge.ir.extract(model))`, as `edge.export` runs it
-    QAT          `edge.qat.quantize_model(model, calibration, state_bits)`
-                 fine-tuned with `fit` for `--qat-epochs` epochs (Adam,
-                 learning rate `--qat-lr`), evaluated with `predict`
-    agreement    the fraction of test images on which the QAT model's
-                 predicted class equals that of the integer reference of
-                 its own quantized graph (`edge.integer.run_integer(
-                 edge.qat.to_qgraph(qat))`): 1.0 by construction, measured
-    C bit-exact  the fraction of test images on which the C runtime of
-                 that quantized graph (the C target's own generator and
-                 test harness, `edge.targets.c.run_c`, built with the
-                 host gcc, `--c-chunk` images per build) prints per-step
-                 output integers equal to the integer reference's, every
-                 one of them, at every step
-    QAT vs C     the fraction on which the C runtime's predicted class
-                 (`edge.targets.c.output_scores`) equals the QAT Keras
+    PTQ          post-training quantization, as `edge.export` runs it:
+                 `fused = edge.fuse.fuse(edge.ir.extract(model))`, then
+                 int8: `edge.integer.run_integer` of `edge.quantize.
+                 quantize(fused, calibration, state_bits)`; Loihi:
+                 `edge.targets.loihi.run_loihi` of `quantize_loihi(fused)`
+    QAT          `edge.qat.quantize_model(model, calibration, state_bits,
+                 profile=...)` fine-tuned with `fit` for `--qat-epochs`
+                 epochs (Adam, learning rate `--qat-lr`), `predict`
+    QAT vs own   the fraction of test images on which the QAT model's
+    reference    predicted class equals that of the reference of its own
+                 quantized graph (`run_integer(edge.qat.to_qgraph(qat))`,
+                 `run_loihi(edge.qat.to_lgraph(qat))`): 1.0 by
+                 construction, measured
+    deployed     the fraction of test images on which the deployed program
+    bit-exact    of that graph gives outputs equal to the reference's,
+                 every one of them, at every step: for int8 the C runtime
+                 (the C target's own generator and test harness,
+                 `edge.targets.c.run_c`, host gcc, `--c-chunk` images per
+                 build), its per-step output integers; for Loihi the NetX
+                 file in Lava's `fixed_pt` simulator (`--lava-chunk`
+                 images per run, one stream with resets between images,
+                 as the `loihi` target runs them), its output spikes
+    QAT vs       the fraction on which the deployed program's predicted
+    deployed     class (C: `edge.targets.c.output_scores`; Lava: the host
+                 readout `edge.targets.loihi.decode`) equals the QAT Keras
                  model's
 
-at each of `--state-bits` (16, as exported, and 8 by default; 8 is the
-least `edge.quantize` and the C runtime accept). The calibration data are
-the first 500 training images, as in the quickstart's export.
+The calibration data of the int8 profile are the first 500 training
+images, as in the quickstart's export; the Loihi profile's scales come
+from the weights.
 
 The C check of 10,000 Fashion-MNIST images took 14 s (2026-12-04, 2
 cores: 5 builds of 2000 images, each embedding a 5.9 MB test-data header:
@@ -88,28 +98,34 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path += [os.path.join(HERE, "..", "examples"), os.path.join(HERE, "..")]
+sys.path += [
+    HERE,
+    os.path.join(HERE, "..", "examples"),
+    os.path.join(HERE, ".."),
+]
+
+import qat_deployed as deployed  # noqa: E402 (beside this file)
 
 TIMESTEPS = 4
 CALIBRATION = 500
 DATASETS = ("digits", "fashion_mnist")
 DEFAULT_FILTERS = {"digits": (32, 64), "fashion_mnist": (8, 16)}
-EVAL_BATCH = 100  # images per integer-reference call (bounds its memory)
-C_CHUNK = 2000  # images per build of the C runtime (its inputs are embedded)
 COLUMNS = (
     "data set",
     "filters",
-    "state bits",
+    "arithmetic",
     "float",
     "float tuned",
-    "PTQ int",
-    "QAT int",
-    "QAT vs own int",
-    "C bit-exact",
-    "QAT vs C",
+    "PTQ",
+    "QAT",
+    "QAT vs own reference",
+    "deployed bit-exact",
+    "QAT vs deployed",
     "QAT s/epoch",
     "QAT train images",
+    "deployed",
 )
+DEPLOYED = {"int8": "C (host gcc)", "loihi": "Lava fixed_pt"}
 
 
 # -- data and float models -------------------------------------------------
@@ -220,104 +236,22 @@ def finetune_float(model, x_train, y_train, epochs, lr, batch_size):
     return tuned
 
 
-# -- the three accuracies --------------------------------------------------
-def accuracy(scores, labels):
-    """Fraction of rows of `scores` whose argmax is the label."""
-    return float(np.mean(np.argmax(np.asarray(scores), -1) == labels))
-
-
-def integer_outputs(qgraph, x, batch=EVAL_BATCH):
-    """`edge.integer.run_integer(qgraph, x)`: `(scores, raw)`, `batch`
-    images a call."""
-    from edge import integer
-
-    parts = [
-        integer.run_integer(qgraph, x[i : i + batch])
-        for i in range(0, len(x), batch)
-    ]
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
-
-
-def integer_scores(qgraph, x, batch=EVAL_BATCH):
-    """`edge.integer.run_integer(qgraph, x)[0]`, `batch` images a call."""
-    return integer_outputs(qgraph, x, batch)[0]
-
-
-def c_outputs(qgraph, x, chunk=C_CHUNK, timeout=600):
-    """Raw per-step outputs of the C runtime of `qgraph` on `x`.
-
-    The C target's own generator and test harness (`edge.targets.c.run_c`,
-    host gcc): the harness embeds its inputs in the program, so it is
-    built and run once per `chunk` images.
-
-    Returns:
-        int64 `(N, T, *output_shape)`, as `edge.integer.run_integer`'s
-        second return value.
-    """
-    import tempfile
-
-    from edge.targets import c
-
-    with tempfile.TemporaryDirectory(prefix="qat-c-") as folder:
-        return np.concatenate(
-            [
-                c.run_c(qgraph, x[i : i + chunk], folder, timeout=timeout)[0]
-                for i in range(0, len(x), chunk)
-            ]
-        )
-
-
-def c_figures(qgraph, keras_scores, int_raw, c_raw):
-    """`(bit_exact, agreement)` of the C runtime's outputs `c_raw`.
-
-    Args:
-        qgraph: the `QuantizedGraph` the C runtime was generated from.
-        keras_scores: the QAT Keras model's scores `(N, classes)`.
-        int_raw: `edge.integer.run_integer(qgraph, x)[1]`.
-        c_raw: `c_outputs(qgraph, x)`, the same layout.
-
-    Returns:
-        `bit_exact`: the fraction of images whose every per-step output
-        integer of the C runtime equals the integer reference's;
-        `agreement`: the fraction on which the C runtime's predicted class
-        (`edge.targets.c.output_scores`) equals the Keras model's.
-
-    Raises:
-        ValueError: `c_raw` and `int_raw` differ in shape, or their number
-            of images differs from that of `keras_scores`.
-    """
-    from edge.targets import c
-
-    c_raw, int_raw = np.asarray(c_raw), np.asarray(int_raw)
-    if c_raw.shape != int_raw.shape or len(c_raw) != len(keras_scores):
-        raise ValueError(
-            "Arguments `c_raw` and `int_raw` must have the same shape, with "
-            "one image per row of `keras_scores`. Received: "
-            f"c_raw.shape={c_raw.shape}, int_raw.shape={int_raw.shape}, "
-            f"len(keras_scores)={len(keras_scores)}"
-        )
-    same = np.all((c_raw == int_raw).reshape(len(c_raw), -1), axis=1)
-    c_classes = np.argmax(c.output_scores(qgraph, c_raw), -1)
-    agree = c_classes == np.argmax(np.asarray(keras_scores), -1)
-    return float(np.mean(same)), float(np.mean(agree))
-
-
-def ptq_accuracy(model, calibration, x_test, y_test, state_bits):
-    """Accuracy of the integer reference of `model` quantized after
-    training at `state_bits`, as `edge.export` quantizes it."""
-    from edge import fuse
-    from edge import ir
-    from edge import quantize
-
-    fused = fuse.fuse(ir.extract(model))
-    qgraph = quantize.quantize(fused, np.asarray(calibration), state_bits)
-    return accuracy(integer_scores(qgraph, x_test), y_test)
-
-
+# -- QAT --------------------------------------------------------------------
 def finetune_qat(
-    model, calibration, x_train, y_train, state_bits, epochs, lr, batch_size
+    model,
+    calibration,
+    x_train,
+    y_train,
+    arithmetic,
+    epochs,
+    lr,
+    batch_size,
 ):
     """Quantization-aware fine-tuning of a trained float model.
+
+    Args:
+        arithmetic: `(profile, state_bits)`: `("int8", 16)`, `("int8",
+            8)` or `("loihi", 24)`.
 
     Returns:
         `(qat_model, epoch_seconds)`: the model made by
@@ -328,8 +262,12 @@ def finetune_qat(
 
     from edge import qat
 
+    profile, state_bits = arithmetic
     qat_model = qat.quantize_model(
-        model, np.asarray(calibration), state_bits=state_bits
+        model,
+        None if profile == "loihi" else np.asarray(calibration),
+        state_bits=state_bits,
+        profile=profile,
     )
     times = []
 
@@ -353,65 +291,37 @@ def finetune_qat(
     return qat_model, times
 
 
-def qat_figures(qat_model, x_test, y_test, c_chunk=C_CHUNK, batch_size=256):
-    """The QAT model's figures on the test split.
+def arithmetics(profiles, state_bits):
+    """`[(profile, state_bits)]`: the int8 profile at each state width,
+    then Loihi's (24-bit state)."""
+    from keras_snn import loihi_fixed_point
 
-    Args:
-        qat_model: a model made by `edge.qat.quantize_model`.
-        x_test, y_test: the test split.
-        c_chunk: images per build of the C runtime; 0 skips the C check.
-        batch_size: `predict`'s batch.
-
-    Returns:
-        A dict: `qat` (accuracy of `predict`), `agreement` (the fraction
-        of images on which its predicted class equals that of the integer
-        reference of its own quantized graph, `edge.qat.to_qgraph`),
-        `c_bit_exact` and `c_agreement` (`c_figures`, `None` without the
-        C check), `qat_eval_s` and `c_s` (wall times).
-    """
-    from edge import qat
-
-    start = time.perf_counter()
-    keras_scores = qat_model.predict(x_test, batch_size=batch_size, verbose=0)
-    qgraph = qat.to_qgraph(qat_model)
-    own, int_raw = integer_outputs(qgraph, x_test)
-    predicted = np.argmax(np.asarray(keras_scores), -1)
-    figures = {
-        "qat": accuracy(keras_scores, y_test),
-        "agreement": float(np.mean(predicted == np.argmax(own, -1))),
-        "qat_eval_s": time.perf_counter() - start,
-        "c_bit_exact": None,
-        "c_agreement": None,
-        "c_s": None,
-    }
-    if c_chunk:
-        start = time.perf_counter()
-        c_raw = c_outputs(qgraph, x_test, c_chunk)
-        bit_exact, agree = c_figures(qgraph, keras_scores, int_raw, c_raw)
-        figures.update(
-            c_bit_exact=bit_exact,
-            c_agreement=agree,
-            c_s=time.perf_counter() - start,
-        )
-    return figures
+    found = []
+    for profile in profiles:
+        if profile == "loihi":
+            found.append(("loihi", loihi_fixed_point.STATE_BITS))
+        else:
+            found += [(profile, bits) for bits in state_bits]
+    return found
 
 
-def run_dataset(dataset, config, state_bits, log=print):
-    """Trains the float model once, then measures PTQ and QAT at each
-    state width.
+def run_dataset(dataset, config, arithmetic_list, log=print):
+    """Trains the float model once, then measures PTQ and QAT in each
+    arithmetic.
 
     Args:
         dataset: `"digits"` or `"fashion_mnist"`.
         config: `{"float_epochs", "train_limit", "qat_train_limit",
             "test_limit", "qat_epochs", "qat_lr", "qat_batch", "seed",
-            "filters", "c_chunk"}` (limits may be `None`: every image;
-            `filters`: the two convolutions' widths, `None`: the data
-            set's default; `c_chunk`: see `qat_figures`).
-        state_bits: the state widths, e.g. `(16, 8)`.
+            "filters", "c_chunk", "lava_chunk"}` (limits may be `None`:
+            every image; `filters`: the two convolutions' widths, `None`:
+            the data set's default; `c_chunk`, `lava_chunk`: images per
+            build of the C runtime or per Lava run, 0: no deployed check).
+        arithmetic_list: `arithmetics(...)`.
         log: called with one progress line at a time.
 
     Returns:
-        One row (a dict) per state width.
+        One row (a dict) per arithmetic.
     """
     x_train, y_train, x_test, y_test = load_data(
         dataset, config["train_limit"], config["test_limit"], config["seed"]
@@ -425,7 +335,7 @@ def run_dataset(dataset, config, state_bits, log=print):
         config["seed"],
         filters=filters,
     )
-    float_accuracy = accuracy(model.predict(x_test, verbose=0), y_test)
+    float_accuracy = deployed.accuracy(model.predict(x_test, verbose=0), y_test)
     log(
         f"{dataset}: float {float_accuracy:.4f} after "
         f"{config['float_epochs']} epochs on {len(x_train)} images "
@@ -441,28 +351,35 @@ def run_dataset(dataset, config, state_bits, log=print):
         config["qat_lr"],
         config["qat_batch"],
     )
-    tuned_accuracy = accuracy(tuned.predict(x_test, verbose=0), y_test)
+    tuned_accuracy = deployed.accuracy(tuned.predict(x_test, verbose=0), y_test)
     log(f"{dataset}: float fine-tuned as QAT is: {tuned_accuracy:.4f}")
     rows = []
-    for bits in state_bits:
+    for profile, bits in arithmetic_list:
         start = time.perf_counter()
-        ptq = ptq_accuracy(model, calibration, x_test, y_test, bits)
+        ptq = deployed.ptq_accuracy(
+            profile, model, calibration, x_test, y_test, bits
+        )
         ptq_s = time.perf_counter() - start
         qat_model, epoch_s = finetune_qat(
             model,
             calibration,
             x_train[:qat_limit],
             y_train[:qat_limit],
-            bits,
+            (profile, bits),
             config["qat_epochs"],
             config["qat_lr"],
             config["qat_batch"],
         )
-        figures = qat_figures(qat_model, x_test, y_test, config["c_chunk"])
+        chunk = config["lava_chunk" if profile == "loihi" else "c_chunk"]
+        figures = deployed.qat_figures(
+            qat_model, x_test, y_test, chunk, profile=profile
+        )
         row = {
             "dataset": dataset,
             "filters": list(filters),
+            "profile": profile,
             "state_bits": bits,
+            "deployed": DEPLOYED[profile],
             "float": float_accuracy,
             "float_tuned": tuned_accuracy,
             "ptq": ptq,
@@ -477,13 +394,15 @@ def run_dataset(dataset, config, state_bits, log=print):
             "ptq_eval_s": ptq_s,
         }
         log(
-            f"{dataset} {filters}, state_bits={bits}: PTQ {ptq:.4f}, QAT "
-            f"{row['qat']:.4f}, agreement {row['agreement']:.4f}, C "
-            f"bit-exact {_fraction(row['c_bit_exact'])}, QAT vs C "
-            f"{_fraction(row['c_agreement'])}, QAT epochs "
+            f"{dataset} {filters}, {_arithmetic(row)}: PTQ {ptq:.4f}, QAT "
+            f"{row['qat']:.4f}, agreement {row['agreement']:.4f}, "
+            f"{row['deployed']} bit-exact "
+            f"{_fraction(row['deployed_bit_exact'])}, QAT vs deployed "
+            f"{_fraction(row['deployed_agreement'])}, QAT epochs "
             + ", ".join(f"{s:.0f}" for s in epoch_s)
             + f" s, PTQ eval {ptq_s:.0f} s, QAT eval "
-            f"{row['qat_eval_s']:.0f} s, C {_seconds(row['c_s'])}"
+            f"{row['qat_eval_s']:.0f} s, deployed check "
+            f"{_seconds(row['deployed_s'])}"
         )
         rows.append(row)
     return rows
@@ -498,23 +417,32 @@ def _seconds(value):
     return "-" if value is None else f"{value:.0f} s"
 
 
+def _arithmetic(row):
+    """The arithmetic cell: `int8, 16-bit state` or `Loihi, 24-bit
+    state`."""
+    name = "Loihi" if row["profile"] == "loihi" else row["profile"]
+    return f"{name}, {row['state_bits']}-bit state"
+
+
 def table(rows):
-    """Markdown table: one line per (data set, filters, state bits); `-`
-    where the C check was skipped."""
+    """Markdown table: one line per (data set, filters, arithmetic); `-`
+    where the deployed check was skipped."""
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
-        "|---|---|" + "---:|" * (len(COLUMNS) - 2),
+        "|---|---|---|" + "---:|" * (len(COLUMNS) - 4) + "---|",
     ]
     for r in rows:
         cells = (
             r["dataset"],
             "-".join(str(f) for f in r["filters"]),
-            r["state_bits"],
+            _arithmetic(r),
             *(_fraction(r[k]) for k in ("float", "float_tuned", "ptq")),
-            *(_fraction(r[k]) for k in ("qat", "agreement", "c_bit_exact")),
-            _fraction(r["c_agreement"]),
+            *(_fraction(r[k]) for k in ("qat", "agreement")),
+            *(_fraction(r[k]) for k in ("deployed_bit_exact",)),
+            _fraction(r["deployed_agreement"]),
             f"{r['qat_epoch_s']:.1f}",
             r["qat_train_images"],
+            r["deployed"],
         )
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
@@ -542,7 +470,20 @@ def _parse(argv):
     parser.add_argument(
         "--datasets", nargs="+", choices=DATASETS, default=list(DATASETS)
     )
-    parser.add_argument("--state-bits", type=int, nargs="+", default=[16, 8])
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        choices=deployed.PROFILES,
+        default=list(deployed.PROFILES),
+        help="QAT profiles (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-bits",
+        type=int,
+        nargs="+",
+        default=[16, 8],
+        help="the int8 profile's state widths (Loihi's is 24)",
+    )
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--qat-lr", type=float, default=5e-4)
     parser.add_argument("--qat-batch", type=int, default=64)
@@ -587,8 +528,14 @@ def _parse(argv):
     parser.add_argument(
         "--c-chunk",
         type=int,
-        default=C_CHUNK,
+        default=deployed.C_CHUNK,
         help="test images per build of the C runtime (0: no C check)",
+    )
+    parser.add_argument(
+        "--lava-chunk",
+        type=int,
+        default=deployed.LAVA_CHUNK,
+        help="test images per Lava run (0: no Lava check)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write results here")
@@ -596,17 +543,28 @@ def _parse(argv):
     for name in ("qat_epochs", "digits_epochs", "fashion_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1.")
-    if args.c_chunk < 0:
-        parser.error(
-            f"--c-chunk must be >= 0 (0: no C check); received {args.c_chunk}."
-        )
+    for name in ("c_chunk", "lava_chunk"):
+        if getattr(args, name) < 0:
+            flag = f"--{name.replace('_', '-')}"
+            parser.error(
+                f"{flag} must be >= 0 (0: no deployed check); received "
+                f"{getattr(args, name)}."
+            )
     from edge.targets.c.toolchain import HOST_CC
 
-    if args.c_chunk and shutil.which(HOST_CC) is None:
+    if "int8" in args.profiles and args.c_chunk and not shutil.which(HOST_CC):
         parser.error(
             f"the C check needs {HOST_CC} (apt install gcc libc6-dev); "
             "pass --c-chunk 0 to skip it."
         )
+    if "loihi" in args.profiles and args.lava_chunk:
+        from edge.targets import loihi
+
+        if loihi.lava_python() is None:
+            parser.error(
+                "the Lava check needs Lava (keras-snn consumers install "
+                "--targets loihi); pass --lava-chunk 0 to skip it."
+            )
     return args
 
 
@@ -619,6 +577,7 @@ def configs(args):
         "test_limit": args.test_limit or None,
         "seed": args.seed,
         "c_chunk": args.c_chunk,
+        "lava_chunk": args.lava_chunk,
     }
     return {
         "digits": {
@@ -649,8 +608,9 @@ def main(argv=None):
     script = os.path.relpath(os.path.abspath(__file__), ROOT)
     command = shlex.join(["python", script, *(argv or sys.argv[1:])])
     rows = []
+    arithmetic_list = arithmetics(args.profiles, args.state_bits)
     for dataset in args.datasets:
-        rows += run_dataset(dataset, configs(args)[dataset], args.state_bits)
+        rows += run_dataset(dataset, configs(args)[dataset], arithmetic_list)
     ended = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     record = {
         "command": command,
@@ -673,7 +633,7 @@ def main(argv=None):
         f"after {record['load_after'][0]:.2f}; {started} to {ended} "
         f"({record['wall_s']:.0f} s)"
     )
-    for r in rows[:: len(args.state_bits)]:
+    for r in rows[:: len(arithmetic_list)]:
         print(
             f"- {r['dataset']}: T={TIMESTEPS}, float model trained "
             f"{r['float_epochs']} epochs on {r['float_train_images']} "
