@@ -13,6 +13,19 @@ import statistics
 import time
 
 RESULT_PREFIX = "PEER_RESULT "
+# The workloads: the input of one sample, (channels, height, width).
+WORKLOADS = {"conv-small": (1, 28, 28), "resnet19": (3, 32, 32)}
+# ResNet-19 of Zheng et al. 2021 (Table 4), as keras_snn.models builds it:
+# conv1 3x3 with 128 channels - tdBN - LIF, then stages of basic blocks
+# (channels, blocks, stride of the first block), 2x2 average pooling, a
+# 256-neuron spiking FC layer and the 10-class decoding layer.
+RESNET19 = {
+    "conv1": 128,
+    "stages": ((128, 3, 1), (256, 3, 2), (512, 2, 2)),
+    "fc": 256,
+    "classes": 10,
+}
+SHORTCUT_ALPHA = 2**-0.5  # tdBN's alpha before each block's addition
 
 
 def timed(fn, warmup, repeats):
@@ -97,6 +110,71 @@ def measure_steps(
     )
 
 
+def measure_torch(
+    library, version, build, forward, sizes, seed, after=None, workload=None
+):
+    """Times a PyTorch peer's network on random images.
+
+    Args:
+        library, version: as in `summary` (the torch version is appended).
+        build: function of no argument that returns the network (called
+            after `torch.manual_seed(seed)`).
+        forward: `forward(net, x)`, the logits of a batch `(B, C, H, W)`.
+        sizes: `(batch, infer_batch, warmup, repeats)`.
+        seed: seeds the weights and the data.
+        after: called after each step (e.g. to reset the neurons' state).
+        workload: a key of `WORKLOADS` (the input shape). Defaults to
+            `"conv-small"`.
+
+    Returns:
+        `measure_steps`'s summary (cross-entropy, Adam(lr=1e-3)) and
+        `parameters`, the number of trainable parameters.
+    """
+    import torch
+
+    batch, infer_batch, warmup, repeats = sizes
+    shape = WORKLOADS[workload or "conv-small"]
+    torch.manual_seed(seed)
+    net = build()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, *shape, generator=generator)
+    y = torch.randint(0, 10, (batch,), generator=generator)
+    x_infer = torch.rand(infer_batch, *shape, generator=generator)
+
+    def train_step():
+        optimizer.zero_grad()
+        loss = loss_fn(forward(net, x), y)
+        loss.backward()
+        optimizer.step()
+        if after is not None:
+            after(net)
+        return loss.item()
+
+    def infer_step():
+        with torch.no_grad():
+            out = forward(net, x_infer).sum().item()
+        if after is not None:
+            after(net)
+        return out
+
+    result = measure_steps(
+        library,
+        f"{version}, torch {torch.__version__}",
+        torch.get_num_threads(),
+        batch,
+        infer_batch,
+        (net.train, train_step, net.eval, infer_step),
+        warmup,
+        repeats,
+    )
+    result["parameters"] = sum(
+        p.numel() for p in net.parameters() if p.requires_grad
+    )
+    return result
+
+
 def set_torch_threads(threads):
     """The peers' thread settings: `threads` intra-op, one inter-op."""
     import torch  # only the peer scripts call this, in their own venv
@@ -112,16 +190,18 @@ def current_rss_mb():
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def peer_main(measure, description, set_threads):
+def peer_main(measure, description, set_threads, workloads=("conv-small",)):
     """Command line of a peer script: parse, set threads, measure, print.
 
     Args:
-        measure: `measure(timesteps, batch, infer_batch, warmup, repeats,
-            seed)` returning a `summary` dict.
+        measure: `measure(workload, timesteps, batch, infer_batch, warmup,
+            repeats, seed)` returning a `summary` dict.
         description: the script's one-line description.
         set_threads: function of the thread count (e.g. for torch).
+        workloads: the keys of `WORKLOADS` the script builds.
     """
     parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--workload", choices=workloads, default=workloads[0])
     parser.add_argument("--timesteps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--infer-batch", type=int, default=256)
@@ -134,6 +214,7 @@ def peer_main(measure, description, set_threads):
     # The framework is imported: what the process holds before any model.
     import_rss_mb = current_rss_mb()
     result = measure(
+        args.workload,
         args.timesteps,
         args.batch,
         args.infer_batch,

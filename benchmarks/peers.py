@@ -1,6 +1,10 @@
-"""keras-snn against snnTorch and SpikingJelly on conv-small (issue #8).
+"""keras-snn against snnTorch, SpikingJelly and Norse (issues #8, #19).
 
-One command measures, for each number of time steps T, the network
+One command measures, for each number of time steps T, one workload in
+each library, each in its own process with 2 intra-op threads:
+
+`conv-small` (`--workload conv-small`, the default; T = 4 and 8 unless
+`--timesteps` says otherwise):
 
     input 28x28x1 repeated T times (direct input current)
     Conv(32, 3x3, same) - BN - LIF - AvgPool2 - Conv(64, 3x3, same) - BN
@@ -8,7 +12,13 @@ One command measures, for each number of time steps T, the network
     output = mean over time; cross-entropy; Adam(lr=1e-3)
     LIF: decay 0.5, threshold 1.0, hard reset
 
-in each library, each in its own process with 2 intra-op threads:
+`resnet19` (`--workload resnet19`; T = 2 and 4, training batch 32,
+inference batch 64): the spiking ResNet-19 of Zheng et al. 2021 (Table 4,
+Fig. 5b) on 32x32x3 input with tdBN, the same LIF, the decoding layer,
+cross-entropy and Adam; in keras-snn `keras_snn.models.spiking_resnet(19,
+...)`, in the peers `bench_common.RESNET19` written with their layers.
+
+The libraries:
 
     keras-snn          the default layers as a user writes them
                        (DirectEncoding, TimeFolded(Conv2D/BN/...), LIF()),
@@ -24,45 +34,57 @@ in each library, each in its own process with 2 intra-op threads:
                        lower bound
     snnTorch           benchmarks/peer_snntorch.py (snn.Leaky, Python loop
                        over time, as in its tutorials)
-    SpikingJelly       benchmarks/peer_spikingjelly.py (multi-step LIFNode)
+    SpikingJelly       benchmarks/peer_spikingjelly.py (multi-step LIFNode;
+                       its tdBN in ResNet-19)
+    Norse              benchmarks/peer_norse.py (LIFBoxCell, Python loop
+                       over time; conv-small only)
 
-and prints one markdown table: training throughput (samples/s at batch 64,
+(ResNet-19 runs keras-snn, snnTorch and SpikingJelly.) It prints one
+Markdown report: training throughput (samples/s at the training batch,
 B / median time of `--repeats` steps of forward + backward + Adam update
-after `--warmup` steps), inference throughput (batch 256, same protocol),
-the peak resident memory of the process (`ru_maxrss`), the working memory
-(peak minus the resident memory once the framework is imported, before any
-model is built: TensorFlow alone holds about 600 MB, torch about 220 MB),
-and the ratios to the faster peer (throughput) and to the lower peer
-(memory). A second
-table gives the throughput from the process's CPU time per step (batch x
-threads / median CPU seconds), the rate with both threads busy: on a
-loaded machine the wall-clock numbers swing by 2x or more from run to run,
-the CPU-time ones much less (they still rise with cache and memory
-contention).
+after `--warmup` steps), inference throughput (inference batch, same
+protocol), the peak resident memory of the process (`ru_maxrss`), the
+working memory (peak minus the resident memory once the framework is
+imported, before any model is built: TensorFlow alone holds about 600 MB,
+torch about 220 MB), and the ratios to the fastest peer (throughput) and
+to the lowest peer (memory). A second table gives the throughput from the
+process's CPU time per step (batch x threads / median CPU seconds), the
+rate with both threads busy: on a loaded machine the wall-clock numbers
+swing by 2x or more from run to run, the CPU-time ones much less (they
+still rise with cache and memory contention).
 
 The peers run in the virtual environment made by
 `benchmarks/install_peers.sh` (`.venv-peers`, or `--peers-python`). The
 whole set runs `--rounds` times, alternating the order; each cell reports
 the best round (load from other processes only slows a run down), and the
-per-round numbers are printed below the table. On a shared machine compare
+per-round numbers are listed below the tables. On a shared machine compare
 the ratios within one run. The parent process imports neither TensorFlow
-nor torch.
+nor torch while it measures.
+
+`--json PATH` writes the record of the run (the command, the date, every
+round of every library); `--render PATH` prints the report of a record
+again without measuring, and `--page PATH` writes the report to a file:
+the docs' tables are such pages, so the tables and the run cannot differ.
 
 Run:
 
     benchmarks/install_peers.sh        # once
     python benchmarks/peers.py --timesteps 4 8
+    python benchmarks/peers.py --workload resnet19 --json resnet19.json
+    python benchmarks/peers.py --render resnet19.json --page page.md
 """
 
 import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
 
 from bench_common import RESULT_PREFIX
+from bench_common import WORKLOADS
 from bench_common import current_rss_mb
 from bench_common import summary
 from bench_common import timed
@@ -78,8 +100,15 @@ LIBRARIES = {
     "keras-ann": "Keras ANN (ReLU, T=1)",
     "snntorch": "snnTorch",
     "spikingjelly": "SpikingJelly",
+    "norse": "Norse",
 }
-PEERS = ("snntorch", "spikingjelly")
+PEERS = ("snntorch", "spikingjelly", "norse")
+# Per workload: the libraries that run it, the default T, training and
+# inference batch.
+DEFAULTS = {
+    "conv-small": (tuple(LIBRARIES), (4, 8), 64, 256),
+    "resnet19": (("keras-snn", "snntorch", "spikingjelly"), (2, 4), 32, 64),
+}
 
 
 # --------------------------------------------------------------------------
@@ -87,12 +116,22 @@ PEERS = ("snntorch", "spikingjelly")
 # --------------------------------------------------------------------------
 
 
-def keras_model(kind, timesteps):
+def keras_model(kind, timesteps, workload="conv-small"):
     import keras
 
     import keras_snn
 
     layers = keras.layers
+    if workload == "resnet19":
+        # Zheng et al. 2021's ResNet-19 (bench_common.RESNET19) with the
+        # peers' neuron: decay 0.5, threshold 1, hard reset.
+        return keras_snn.models.spiking_resnet(
+            19,
+            input_shape=(32, 32, 3),
+            num_classes=10,
+            timesteps=timesteps,
+            neuron_kwargs=dict(decay=0.5, threshold=1.0, reset="hard"),
+        )
     if kind == "keras-ann":
         inputs = keras.Input((28, 28, 1))
         x = layers.Conv2D(32, 3, padding="same")(inputs)
@@ -146,16 +185,18 @@ def keras_child(kind, timesteps, args):
     import_rss_mb = current_rss_mb()
 
     keras.utils.set_random_seed(args.seed)
-    model = keras_model(kind, timesteps)
+    model = keras_model(kind, timesteps, args.workload)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
     )
     rng = np.random.default_rng(args.seed)
-    x = rng.random((args.batch, 28, 28, 1), dtype=np.float32)
+    channels, height, width = WORKLOADS[args.workload]
+    shape = (height, width, channels)
+    x = rng.random((args.batch, *shape), dtype=np.float32)
     y = rng.integers(0, 10, size=(args.batch,)).astype("int32")
-    x_infer = rng.random((args.infer_batch, 28, 28, 1), dtype=np.float32)
+    x_infer = rng.random((args.infer_batch, *shape), dtype=np.float32)
 
     train_times, train_cpu, loss = timed(
         lambda: model.train_on_batch(x, y), args.warmup, args.repeats
@@ -178,6 +219,7 @@ def keras_child(kind, timesteps, args):
         loss,
     )
     result["import_rss_mb"] = import_rss_mb
+    result["parameters"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return result
 
 
@@ -214,6 +256,7 @@ def _command(library, timesteps, args):
         str(args.seed),
     ]
     sizes = ["--batch", str(args.batch), "--infer-batch", str(args.infer_batch)]
+    sizes += ["--workload", args.workload]
     if library in PEERS:
         script = os.path.join(HERE, f"peer_{library}.py")
         return [args.peers_python, script, *common, *sizes, "--threads", "2"]
@@ -332,17 +375,32 @@ def _table(runs, args, cpu=False):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument(
+        "--workload",
+        choices=sorted(DEFAULTS),
+        default="conv-small",
+        help="conv-small (default) or the spiking ResNet-19",
+    )
+    parser.add_argument(
+        "--timesteps",
+        type=int,
+        nargs="+",
+        help="default: 4 8 (conv-small), 2 4 (resnet19)",
+    )
     parser.add_argument(
         "--libraries",
         nargs="+",
         choices=sorted(LIBRARIES),
-        default=list(LIBRARIES),
+        help="default: every library that runs the workload",
     )
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--infer-batch", type=int, default=256)
+    parser.add_argument(
+        "--batch", type=int, help="default: 64 (conv-small), 32 (resnet19)"
+    )
+    parser.add_argument(
+        "--infer-batch", type=int, help="default: 256 (conv-small), 64"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
@@ -355,29 +413,51 @@ def main(argv=None):
     parser.add_argument(
         "--peers-python",
         default=os.path.join(ROOT, ".venv-peers", "bin", "python"),
-        help="python of the venv with torch, snntorch and spikingjelly",
+        help="python of the venv with torch, snntorch, spikingjelly, norse",
     )
     parser.add_argument("--child-timeout", type=float, default=600.0)
-    parser.add_argument("--json", help="also write all results to this file")
+    parser.add_argument("--json", help="also write the record to this file")
+    parser.add_argument(
+        "--page",
+        help="write the Markdown report (what is printed) to this file",
+    )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: print (and --page) the report of a record "
+        "written by --json",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    libraries, timesteps, batch, infer_batch = DEFAULTS[args.workload]
+    args.libraries = args.libraries or list(libraries)
+    args.timesteps = args.timesteps or list(timesteps)
+    args.batch = args.batch or batch
+    args.infer_batch = args.infer_batch or infer_batch
+    unsupported = sorted(set(args.libraries) - set(libraries))
+    if unsupported:
+        parser.error(
+            f"--libraries {' '.join(unsupported)}: not measured on "
+            f"{args.workload} (it runs {', '.join(libraries)})"
+        )
     if args.repeats < 5:
         parser.error("--repeats must be at least 5")
+    if min(args.timesteps) < 1 or args.rounds < 1 or args.batch < 1:
+        parser.error("--timesteps, --rounds and --batch must be >= 1")
+    if args.infer_batch < 1:
+        parser.error("--infer-batch must be >= 1")
+    return parser, args
 
-    if args.child:
-        result = keras_child(args.child, args.timesteps[0], args)
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
-        return
 
-    if any(lib in PEERS for lib in args.libraries) and not os.path.exists(
-        args.peers_python
-    ):
-        parser.error(
-            f"{args.peers_python} not found: run benchmarks/install_peers.sh "
-            "or pass --peers-python"
-        )
+def measure(args, argv, log=None):
+    """Runs every (library, T) `args.rounds` times in alternating order.
+
+    Returns:
+        The record: the command, dates, machine, settings and every run.
+    """
     order = [(lib, t) for t in args.timesteps for lib in args.libraries]
     runs = {key: [] for key in order}
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     start = time.perf_counter()
     for index in range(args.rounds):
         for library, timesteps in order if index % 2 == 0 else order[::-1]:
@@ -391,34 +471,69 @@ def main(argv=None):
             print(
                 f"[{time.perf_counter() - start:6.0f} s] round {index + 1} "
                 f"{library} T={timesteps}: {status}",
-                file=sys.stderr,
+                file=log or sys.stderr,
                 flush=True,
             )
+    script = os.path.relpath(os.path.abspath(__file__), ROOT)
+    return {
+        "workload": args.workload,
+        "command": shlex.join(["python", script, *argv]),
+        "started": started,
+        "wall_s": time.perf_counter() - start,
+        "machine": platform.processor() or platform.machine(),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "threads": THREADS,
+        "settings": {
+            key: getattr(args, key)
+            for key in (
+                "timesteps",
+                "libraries",
+                "batch",
+                "infer_batch",
+                "warmup",
+                "repeats",
+                "rounds",
+            )
+        },
+        "runs": [
+            {"library": lib, "timesteps": t, "runs": rs}
+            for (lib, t), rs in runs.items()
+        ],
+    }
 
+
+def render(record):
+    """The Markdown report of a record: settings, both tables, rounds."""
+    settings = record["settings"]
+    args = argparse.Namespace(**settings)
+    runs = {(r["library"], r["timesteps"]): r["runs"] for r in record["runs"]}
     versions = sorted(
         {r["version"] for rs in runs.values() for r in rs if "error" not in r}
     )
-    print(
-        f"\nconv-small, train batch {args.batch}, inference batch "
-        f"{args.infer_batch}, {args.warmup} warm-up + {args.repeats} timed "
-        f"steps (median), {THREADS} threads per process, best of "
-        f"{args.rounds} round(s); {platform.processor() or platform.machine()}"
-        f", nproc={os.cpu_count()}, Python {platform.python_version()}"
-    )
-    for version in versions:
-        print(f"- {version}")
-    print()
-    print(_table(runs, args))
-    print(
-        "\nThe same runs, throughput from CPU time (batch x threads / median "
+    lines = [
+        f"{record['workload']}: `{record['command']}`, started "
+        f"{record['started']} ({record['wall_s']:.0f} s); train batch "
+        f"{settings['batch']}, inference batch {settings['infer_batch']}, "
+        f"{settings['warmup']} warm-up + {settings['repeats']} timed steps "
+        f"(median), {record['threads']} threads per process, best of "
+        f"{settings['rounds']} round(s); {record['machine']}, nproc="
+        f"{record['nproc']}, Python {record['python']}.",
+        "",
+        *(f"- {version}" for version in versions),
+        "",
+        _table(runs, args),
+        "",
+        "The same runs, throughput from CPU time (batch x threads / median "
         "CPU seconds per step: the rate with both threads busy; less "
-        "sensitive to other load on the machine):\n"
-    )
-    print(_table(runs, args, cpu=True))
-    print(
-        "\nper round (train / infer samples/s, train / infer CPU-time "
-        "samples/s, peak / working RSS MB):"
-    )
+        "sensitive to other load on the machine):",
+        "",
+        _table(runs, args, cpu=True),
+        "",
+        "Per round (train / infer samples/s, train / infer CPU-time "
+        "samples/s, peak / working RSS MB):",
+        "",
+    ]
     for (library, timesteps), results in runs.items():
         cells = [
             "error"
@@ -430,25 +545,59 @@ def main(argv=None):
             f"{_working_mb(r):.0f}"
             for r in results
         ]
-        print(f"  {library:14s} T={timesteps}: " + "; ".join(cells))
+        lines.append(
+            f"- {LIBRARIES[library]}, T = {timesteps}: " + "; ".join(cells)
+        )
     for (library, timesteps), results in runs.items():
         for r in results:
             if "error" in r:
-                print(
-                    f"\n{library} T={timesteps} failed:\n"
-                    f"{r.get('stderr_tail', r['error'])}"
-                )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                [
-                    {"library": lib, "timesteps": t, "runs": rs}
-                    for (lib, t), rs in runs.items()
-                ],
-                f,
-                indent=1,
+                lines += [
+                    "",
+                    f"{LIBRARIES[library]} T={timesteps} failed:",
+                    "",
+                    "```",
+                    r.get("stderr_tail", r["error"]),
+                    "```",
+                ]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path, text):
+    """Writes `text` atomically (after the runs: imports keras_snn)."""
+    from keras_snn import fileio
+
+    fileio.write_text(path, text)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, args = _parse(argv)
+    if args.child:
+        result = keras_child(args.child, args.timesteps[0], args)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return None
+    if args.render:
+        try:
+            with open(args.render) as file:
+                record = json.load(file)
+        except (OSError, ValueError) as error:
+            parser.error(f"--render {args.render}: cannot read it ({error})")
+    else:
+        if any(lib in PEERS for lib in args.libraries) and not os.path.exists(
+            args.peers_python
+        ):
+            parser.error(
+                f"{args.peers_python} not found: run "
+                "benchmarks/install_peers.sh or pass --peers-python"
             )
-    print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
+        record = measure(args, argv)
+    report = render(record)
+    print(report)
+    if args.json and not args.render:
+        _write(args.json, json.dumps(record, indent=1) + "\n")
+    if args.page:
+        _write(args.page, report)
+    return record
 
 
 if __name__ == "__main__":
