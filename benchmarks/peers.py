@@ -219,7 +219,9 @@ def keras_child(kind, timesteps, args):
         loss,
     )
     result["import_rss_mb"] = import_rss_mb
-    result["parameters"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    result["parameters"] = sum(
+        int(np.prod(w.shape)) for w in model.trainable_weights
+    )
     return result
 
 
@@ -321,6 +323,11 @@ def _working_mb(result):
     return result["peak_rss_mb"] - result["import_rss_mb"]
 
 
+def _rate(value):
+    """A throughput: whole samples/s, one decimal below 100."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
 def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
@@ -363,9 +370,9 @@ def _table(runs, args, cpu=False):
             infer = r[f"infer{kind}_samples_per_s"]
             memory, working = r["peak_rss_mb"], r["working_mb"]
             lines.append(
-                f"| {name} | {t} | {train:.0f} | "
+                f"| {name} | {t} | {_rate(train)} | "
                 f"{_fmt(train_ref and train / train_ref, '.2f')} | "
-                f"{infer:.0f} | "
+                f"{_rate(infer)} | "
                 f"{_fmt(infer_ref and infer / infer_ref, '.2f')} | "
                 f"{memory:.0f} | "
                 f"{_fmt(memory_ref and memory / memory_ref, '.2f')} | "
@@ -538,11 +545,11 @@ def render(record):
         cells = [
             "error"
             if "error" in r
-            else f"{r['train_samples_per_s']:.0f} / "
-            f"{r['infer_samples_per_s']:.0f}, "
-            f"{r['train_cpu_samples_per_s']:.0f} / "
-            f"{r['infer_cpu_samples_per_s']:.0f}, {r['peak_rss_mb']:.0f} / "
-            f"{_working_mb(r):.0f}"
+            else f"{_rate(r['train_samples_per_s'])} / "
+            f"{_rate(r['infer_samples_per_s'])}, "
+            f"{_rate(r['train_cpu_samples_per_s'])} / "
+            f"{_rate(r['infer_cpu_samples_per_s'])}, "
+            f"{r['peak_rss_mb']:.0f} / {_working_mb(r):.0f}"
             for r in results
         ]
         lines.append(

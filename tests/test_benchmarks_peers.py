@@ -225,3 +225,15 @@ def test_the_report_renders_again_from_its_record(
     with pytest.raises(SystemExit):
         peers.main(["--render", str(tmp_path / "missing.json")])
     assert "--render" in capsys.readouterr().err
+
+
+def test_the_docs_tables_are_the_pages_of_their_records():
+    peers = load_peers()
+    results = BENCHMARKS / "results"
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    for workload in ("conv_small", "resnet19"):
+        record = json.loads((results / f"peers_{workload}.json").read_text())
+        page = results / f"peers_{workload}.md"
+        assert page.read_text() == peers.render(record)
+        assert f'--8<-- "benchmarks/results/peers_{workload}.md"' in docs
+        assert record["command"] in page.read_text()
