@@ -569,6 +569,16 @@ def render(record):
     return "\n".join(lines) + "\n"
 
 
+def read_record(parser, path):
+    """The record a run wrote with `--json`, for `--render`; a file that
+    cannot be read is `parser`'s error (exit status 2)."""
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError) as error:
+        parser.error(f"--render {path}: cannot read it ({error})")
+
+
 def _write(path, text):
     """Writes `text` atomically (after the runs: imports keras_snn)."""
     from keras_snn import fileio
@@ -584,11 +594,7 @@ def main(argv=None):
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return None
     if args.render:
-        try:
-            with open(args.render) as file:
-                record = json.load(file)
-        except (OSError, ValueError) as error:
-            parser.error(f"--render {args.render}: cannot read it ({error})")
+        record = read_record(parser, args.render)
     else:
         if any(lib in PEERS for lib in args.libraries) and not os.path.exists(
             args.peers_python

@@ -34,15 +34,20 @@ TINY = [
 ]
 
 
-def load_peers():
+def load_script(name):
+    """The module of `benchmarks/<name>.py` (its folder on `sys.path`, for
+    the modules beside it)."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(
-        "peers", BENCHMARKS / "peers.py"
-    )
+    path = BENCHMARKS / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_peers():
+    return load_script("peers")
 
 
 @pytest.fixture(scope="module")
