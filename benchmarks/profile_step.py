@@ -289,8 +289,11 @@ def main(argv=None):
 
         tf = importlib.import_module("tensorflow")
 
-        tf.config.threading.set_intra_op_parallelism_threads(peers.THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(peers.THREADS)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow runs already (tests): keep its
+            pass  # threads; the profile's shares do not depend on them
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         start = time.perf_counter()
         rows = []
