@@ -64,12 +64,6 @@ def reference_outputs(profile, graph, x, batch=EVAL_BATCH):
     return _batched(lambda b: loihi.run_loihi(graph, b), x, batch)
 
 
-def integer_outputs(qgraph, x, batch=EVAL_BATCH):
-    """`edge.integer.run_integer(qgraph, x)`: `(scores, raw)`, `batch`
-    images a call."""
-    return reference_outputs("int8", qgraph, x, batch)
-
-
 def c_outputs(qgraph, x, chunk=C_CHUNK, timeout=600):
     """Raw per-step outputs of the C runtime of `qgraph` on `x`.
 
