@@ -10,6 +10,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import time
 
 RESULT_PREFIX = "PEER_RESULT "
@@ -224,3 +225,20 @@ def peer_main(measure, description, set_threads, workloads=("conv-small",)):
     )
     result["import_rss_mb"] = import_rss_mb
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def git_commit():
+    """The commit of this checkout (with `+dirty` if it has changes), or
+    `None` outside git."""
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", "-C", os.path.dirname(os.path.abspath(__file__)), *a],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")

@@ -90,7 +90,6 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 
@@ -105,6 +104,7 @@ sys.path += [
 ]
 
 import qat_deployed as deployed  # noqa: E402 (beside this file)
+from bench_common import git_commit  # noqa: E402
 
 TIMESTEPS = 4
 CALIBRATION = 500
@@ -446,20 +446,6 @@ def table(rows):
         )
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
-
-
-def git_commit():
-    """The commit of this checkout (with `+dirty` if it has changes), or
-    `None` outside git."""
-    try:
-        run = lambda *a: subprocess.run(  # noqa: E731
-            ["git", "-C", HERE, *a], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        commit = run("rev-parse", "HEAD")
-        dirty = run("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
 
 
 def _parse(argv):

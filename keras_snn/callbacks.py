@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -42,6 +43,7 @@ from keras_snn import functional
 __all__ = [
     "AtomicBackupAndRestore",
     "AtomicCheckpoint",
+    "EpochSeconds",
     "FiringRateLogger",
     "HistoryCSV",
     "NonFiniteLossError",
@@ -246,6 +248,35 @@ def writes_files(model):
     """
     strategy = getattr(model, "distribute_strategy", None)
     return strategy is None or bool(strategy.extended.should_checkpoint)
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds each epoch's wall-clock seconds to the logs, as `epoch_seconds`.
+
+    The time from the start of the epoch to its end, validation included,
+    so that a history read with `read_history_csv` gives accuracy against
+    training time (the cumulative sum). Put it before `HistoryCSV` in
+    `callbacks=[...]` so that the history row holds it.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5, callbacks=[
+        keras_snn.callbacks.EpochSeconds(),
+        keras_snn.callbacks.HistoryCSV("history.csv")])
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._start is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
 class HistoryCSV(keras.callbacks.Callback):

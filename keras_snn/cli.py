@@ -48,6 +48,7 @@ from keras_snn.runs import BACKUP
 from keras_snn.runs import MANIFEST  # noqa: F401 (re-exported)
 from keras_snn.runs import PLOT_FILES
 from keras_snn.runs import PLOTS
+from keras_snn.specs import LEARNABLE_SHAPES
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
 AUGMENTATIONS = {
@@ -182,6 +183,15 @@ def _build_parser():
         help="membrane decay of LIF neurons, in [0, 1] (default 0.5); "
         "not accepted with --neuron if",
     )
+    for parameter in ("decay", "threshold"):
+        train.add_argument(
+            f"--trainable-{parameter}",
+            default="none",
+            choices=["none", *LEARNABLE_SHAPES],
+            help=f"train the neurons' {parameter}: one value per layer, per "
+            "channel or per neuron (PLIF, Fang et al. 2021, for the decay); "
+            "default none (fixed)",
+        )
     train.add_argument("--surrogate", default="rectangular")
     train.add_argument(
         "--dropout",
@@ -410,6 +420,7 @@ def train(args):
         snn_callbacks.StopOnNonFiniteLoss(),
         # XLA drops the layers' own first-batch silence check.
         analysis.SilentLayerWarning(x_train[: args.batch_size]),
+        snn_callbacks.EpochSeconds(),
         snn_callbacks.HistoryCSV(csv_path),
         snn_callbacks.AtomicCheckpoint(
             os.path.join(args.out, "checkpoint.keras")
@@ -519,6 +530,16 @@ def _neuron_kwargs(args):
         )
     if args.decay is not None:
         kwargs["decay"] = args.decay
+    if args.trainable_decay != "none":
+        if args.neuron == "if":
+            raise ValueError(
+                f"--trainable-decay {args.trainable_decay} has no effect with "
+                "--neuron if (IF neurons do not leak). Leave it out, or use "
+                "--neuron lif."
+            )
+        kwargs["trainable_decay"] = args.trainable_decay
+    if args.trainable_threshold != "none":
+        kwargs["trainable_threshold"] = args.trainable_threshold
     return kwargs
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_snn import fixed_point
+from keras_snn.specs import LEARNABLE_SHAPES
 
 RESET_MODES = ("hard", "soft", "none")
 
@@ -267,7 +268,6 @@ def alif_step(
     return o, u, v, b
 
 
-LEARNABLE_SHAPES = ("layer", "channel", "neuron")
 DECAY_PARAMETERIZATIONS = ("clip", "sigmoid")
 
 

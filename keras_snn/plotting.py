@@ -13,7 +13,12 @@ import numpy as np
 
 from keras_snn import fileio
 
-__all__ = ["plot_firing_rates", "plot_history", "plot_raster"]
+__all__ = [
+    "plot_accuracy_vs_time",
+    "plot_firing_rates",
+    "plot_history",
+    "plot_raster",
+]
 
 
 def _pyplot():
@@ -70,6 +75,46 @@ def plot_history(history, path):
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_time(curves, path, target=None):
+    """Accuracy against training time, one line per run.
+
+    Args:
+        curves: dict from a run's label to `(minutes, accuracy)`, two
+            sequences of equal length (e.g. the cumulative sum of the
+            history's `epoch_seconds` / 60 and its `val_accuracy`).
+        path: where to write the PNG.
+        target: optional accuracy drawn as a dashed horizontal line.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: no curve, or a curve whose sequences differ in length.
+        ImportError: if matplotlib is not installed.
+        OutputError: if the file cannot be written.
+    """
+    if not curves:
+        raise ValueError("Argument `curves` must hold at least one run.")
+    for label, (minutes, accuracy) in curves.items():
+        if len(minutes) != len(accuracy) or not len(minutes):
+            raise ValueError(
+                f"Curve {label!r}: `minutes` and `accuracy` must be non-empty "
+                f"and of equal length. Received: {len(minutes)} and "
+                f"{len(accuracy)} values."
+            )
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (minutes, accuracy) in curves.items():
+        ax.plot(minutes, accuracy, marker="o", markersize=3, label=label)
+    if target is not None:
+        ax.axhline(target, color="gray", linestyle="--", label=f"{target:g}")
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
     return _save(fig, path)
 
 

@@ -59,7 +59,12 @@ RUN_ARGUMENTS = (
     "dropout",
     "augment",
     "seed",
+    "trainable_decay",
+    "trainable_threshold",
 )
+# Arguments added after runs were written: an older MANIFEST without them
+# stored these values.
+ADDED_ARGUMENTS = {"trainable_decay": "none", "trainable_threshold": "none"}
 
 
 def _run_arguments(args):
@@ -127,9 +132,10 @@ def _read_manifest(path):
 
 def _check_same_run(stored, current, out, backup):
     differences = [
-        f"{_flag(name)} {stored.get(name)!r} (now {current[name]!r})"
+        f"{_flag(name)} {value!r} (now {current[name]!r})"
         for name in RUN_ARGUMENTS
-        if stored.get(name) != current[name]
+        if (value := stored.get(name, ADDED_ARGUMENTS.get(name)))
+        != current[name]
     ]
     if differences:
         raise ValueError(

@@ -7,9 +7,18 @@ into layer descriptions and `keras_snn.models.from_spec` builds the model.
 
 import re
 
-__all__ = ["HEADS", "PAPER_NETWORKS", "SpecError", "parse_spec"]
+__all__ = [
+    "HEADS",
+    "LEARNABLE_SHAPES",
+    "PAPER_NETWORKS",
+    "SpecError",
+    "parse_spec",
+]
 
 HEADS = ("Voting", "Decoding", "Readout")
+# The shapes of a trainable neuron parameter (`trainable_decay`,
+# `trainable_threshold`); here, free of TensorFlow, for the CLI's choices.
+LEARNABLE_SHAPES = ("layer", "channel", "neuron")
 
 # The network strings printed in the papers. Wu et al. 2019 Table 1 writes
 # "256" for the third layer of the middle neuromorphic network; `from_spec`

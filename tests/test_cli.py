@@ -36,6 +36,10 @@ def trained_run(tmp_path_factory):
         "3",
         "--batch-size",
         "32",
+        "--trainable-decay",
+        "channel",
+        "--trainable-threshold",
+        "layer",
         "--out",
         str(out),
         "--verbose",
@@ -61,6 +65,30 @@ def test_train_writes_model_history_and_plots(trained_run):
     for name in ("curves.png", "firing_rates.png", "raster.png"):
         data = (out / "plots" / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
+    # EpochSeconds: each epoch's wall time, for accuracy against time.
+    assert len(history["epoch_seconds"]) == 3
+    assert all(s > 0 for s in history["epoch_seconds"])
+
+
+@pytest.mark.slow
+def test_trainable_decay_and_threshold_options(trained_run):
+    import keras
+    import numpy as np
+
+    from keras_snn import layers
+
+    out, _ = trained_run
+    model = keras.models.load_model(out / "model.keras")
+    neurons = [x for x in model.layers if isinstance(x, layers.LIF)]
+    assert neurons
+    for layer in neurons:
+        weights = {w.path.rsplit("/", 1)[-1]: w for w in layer.weights}
+        channels = layer.input.shape[-1]
+        assert tuple(weights["decay"].shape) == (channels,)
+        assert tuple(weights["threshold"].shape) == ()
+        decay = np.asarray(weights["decay"])
+        # Trained: the per-channel decays left their common start 0.5.
+        assert np.ptp(decay) > 0 and np.all((decay >= 0) & (decay <= 1))
 
 
 @pytest.mark.slow
@@ -101,6 +129,17 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     code = cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path)])
     assert code == 2
     assert "imagenet" in capsys.readouterr().err
+    code = cli.main(
+        ["train", "--neuron", "if", "--trainable-decay", "channel"]
+        + ["--out", str(tmp_path / "r")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--trainable-decay channel" in err and "--neuron if" in err
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--trainable-threshold", "pixel", "--out", "r"])
+    assert "'pixel'" in capsys.readouterr().err
     code = cli.main(["evaluate", os.fspath(tmp_path / "missing.keras")])
     assert code == 2
     assert "missing.keras" in capsys.readouterr().err

@@ -229,7 +229,17 @@ def test_ctrl_c_prints_one_line_and_the_run_resumes(
     err = capsys.readouterr().err
     assert "--model '4FC-Decoding' (now '6FC-Decoding')" in err
     assert repr(str(out / "backup")) in err and "Traceback" not in err
+    learned = train_args(out, "--trainable-decay", "channel", epochs=3)
+    assert cli.main(learned) == 2
+    assert "--trainable-decay 'none' (now 'channel')" in (
+        capsys.readouterr().err
+    )
 
+    # A manifest written before --trainable-* existed still resumes.
+    manifest = json.loads((out / cli.MANIFEST).read_text())
+    del manifest["arguments"]["trainable_decay"]
+    del manifest["arguments"]["trainable_threshold"]
+    (out / cli.MANIFEST).write_text(json.dumps(manifest))
     assert cli.main(train_args(out, epochs=3)) == 0
     assert history_epochs(out) == [0, 1, 2]
     assert (out / "history.csv").read_text().splitlines()[1] == first_row
@@ -326,6 +336,16 @@ def test_plots_are_written_through_fileio(tmp_path):
     a_file.write_text("x")
     with pytest.raises(fileio.OutputError, match="notes.txt"):
         plotting.plot_history(history, a_file / "curves.png")
+    curves = {"seed 0": ([1.0, 2.5], [0.8, 0.9])}
+    path = plotting.plot_accuracy_vs_time(curves, tmp_path / "t.png", 0.94)
+    assert os.stat(path).st_mode & 0o777 == fileio.file_mode()
+    with pytest.raises(ValueError, match="'seed 1'.*2 and 1 values"):
+        plotting.plot_accuracy_vs_time(
+            {"seed 1": ([1.0, 2.0], [0.5])}, tmp_path / "u.png"
+        )
+    with pytest.raises(ValueError, match="at least one run"):
+        plotting.plot_accuracy_vs_time({}, tmp_path / "u.png")
+    assert not (tmp_path / "u.png").exists()
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "bit-flipped"])

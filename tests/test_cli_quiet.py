@@ -167,7 +167,8 @@ def test_package_defers_keras_only_under_the_console_script():
     plain = (
         "import keras_snn, keras\n"
         "assert keras.saving.get_registered_object('keras_snn>LIF')\n"
-        "assert keras.saving.get_registered_object('keras_snn>TDBatchNormalization')\n"
+        "assert keras.saving.get_registered_object(\n"
+        "    'keras_snn>TDBatchNormalization')\n"
     )
     for code in (script, plain):
         result = subprocess.run(
