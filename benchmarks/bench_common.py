@@ -49,7 +49,22 @@ def timed(fn, warmup, repeats):
     return times, cpu, value
 
 
-def summary(library, version, threads, batch, infer_batch, train, infer, loss):
+def peak_rss_mb():
+    """The process's peak resident memory so far, in MB (`ru_maxrss`)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def summary(
+    library,
+    version,
+    threads,
+    batch,
+    infer_batch,
+    train,
+    infer,
+    loss,
+    train_peak_mb=None,
+):
     """The result of one library at one T: throughputs and peak memory.
 
     Throughput is the batch over the median step time (wall clock), and
@@ -63,6 +78,9 @@ def summary(library, version, threads, batch, infer_batch, train, infer, loss):
         batch, infer_batch: training and inference batch sizes.
         train, infer: `(wall_seconds, cpu_seconds)` lists from `timed`.
         loss: the last training loss (a sanity check).
+        train_peak_mb: `peak_rss_mb()` after the training steps, before
+            inference (`train_peak_rss_mb`; the peak after both is
+            `peak_rss_mb`).
     """
     (train_times, train_cpu), (infer_times, infer_cpu) = train, infer
     median = statistics.median
@@ -76,8 +94,8 @@ def summary(library, version, threads, batch, infer_batch, train, infer, loss):
         "infer_cpu_samples_per_s": infer_batch * threads / median(infer_cpu),
         "train_step_s": train_times,
         "infer_step_s": infer_times,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
+        "train_peak_rss_mb": train_peak_mb,
         "loss": float(loss),
     }
 
@@ -97,6 +115,7 @@ def measure_steps(
     train_mode, train_step, eval_mode, infer_step = steps
     train_mode()
     train_times, train_cpu, loss = timed(train_step, warmup, repeats)
+    train_peak = peak_rss_mb()
     eval_mode()
     infer_times, infer_cpu, _ = timed(infer_step, warmup, repeats)
     return summary(
@@ -108,6 +127,7 @@ def measure_steps(
         (train_times, train_cpu),
         (infer_times, infer_cpu),
         loss,
+        train_peak,
     )
 
 

@@ -86,6 +86,7 @@ import time
 from bench_common import RESULT_PREFIX
 from bench_common import WORKLOADS
 from bench_common import current_rss_mb
+from bench_common import peak_rss_mb
 from bench_common import summary
 from bench_common import timed
 
@@ -201,6 +202,7 @@ def keras_child(kind, timesteps, args):
     train_times, train_cpu, loss = timed(
         lambda: model.train_on_batch(x, y), args.warmup, args.repeats
     )
+    train_peak = peak_rss_mb()
     infer_times, infer_cpu, _ = timed(
         lambda: model.predict_on_batch(x_infer), args.warmup, args.repeats
     )
@@ -217,6 +219,7 @@ def keras_child(kind, timesteps, args):
         (train_times, train_cpu),
         (infer_times, infer_cpu),
         loss,
+        train_peak,
     )
     result["import_rss_mb"] = import_rss_mb
     result["parameters"] = sum(
@@ -315,7 +318,16 @@ def _best(results):
         ),
         "peak_rss_mb": min(r["peak_rss_mb"] for r in ok),
         "working_mb": min(_working_mb(r) for r in ok),
+        "train_working_mb": _train_working_mb(ok),
     }
+
+
+def _train_working_mb(results):
+    """The least working memory of the training steps alone (the peak
+    before inference), or `None` for records made before it was kept."""
+    if any(r.get("train_peak_rss_mb") is None for r in results):
+        return None
+    return min(r["train_peak_rss_mb"] - r["import_rss_mb"] for r in results)
 
 
 def _working_mb(result):
@@ -380,6 +392,41 @@ def _table(runs, args, cpu=False):
                 f"{_fmt(working_ref and working / working_ref, '.2f')} |"
             )
     return "\n".join(lines)
+
+
+def _training_memory(runs, args):
+    """Lines of the working memory of the training steps alone (the peak
+    after them, before inference at the larger inference batch), for
+    records that kept it; none otherwise."""
+    rows = []
+    for timesteps in args.timesteps:
+        best = {
+            lib: _best(runs[lib, timesteps])
+            for lib in args.libraries
+            if (lib, timesteps) in runs
+        }
+        ok = {k: v for k, v in best.items() if "error" not in v}
+        values = [v["train_working_mb"] for v in ok.values()]
+        if not ok or None in values:
+            return [""]
+        peers = [ok[p]["train_working_mb"] for p in PEERS if p in ok]
+        lowest = min(peers) if peers else None
+        for library, r in ok.items():
+            mb = r["train_working_mb"]
+            ratio = _fmt(lowest and mb / lowest, ".2f")
+            rows.append(
+                f"| {LIBRARIES[library]} | {timesteps} | {mb:.0f} | {ratio} |"
+            )
+    return [
+        "",
+        "Working memory of the training steps alone (peak RSS after them, "
+        "before the inference steps, minus the RSS after the import):",
+        "",
+        "| library | T | training working MB | x lower peer |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _parse(argv):
@@ -536,7 +583,7 @@ def render(record):
         "sensitive to other load on the machine):",
         "",
         _table(runs, args, cpu=True),
-        "",
+        *_training_memory(runs, args),
         "Per round (train / infer samples/s, train / infer CPU-time "
         "samples/s, peak / working RSS MB):",
         "",

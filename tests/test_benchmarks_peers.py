@@ -140,6 +140,29 @@ def test_ratios_are_to_the_fastest_and_the_lowest_peer():
     assert "`python benchmarks/peers.py --timesteps 4`" in page
 
 
+def test_training_memory_table_when_the_record_keeps_it():
+    peers = load_peers()
+
+    def result(library, peak, train_peak, imported):
+        r = _result(library, 100, 100, peak, imported)
+        return {**r, "train_peak_rss_mb": train_peak}
+
+    runs = {
+        ("keras-snn", 4): [result("keras-snn", 1500, 900, 600)],
+        ("snntorch", 4): [result("snntorch", 800, 700, 220)],
+        ("norse", 4): [result("norse", 900, 750, 230)],
+    }
+    page = peers.render(_record(runs))
+    table = page.split("training working MB")[1].split("\n\n")[0]
+    # keras-snn 300 MB against snnTorch's 480 MB, the lower peer.
+    assert f"| keras-snn | 4 | 300 | {300 / 480:.2f} |" in table
+    assert "| Norse | 4 | 520 | " in table
+    # Records made before the field existed render as before.
+    for rs in runs.values():
+        del rs[0]["train_peak_rss_mb"]
+    assert "training working MB" not in peers.render(_record(runs))
+
+
 def _keras_parameters(workload):
     """Trainable parameters of keras-snn's network of `workload`."""
     import numpy as np
@@ -177,6 +200,8 @@ def test_each_peer_trains_and_infers_the_same_network(
     )
     assert len(result["train_step_s"]) == 5
     assert 0 < result["import_rss_mb"] < result["peak_rss_mb"]
+    assert result["import_rss_mb"] < result["train_peak_rss_mb"]
+    assert result["train_peak_rss_mb"] <= result["peak_rss_mb"]
     # The same layers and widths as keras-snn's network (824,650 and
     # 14,666,890 trainable parameters).
     assert result["parameters"] == _keras_parameters(workload)
@@ -224,6 +249,8 @@ def test_the_report_renders_again_from_its_record(
     assert page.read_text() == printed[:-1]  # print adds a newline
     for run in record["runs"]:
         assert "error" not in run["runs"][0], run["runs"][0].get("stderr_tail")
+        assert run["runs"][0]["train_peak_rss_mb"] > 0
+    assert "| keras-snn | 2 |" in page.read_text().split("training working")[1]
     again = tmp_path / "again.md"
     peers.main(["--render", str(record_path), "--page", str(again)])
     assert again.read_text() == page.read_text()
