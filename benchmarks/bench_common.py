@@ -262,3 +262,29 @@ def git_commit():
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+
+def read_record(parser, path):
+    """The record a run wrote with `--json`, for `--render`; a file that
+    cannot be read is `parser`'s error (exit status 2)."""
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError) as error:
+        parser.error(f"--render {path}: cannot read it ({error})")
+
+
+def publish(report, record, args):
+    """Prints `report`; writes `record` to `args.json` (unless it was read
+    with `args.render`) and `report` to `args.page`, each atomically.
+
+    Imports keras_snn (its `fileio`): call it after any measuring child
+    processes ran, in the benchmark's own process.
+    """
+    from keras_snn import fileio
+
+    print(report)
+    if args.json and not args.render:
+        fileio.write_text(args.json, json.dumps(record, indent=1) + "\n")
+    if args.page:
+        fileio.write_text(args.page, report)

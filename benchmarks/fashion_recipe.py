@@ -46,6 +46,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qat_deployed as deployed  # noqa: E402 (beside this file)
 from bench_common import git_commit  # noqa: E402
+from bench_common import publish  # noqa: E402
+from bench_common import read_record  # noqa: E402
 
 CALIBRATION = 500  # as benchmarks/qat_accuracy.py
 STATE_BITS = 16  # edge.export's default
@@ -248,23 +250,15 @@ def _parse(argv):
 def main(argv=None):
     parser, args = _parse(sys.argv[1:] if argv is None else argv)
     import keras_snn  # noqa: F401  (TensorFlow defaults first)
-    from keras_snn import fileio
 
     if args.render:
-        from peers import read_record
-
         record = read_record(parser, args.render)
     else:
         try:
             record = measure(args.runs, args.data_dir)
         except ValueError as error:
             parser.error(str(error))
-    page = render(record)
-    print(page)
-    if args.json and not args.render:
-        fileio.write_text(args.json, json.dumps(record, indent=1) + "\n")
-    if args.page:
-        fileio.write_text(args.page, page)
+    publish(render(record), record, args)
     if args.plot:
         plot(record, args.plot)
     return record

@@ -87,6 +87,8 @@ from bench_common import RESULT_PREFIX
 from bench_common import WORKLOADS
 from bench_common import current_rss_mb
 from bench_common import peak_rss_mb
+from bench_common import publish
+from bench_common import read_record
 from bench_common import summary
 from bench_common import timed
 
@@ -616,23 +618,6 @@ def render(record):
     return "\n".join(lines) + "\n"
 
 
-def read_record(parser, path):
-    """The record a run wrote with `--json`, for `--render`; a file that
-    cannot be read is `parser`'s error (exit status 2)."""
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, ValueError) as error:
-        parser.error(f"--render {path}: cannot read it ({error})")
-
-
-def _write(path, text):
-    """Writes `text` atomically (after the runs: imports keras_snn)."""
-    from keras_snn import fileio
-
-    fileio.write_text(path, text)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args = _parse(argv)
@@ -651,12 +636,7 @@ def main(argv=None):
                 "benchmarks/install_peers.sh or pass --peers-python"
             )
         record = measure(args, argv)
-    report = render(record)
-    print(report)
-    if args.json and not args.render:
-        _write(args.json, json.dumps(record, indent=1) + "\n")
-    if args.page:
-        _write(args.page, report)
+    publish(render(record), record, args)
     return record
 
 

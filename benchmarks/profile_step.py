@@ -60,6 +60,8 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
+from bench_common import publish  # noqa: E402
+from bench_common import read_record  # noqa: E402
 
 CATEGORIES = (
     "threads idle",
@@ -283,7 +285,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args, runs = _parse(argv)
     if args.render:
-        record = peers.read_record(parser, args.render)
+        record = read_record(parser, args.render)
     else:
         import keras_snn  # noqa: F401  (TensorFlow's defaults first)
 
@@ -315,12 +317,7 @@ def main(argv=None):
             "steps": args.steps,
             "rows": rows,
         }
-    report = render(record)
-    print(report)
-    if args.json and not args.render:
-        peers._write(args.json, json.dumps(record, indent=1) + "\n")
-    if args.page:
-        peers._write(args.page, report)
+    publish(render(record), record, args)
     return record
 
 
