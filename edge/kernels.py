@@ -1,11 +1,13 @@
 """NumPy kernels of the synaptic operations, for floats and integers alike.
 
 Layout is Keras': NHWC activations, `(kh, kw, in, out)` convolution kernels
-and `(in, out)` dense kernels. Integer inputs are accumulated in int64 and
-float inputs in float64, so the same functions serve the float reference
-(to check fusion) and the integer reference (to define the deployed
-arithmetic). Padding follows TensorFlow's `"same"` rule (the extra row or
-column goes after), which TFLite, ONNX and the C runtime reproduce.
+and `(in, out)` dense kernels. Integer inputs are accumulated in int64
+(computed in float64, through BLAS, where every partial sum is exact
+there: the same integers) and float inputs in float64, so the same
+functions serve the float reference (to check fusion) and the integer
+reference (to define the deployed arithmetic). Padding follows
+TensorFlow's `"same"` rule (the extra row or column goes after), which
+TFLite, ONNX and the C runtime reproduce.
 """
 
 import math
@@ -15,8 +17,40 @@ import numpy as np
 __all__ = ["avg_pool2d", "conv2d", "dense", "max_pool2d", "same_padding"]
 
 
+# Integers below 2**53 in magnitude, and every sum of them that stays
+# below it, are exact in float64.
+EXACT_FLOAT64 = 2**53
+
+
 def _accumulator(x):
     return np.int64 if np.issubdtype(x.dtype, np.integer) else np.float64
+
+
+def _product_dtype(x, kernel, axes):
+    """The dtype to multiply-accumulate integer `x` and `kernel` in.
+
+    float64 (BLAS) when every partial sum of the products is exact there:
+    `max|x| * max_out sum_axes |kernel| < 2**53` bounds each one, whatever
+    the order of summation; int64 otherwise. The result is cast back to
+    int64, identical to accumulating in int64.
+    """
+    if x.size == 0 or kernel.size == 0:
+        return np.int64
+    bound = float(np.max(np.abs(x))) * float(
+        np.max(np.sum(np.abs(kernel), axis=axes, dtype=np.float64))
+    )
+    return np.float64 if bound < EXACT_FLOAT64 else np.int64
+
+
+def _operands(x, kernel, axes):
+    """`(x, kernel, integer)`: both in the dtype to multiply-accumulate
+    in (float64 for float inputs; for integers `_product_dtype`), and
+    whether the inputs were integers (then cast the result to int64)."""
+    if _accumulator(x) is np.float64:
+        return np.asarray(x, np.float64), np.asarray(kernel, np.float64), False
+    x, kernel = np.asarray(x, np.int64), np.asarray(kernel, np.int64)
+    work = _product_dtype(x, kernel, axes)
+    return np.asarray(x, work), np.asarray(kernel, work), True
 
 
 def same_padding(size, kernel, stride):
@@ -55,24 +89,26 @@ def conv2d(x, kernel, bias=None, strides=(1, 1), padding="valid"):
     Returns:
         `(N, OH, OW, C_out)` array in int64 (integer inputs) or float64.
     """
-    acc = _accumulator(x)
+    x, kernel, integer = _operands(np.asarray(x), kernel, (0, 1, 2))
     kh, kw = kernel.shape[:2]
-    x = _pad(np.asarray(x, acc), (kh, kw), strides, padding)
+    x = _pad(x, (kh, kw), strides, padding)
     windows = _windows(x, (kh, kw), strides)  # N, OH, OW, Cin, kh, kw
-    y = np.einsum(
-        "nhwcij,ijco->nhwo", windows, np.asarray(kernel, acc), optimize=True
-    )
+    y = np.einsum("nhwcij,ijco->nhwo", windows, kernel, optimize=True)
+    if integer:
+        y = np.asarray(y, np.int64)
     if bias is not None:
-        y = y + np.asarray(bias, acc)
+        y = y + np.asarray(bias, y.dtype)
     return y
 
 
 def dense(x, kernel, bias=None):
     """`x @ kernel + bias` with `x` of shape `(N, in)`."""
-    acc = _accumulator(x)
-    y = np.asarray(x, acc) @ np.asarray(kernel, acc)
+    x, kernel, integer = _operands(np.asarray(x), kernel, (0,))
+    y = x @ kernel
+    if integer:
+        y = np.asarray(y, np.int64)
     if bias is not None:
-        y = y + np.asarray(bias, acc)
+        y = y + np.asarray(bias, y.dtype)
     return y
 
 
