@@ -9,6 +9,8 @@ import json
 
 import numpy as np
 import pytest
+from test_benchmarks_peers import BENCHMARKS
+from test_benchmarks_peers import ROOT
 from test_benchmarks_peers import load_script
 
 from keras_snn import callbacks as snn_callbacks
@@ -89,3 +91,21 @@ def test_refusals_name_the_folder(runs, script, tmp_path, capsys):
         script.main([str(old)])
     assert "epoch_seconds" in capsys.readouterr().err
 
+
+def test_committed_record_is_its_page_and_in_the_docs(script):
+    results = BENCHMARKS / "results"
+    record = json.loads((results / "fashion_mnist.json").read_text())
+    assert (results / "fashion_mnist.md").read_text() == script.render(record)
+    seeds = [r["arguments"]["seed"] for r in record["runs"]]
+    assert len(set(seeds)) == len(seeds) >= 2
+    # One recipe: the runs differ in their seed only.
+    recipes = [
+        {k: v for k, v in r["arguments"].items() if k != "seed"}
+        for r in record["runs"]
+    ]
+    assert all(recipe == recipes[0] for recipe in recipes)
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert '--8<-- "benchmarks/results/fashion_mnist.md"' in docs
+    assert "](fashion_mnist_accuracy.png)" in docs
+    plot = ROOT / "docs" / "fashion_mnist_accuracy.png"
+    assert plot.read_bytes().startswith(PNG_MAGIC)
