@@ -114,6 +114,34 @@ DEFAULTS = {
 }
 
 
+def set_tf_threads():
+    """TensorFlow's threads as every keras-snn measurement here runs:
+    `THREADS` intra-op, one inter-op. Kept as they are when TensorFlow
+    already runs (a test process): they can be set only before."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+
+
+def parse_runs(parser, texts):
+    """`[(workload, T)]` of `--runs WORKLOAD:T ...`; anything else is
+    `parser`'s error, naming the value and what is accepted."""
+    runs = []
+    for text in texts:
+        workload, _, steps = text.partition(":")
+        if workload not in DEFAULTS or not steps.isdigit() or not int(steps):
+            parser.error(
+                f"--runs {text}: expected WORKLOAD:T with WORKLOAD one of "
+                f"{', '.join(sorted(DEFAULTS))} and T a positive integer"
+            )
+        runs.append((workload, int(steps)))
+    return runs
+
+
 # --------------------------------------------------------------------------
 # Child: one Keras model, timed; prints one JSON line.
 # --------------------------------------------------------------------------
@@ -183,8 +211,7 @@ def keras_child(kind, timesteps, args):
     import numpy as np
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    set_tf_threads()
     import_rss_mb = current_rss_mb()
 
     keras.utils.set_random_seed(args.seed)

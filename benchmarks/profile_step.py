@@ -266,18 +266,9 @@ def _parse(argv):
     parser.add_argument("--page", help="write the table to this file")
     parser.add_argument("--render", metavar="JSON", help="measure nothing")
     args = parser.parse_args(argv)
-    runs = []
-    for text in args.runs:
-        workload, _, steps = text.partition(":")
-        if workload not in peers.DEFAULTS or not steps.isdigit():
-            parser.error(
-                f"--runs {text}: expected WORKLOAD:T with WORKLOAD one of "
-                f"{', '.join(sorted(peers.DEFAULTS))} and T a positive "
-                "integer"
-            )
-        runs.append((workload, int(steps)))
-    if min(t for _, t in runs) < 1 or args.steps < 1 or args.warmup < 0:
-        parser.error("T and --steps must be >= 1, --warmup >= 0")
+    runs = peers.parse_runs(parser, args.runs)
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1, --warmup >= 0")
     return parser, args, runs
 
 
@@ -291,11 +282,7 @@ def main(argv=None):
 
         tf = importlib.import_module("tensorflow")
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(peers.THREADS)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # TensorFlow runs already (tests): keep its
-            pass  # threads; the profile's shares do not depend on them
+        peers.set_tf_threads()
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         start = time.perf_counter()
         rows = []
