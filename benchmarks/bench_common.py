@@ -264,14 +264,15 @@ def git_commit():
     return commit + ("+dirty" if dirty else "")
 
 
-def read_record(parser, path):
-    """The record a run wrote with `--json`, for `--render`; a file that
-    cannot be read is `parser`'s error (exit status 2)."""
+def read_record(parser, path, flag="--render"):
+    """The record a run wrote with `--json`, for `--render` (or another
+    `flag`); a file that cannot be read is `parser`'s error (exit status
+    2)."""
     try:
         with open(path) as file:
             return json.load(file)
     except (OSError, ValueError) as error:
-        parser.error(f"--render {path}: cannot read it ({error})")
+        parser.error(f"{flag} {path}: cannot read it ({error})")
 
 
 def publish(report, record, args):

@@ -23,7 +23,10 @@ measures what the issue asks for:
 
 It writes a JSON record (`--json`), the Markdown page rendered from it
 (`--page`; `--render JSON` renders a record again without measuring) and
-the accuracy-against-time plot of every seed (`--plot`):
+the accuracy-against-time plot of every seed (`--plot`). `--keep JSON`
+carries the runs of an earlier record, as measured then, into the new one
+(seeds trained in another sitting whose folders are gone); each run keeps
+the date and commit of its own measurement:
 
     for seed in 0 1 2; do
         bash examples/fashion_mnist.sh runs/fashion_mnist/seed$seed 20 $seed
@@ -132,12 +135,47 @@ def summary(runs, target=TARGET):
     }
 
 
-def measure(folders, data_dir=None):
-    """The record of the runs in `folders` (all of one data set)."""
+def _stamp(record):
+    """`(date, commit)` of each run of a record (older records kept them
+    once, for all of their runs)."""
+    return [
+        (r.get("date", record["date"]), r.get("commit", record["commit"]))
+        for r in record["runs"]
+    ]
+
+
+def measure(folders, data_dir=None, keep=None):
+    """The record of the runs in `folders` (all of one data set), after
+    the runs of the earlier record `keep` (a dict) if given.
+
+    Raises:
+        ValueError: the runs are of several data sets or test splits, or
+            a seed of `folders` is also one of `keep`'s.
+    """
     from keras_snn import datasets
 
     runs = [read_run(folder) for folder in folders]
-    names = {r["arguments"]["dataset"] for r in runs}
+    kept = []
+    if keep is not None:
+        try:
+            stamps = zip(keep["runs"], _stamp(keep), strict=True)
+            kept = [{**r, "date": d, "commit": c} for r, (d, c) in stamps]
+            seeds = [r["arguments"]["seed"] for r in kept + runs]
+            kept_images = keep["test_images"]
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"the kept record is not one of this script's ({error!r} "
+                "missing or malformed)"
+            ) from error
+    else:
+        seeds = [r["arguments"]["seed"] for r in runs]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(
+            f"seed(s) {repeated} appear twice among the run folders and the "
+            "kept record's runs; give each seed once."
+        )
+    names = {r["arguments"]["dataset"] for r in kept + runs}
     if len(names) != 1:
         raise ValueError(
             f"The run folders hold runs of several data sets ({sorted(names)})"
@@ -146,14 +184,23 @@ def measure(folders, data_dir=None):
     (x_train, _), (x_test, y_test) = datasets.load_arrays(
         names.pop(), data_dir=data_dir
     )
+    if kept and kept_images != len(x_test):
+        raise ValueError(
+            f"the kept record was scored on {kept_images} test "
+            f"images, these runs on {len(x_test)}; give runs of one split."
+        )
+    date = datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC"
+    )
+    commit = git_commit()
     for folder, run in zip(folders, runs, strict=True):
         run["int8_accuracy"] = int8_accuracy(folder, x_train, x_test, y_test)
+        run.update(date=date, commit=commit)
+    runs = sorted(kept + runs, key=lambda r: r["arguments"]["seed"])
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M UTC"
-        ),
+        "date": date,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "commit": git_commit(),
+        "commit": commit,
         "test_images": int(len(x_test)),
         "runs": runs,
         "summary": summary(runs),
@@ -180,9 +227,22 @@ def render(record):
     """The Markdown page of a record."""
     s = record["summary"]
     first = record["runs"][0]["arguments"]
+    stamps = _stamp(record)
+    sittings = []
+    for date, commit in dict.fromkeys(stamps):
+        seeds = [
+            str(r["arguments"]["seed"])
+            for r, stamp in zip(record["runs"], stamps, strict=True)
+            if stamp == (date, commit)
+        ]
+        sittings.append(
+            f"seed {', '.join(seeds)} {date} at commit {commit}"
+            if len(set(stamps)) > 1
+            else f"{date} (commit {commit})"
+        )
     lines = [
-        f"Measured {record['date']} on {record['machine']} (commit "
-        f"{record['commit']}), {record['test_images']:,} test images; "
+        f"Measured {'; '.join(sittings)} on {record['machine']}, "
+        f"{record['test_images']:,} test images; "
         f"`keras-snn train --dataset {first['dataset']} "
         f"{_command(first)} --seed N`.",
         "",
@@ -241,9 +301,14 @@ def _parse(argv):
     parser.add_argument("--page", help="write the Markdown page to this file")
     parser.add_argument("--plot", help="write the PNG plot to this file")
     parser.add_argument("--render", metavar="JSON", help="measure nothing")
+    parser.add_argument(
+        "--keep", metavar="JSON", help="carry this record's runs over"
+    )
     args = parser.parse_args(argv)
     if bool(args.runs) == bool(args.render):
         parser.error("give run folders, or --render JSON (not both)")
+    if args.keep and args.render:
+        parser.error("--keep adds runs to new measurements, not to --render")
     return parser, args
 
 
@@ -254,8 +319,9 @@ def main(argv=None):
     if args.render:
         record = read_record(parser, args.render)
     else:
+        keep = read_record(parser, args.keep, "--keep") if args.keep else None
         try:
-            record = measure(args.runs, args.data_dir)
+            record = measure(args.runs, args.data_dir, keep)
         except ValueError as error:
             parser.error(str(error))
     publish(render(record), record, args)

@@ -73,6 +73,48 @@ def test_report_of_two_runs(runs, script, tmp_path):
     assert again.read_text() == page.read_text()
 
 
+def test_keep_carries_an_earlier_records_runs(runs, script, tmp_path, capsys):
+    first, both = tmp_path / "first.json", tmp_path / "both.json"
+    old = script.main([str(runs[0]), "--json", str(first)])
+    # An older record stamps its runs once, at the top.
+    stored = json.loads(first.read_text())
+    for run in stored["runs"]:
+        del run["date"], run["commit"]
+    stored["date"], stored["commit"] = "2026-01-01 00:00 UTC", "abc"
+    first.write_text(json.dumps(stored))
+    page = tmp_path / "both.md"
+    record = script.main(
+        [str(runs[1]), "--keep", str(first), "--json", str(both)]
+        + ["--page", str(page)]
+    )
+    assert [r["arguments"]["seed"] for r in record["runs"]] == [0, 1]
+    kept, new = record["runs"]
+    assert kept["int8_accuracy"] == old["runs"][0]["int8_accuracy"]
+    assert (kept["date"], kept["commit"]) == ("2026-01-01 00:00 UTC", "abc")
+    assert (new["date"], new["commit"]) == (record["date"], record["commit"])
+    assert record["summary"]["seeds"] == 2
+    text = page.read_text()
+    assert "seed 0 2026-01-01 00:00 UTC at commit abc" in text
+    assert f"seed 1 {record['date']}" in text
+    # The same seed twice, a kept record of another split, a broken one.
+    with pytest.raises(SystemExit):
+        script.main([str(runs[0]), "--keep", str(both)])
+    assert "seed(s) [0]" in capsys.readouterr().err
+    stored["test_images"] = 3
+    first.write_text(json.dumps(stored))
+    with pytest.raises(SystemExit):
+        script.main([str(runs[1]), "--keep", str(first)])
+    assert "scored on 3 test images" in capsys.readouterr().err
+    first.write_text(json.dumps({"runs": [{}]}))
+    with pytest.raises(SystemExit):
+        script.main([str(runs[1]), "--keep", str(first)])
+    assert "not one of this script's" in capsys.readouterr().err
+    first.write_text("{")
+    with pytest.raises(SystemExit):
+        script.main([str(runs[1]), "--keep", str(first)])
+    assert "--keep" in capsys.readouterr().err
+
+
 def test_refusals_name_the_folder(runs, script, tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([str(tmp_path)])
