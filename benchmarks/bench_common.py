@@ -8,7 +8,9 @@ to turn the times into the result line that `peers.py` collects.
 import argparse
 import json
 import os
+import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import time
@@ -262,6 +264,55 @@ def git_commit():
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+
+def add_output_arguments(parser):
+    """`--json`, `--page` and `--render`, as `publish` and `read_record`
+    use them."""
+    parser.add_argument("--json", help="write the record to this file")
+    parser.add_argument(
+        "--page", help="write the Markdown page (what is printed) here"
+    )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: print (and --page) the page of a record "
+        "that --json wrote",
+    )
+
+
+class Sitting:
+    """When and how a benchmark ran: opened before it measures,
+    `header()` after, for the first fields of its record."""
+
+    def __init__(self, script, argv):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.relpath(os.path.abspath(script), root)
+        self.command = shlex.join(["python", path, *argv])
+        self.started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        self._start = time.perf_counter()
+
+    def elapsed(self):
+        """Seconds since the sitting opened."""
+        return time.perf_counter() - self._start
+
+    def header(self, tensorflow=None):
+        """The command that reproduces the record, its start (UTC) and
+        wall seconds, the commit, the machine; with `tensorflow` (its
+        version) a `versions` line."""
+        header = {
+            "command": self.command,
+            "started": self.started,
+            "wall_s": self.elapsed(),
+            "commit": git_commit(),
+            "machine": platform.processor() or platform.machine(),
+            "nproc": os.cpu_count(),
+        }
+        if tensorflow:
+            header["versions"] = (
+                f"tensorflow {tensorflow}, Python {platform.python_version()}"
+            )
+        return header
 
 
 def read_record(parser, path, flag="--render"):

@@ -48,6 +48,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qat_deployed as deployed  # noqa: E402 (beside this file)
+from bench_common import add_output_arguments  # noqa: E402
 from bench_common import git_commit  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
@@ -297,10 +298,8 @@ def _parse(argv):
     )
     parser.add_argument("runs", nargs="*", help="folders of finished runs")
     parser.add_argument("--data-dir", help="local data set files")
-    parser.add_argument("--json", help="write the record to this file")
-    parser.add_argument("--page", help="write the Markdown page to this file")
+    add_output_arguments(parser)
     parser.add_argument("--plot", help="write the PNG plot to this file")
-    parser.add_argument("--render", metavar="JSON", help="measure nothing")
     parser.add_argument(
         "--keep", metavar="JSON", help="carry this record's runs over"
     )

@@ -31,17 +31,16 @@ Run:
 
 import argparse
 import os
-import platform
-import shlex
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
+from bench_common import Sitting  # noqa: E402
+from bench_common import add_output_arguments  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
 from bench_common import timed  # noqa: E402
@@ -174,9 +173,7 @@ def _parse(argv):
         metavar=("TRAIN", "INFER"),
         help="default: the batches of peers.py for the workload",
     )
-    parser.add_argument("--json", help="write the record to this file")
-    parser.add_argument("--page", help="write the page to this file")
-    parser.add_argument("--render", metavar="JSON", help="measure nothing")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     runs = peers.parse_runs(parser, args.runs)
     numbers = [args.repeats, args.matmul, *(args.batches or [])]
@@ -195,11 +192,9 @@ def main(argv=None):
     else:
         import keras_snn  # noqa: F401, I001  (TensorFlow's defaults first)
         import tensorflow as tf
-        from bench_common import git_commit
 
         peers.set_tf_threads()
-        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        start = time.perf_counter()
+        sitting = Sitting(__file__, argv)
         peak = matmul_rate(args.matmul, args.warmup, args.repeats)
         rows = [
             measure(
@@ -211,16 +206,8 @@ def main(argv=None):
             )
             for workload, timesteps in runs
         ]
-        script = os.path.relpath(os.path.abspath(__file__), ROOT)
         record = {
-            "command": shlex.join(["python", script, *argv]),
-            "started": started,
-            "wall_s": time.perf_counter() - start,
-            "commit": git_commit(),
-            "machine": platform.processor() or platform.machine(),
-            "nproc": os.cpu_count(),
-            "versions": f"tensorflow {tf.__version__}, Python "
-            f"{platform.python_version()}",
+            **sitting.header(tensorflow=tf.__version__),
             "warmup": args.warmup,
             "repeats": args.repeats,
             "matmul": args.matmul,

@@ -29,8 +29,6 @@ Run:
 import argparse
 import json
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -42,6 +40,8 @@ sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
 from bench_common import RESULT_PREFIX  # noqa: E402
+from bench_common import Sitting  # noqa: E402
+from bench_common import add_output_arguments  # noqa: E402
 from bench_common import current_rss_mb  # noqa: E402
 from bench_common import peak_rss_mb  # noqa: E402
 from bench_common import publish  # noqa: E402
@@ -197,9 +197,7 @@ def _parse(argv):
     )
     parser.add_argument("--steps", type=_positive, default=3)
     parser.add_argument("--repeats", type=_positive, default=5)
-    parser.add_argument("--json", help="write the record to this file")
-    parser.add_argument("--page", help="write the page to this file")
-    parser.add_argument("--render", metavar="JSON", help="measure nothing")
+    add_output_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if len(set(args.timesteps)) < 2 and not (args.child or args.render):
@@ -220,10 +218,7 @@ def main(argv=None):
     if args.render:
         record = read_record(parser, args.render)
     else:
-        from bench_common import git_commit
-
-        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        start = time.perf_counter()
+        sitting = Sitting(__file__, argv)
         record = {"timesteps": args.timesteps, "sub_batches": args.sub_batches}
         specs = [
             (mode, t, option)
@@ -231,16 +226,8 @@ def main(argv=None):
             for t in args.timesteps
         ]
         rows = [_measure(spec, args) for spec in specs]
-        script = os.path.relpath(os.path.abspath(__file__), ROOT)
         record.update(
-            command=shlex.join(["python", script, *argv]),
-            started=started,
-            wall_s=time.perf_counter() - start,
-            commit=git_commit(),
-            machine=platform.processor() or platform.machine(),
-            nproc=os.cpu_count(),
-            versions=f"tensorflow {rows[0]['tensorflow']}, Python "
-            f"{platform.python_version()}",
+            sitting.header(tensorflow=rows[0]["tensorflow"]),
             steps=args.steps,
             repeats=args.repeats,
             rows=rows,

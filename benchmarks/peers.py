@@ -78,13 +78,14 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
 
 from bench_common import RESULT_PREFIX
 from bench_common import WORKLOADS
+from bench_common import Sitting
+from bench_common import add_output_arguments
 from bench_common import current_rss_mb
 from bench_common import peak_rss_mb
 from bench_common import publish
@@ -499,17 +500,7 @@ def _parse(argv):
         help="python of the venv with torch, snntorch, spikingjelly, norse",
     )
     parser.add_argument("--child-timeout", type=float, default=600.0)
-    parser.add_argument("--json", help="also write the record to this file")
-    parser.add_argument(
-        "--page",
-        help="write the Markdown report (what is printed) to this file",
-    )
-    parser.add_argument(
-        "--render",
-        metavar="JSON",
-        help="measure nothing: print (and --page) the report of a record "
-        "written by --json",
-    )
+    add_output_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     libraries, timesteps, batch, infer_batch = DEFAULTS[args.workload]
@@ -540,8 +531,7 @@ def measure(args, argv, log=None):
     """
     order = [(lib, t) for t in args.timesteps for lib in args.libraries]
     runs = {key: [] for key in order}
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    start = time.perf_counter()
+    sitting = Sitting(__file__, argv)
     for index in range(args.rounds):
         for library, timesteps in order if index % 2 == 0 else order[::-1]:
             result = _run(library, timesteps, args)
@@ -552,19 +542,14 @@ def measure(args, argv, log=None):
                 f"{result['peak_rss_mb']:.0f} MB"
             )
             print(
-                f"[{time.perf_counter() - start:6.0f} s] round {index + 1} "
+                f"[{sitting.elapsed():6.0f} s] round {index + 1} "
                 f"{library} T={timesteps}: {status}",
                 file=log or sys.stderr,
                 flush=True,
             )
-    script = os.path.relpath(os.path.abspath(__file__), ROOT)
     return {
         "workload": args.workload,
-        "command": shlex.join(["python", script, *argv]),
-        "started": started,
-        "wall_s": time.perf_counter() - start,
-        "machine": platform.processor() or platform.machine(),
-        "nproc": os.cpu_count(),
+        **sitting.header(),
         "python": platform.python_version(),
         "threads": THREADS,
         "settings": {

@@ -49,17 +49,16 @@ import glob
 import importlib
 import json
 import os
-import platform
-import shlex
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
+from bench_common import Sitting  # noqa: E402
+from bench_common import add_output_arguments  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
 
@@ -262,9 +261,7 @@ def _parse(argv):
     parser.add_argument(
         "--batch", type=int, help="default: the training batch of peers.py"
     )
-    parser.add_argument("--json", help="write the record to this file")
-    parser.add_argument("--page", help="write the table to this file")
-    parser.add_argument("--render", metavar="JSON", help="measure nothing")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     runs = peers.parse_runs(parser, args.runs)
     if args.steps < 1 or args.warmup < 0:
@@ -283,23 +280,15 @@ def main(argv=None):
         tf = importlib.import_module("tensorflow")
 
         peers.set_tf_threads()
-        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        start = time.perf_counter()
+        sitting = Sitting(__file__, argv)
         rows = []
         for workload, timesteps in runs:
             batch = args.batch or peers.DEFAULTS[workload][2]
             rows.append(
                 profile(workload, timesteps, batch, args.warmup, args.steps)
             )
-        script = os.path.relpath(os.path.abspath(__file__), ROOT)
         record = {
-            "command": shlex.join(["python", script, *argv]),
-            "started": started,
-            "wall_s": time.perf_counter() - start,
-            "machine": platform.processor() or platform.machine(),
-            "nproc": os.cpu_count(),
-            "versions": f"tensorflow {tf.__version__}, Python "
-            f"{platform.python_version()}",
+            **sitting.header(tensorflow=tf.__version__),
             "warmup": args.warmup,
             "steps": args.steps,
             "rows": rows,
