@@ -290,6 +290,7 @@ class Sitting:
         path = os.path.relpath(os.path.abspath(script), root)
         self.command = shlex.join(["python", path, *argv])
         self.started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        self.commit = git_commit()  # what runs, not what the tree is after
         self._start = time.perf_counter()
 
     def elapsed(self):
@@ -304,7 +305,7 @@ class Sitting:
             "command": self.command,
             "started": self.started,
             "wall_s": self.elapsed(),
-            "commit": git_commit(),
+            "commit": self.commit,
             "machine": platform.processor() or platform.machine(),
             "nproc": os.cpu_count(),
         }

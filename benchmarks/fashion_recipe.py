@@ -237,7 +237,8 @@ def render(record):
             if stamp == (date, commit)
         ]
         sittings.append(
-            f"seed {', '.join(seeds)} {date} at commit {commit}"
+            f"seed{'s' * (len(seeds) > 1)} {', '.join(seeds)} {date} at "
+            f"commit {commit}"
             if len(set(stamps)) > 1
             else f"{date} (commit {commit})"
         )
