@@ -28,6 +28,12 @@ The libraries:
                        TimeFolded runs Conv1 and BN1 once per sample
     keras-snn (T x)    the same with TimeFolded(..., time_invariant=False):
                        every layer runs at every step, the peers' work
+    keras-snn (32)     the same model and training; inference as
+                       `predict_on_batch` on slices of 32 images (the
+                       batch of Keras's `model.predict` by default):
+                       time is folded into the batch, so a slice holds
+                       32 x T images' activations instead of 256 x T
+                       (benchmarks/memory.py measures the trade)
     keras-snn (ref)    the same with LIF(fused=False): the unrolled
                        keras.layers.RNN reference path, for comparison
     Keras ANN          ReLU instead of LIF, T = 1, jit_compile=True: the
@@ -96,10 +102,12 @@ from bench_common import timed
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 THREADS = 2
+SLICE = 32  # keras-snn-sub32's inference slice: Keras's predict batch
 
 LIBRARIES = {
     "keras-snn": "keras-snn",
     "keras-snn-steps": "keras-snn, time_invariant=False",
+    "keras-snn-sub32": "keras-snn, inference in slices of 32",
     "keras-snn-ref": "keras-snn, LIF(fused=False)",
     "keras-ann": "Keras ANN (ReLU, T=1)",
     "snntorch": "snnTorch",
@@ -228,13 +236,17 @@ def keras_child(kind, timesteps, args):
     x = rng.random((args.batch, *shape), dtype=np.float32)
     y = rng.integers(0, 10, size=(args.batch,)).astype("int32")
     x_infer = rng.random((args.infer_batch, *shape), dtype=np.float32)
+    size = SLICE if kind == "keras-snn-sub32" else args.infer_batch
+    slices = [x_infer[i : i + size] for i in range(0, len(x_infer), size)]
 
     train_times, train_cpu, loss = timed(
         lambda: model.train_on_batch(x, y), args.warmup, args.repeats
     )
     train_peak = peak_rss_mb()
     infer_times, infer_cpu, _ = timed(
-        lambda: model.predict_on_batch(x_infer), args.warmup, args.repeats
+        lambda: [model.predict_on_batch(s) for s in slices],
+        args.warmup,
+        args.repeats,
     )
     version = (
         f"keras-snn {library_version}, keras {keras.__version__}, "
