@@ -136,6 +136,17 @@ def set_tf_threads():
         pass
 
 
+def add_runs_argument(parser, default):
+    """`--runs WORKLOAD:T ...` (read it with `parse_runs`)."""
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=list(default),
+        metavar="WORKLOAD:T",
+        help="default: %(default)s",
+    )
+
+
 def parse_runs(parser, texts):
     """`[(workload, T)]` of `--runs WORKLOAD:T ...`; anything else is
     `parser`'s error, naming the value and what is accepted."""

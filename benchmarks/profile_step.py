@@ -249,13 +249,7 @@ def render(record):
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--runs",
-        nargs="+",
-        default=list(DEFAULT_RUNS),
-        metavar="WORKLOAD:T",
-        help="default: %(default)s",
-    )
+    peers.add_runs_argument(parser, DEFAULT_RUNS)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument(
