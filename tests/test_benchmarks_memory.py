@@ -2,9 +2,9 @@
 
 The least-squares line recovers an exact line; a tiny run (T = 1 and 2,
 one sub-batch, each measurement in this process instead of its own to
-keep the suite fast; one measurement through its child process) gives a
-record with every configuration, a working memory above zero, an
-inference rate, and a page that is its rendering; the committed page is
+keep the suite fast; one measurement through its child process, whose
+working memory is above zero) gives a record with every configuration,
+an inference rate, and a page that is its rendering; the committed page is
 its record's rendering and in the docs. Memory and times are not
 asserted beyond being measured.
 """
@@ -56,7 +56,9 @@ def test_tiny_record_renders_to_its_page(tmp_path, capsys, monkeypatch):
         for mode, option in (("train", 1), ("train", 0), ("infer", 128))
         for t in (1, 2)
     }
-    assert all(r["working_mb"] > 0 for r in record["rows"])
+    # In this process the peak may predate the test (an earlier test's):
+    # only the child process's measurement (above) must be positive.
+    assert all(math.isfinite(r["working_mb"]) for r in record["rows"])
     assert all(
         r["samples_per_s"] > 0 for r in record["rows"] if r["mode"] == "infer"
     )
