@@ -281,6 +281,11 @@ def add_output_arguments(parser):
     )
 
 
+def utc_minute():
+    """Now, as the records write it: `YYYY-MM-DD HH:MM UTC`."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 class Sitting:
     """When and how a benchmark ran: opened before it measures,
     `header()` after, for the first fields of its record."""
@@ -289,7 +294,7 @@ class Sitting:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.path.relpath(os.path.abspath(script), root)
         self.command = shlex.join(["python", path, *argv])
-        self.started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        self.started = utc_minute()
         self.commit = git_commit()  # what runs, not what the tree is after
         self._start = time.perf_counter()
 

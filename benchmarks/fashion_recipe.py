@@ -38,7 +38,6 @@ the date and commit of its own measurement:
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -52,6 +51,7 @@ from bench_common import add_output_arguments  # noqa: E402
 from bench_common import git_commit  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
+from bench_common import utc_minute  # noqa: E402
 
 CALIBRATION = 500  # as benchmarks/qat_accuracy.py
 STATE_BITS = 16  # edge.export's default
@@ -156,20 +156,18 @@ def measure(folders, data_dir=None, keep=None):
     from keras_snn import datasets
 
     runs = [read_run(folder) for folder in folders]
-    kept = []
+    kept, seeds = [], [r["arguments"]["seed"] for r in runs]
     if keep is not None:
         try:
             stamps = zip(keep["runs"], _stamp(keep), strict=True)
             kept = [{**r, "date": d, "commit": c} for r, (d, c) in stamps]
-            seeds = [r["arguments"]["seed"] for r in kept + runs]
+            seeds = [r["arguments"]["seed"] for r in kept] + seeds
             kept_images = keep["test_images"]
         except (KeyError, TypeError) as error:
             raise ValueError(
                 f"the kept record is not one of this script's ({error!r} "
                 "missing or malformed)"
             ) from error
-    else:
-        seeds = [r["arguments"]["seed"] for r in runs]
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ValueError(
@@ -190,9 +188,7 @@ def measure(folders, data_dir=None, keep=None):
             f"the kept record was scored on {kept_images} test "
             f"images, these runs on {len(x_test)}; give runs of one split."
         )
-    date = datetime.datetime.now(datetime.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M UTC"
-    )
+    date = utc_minute()
     commit = git_commit()
     for folder, run in zip(folders, runs, strict=True):
         run["int8_accuracy"] = int8_accuracy(folder, x_train, x_test, y_test)
@@ -228,20 +224,15 @@ def render(record):
     """The Markdown page of a record."""
     s = record["summary"]
     first = record["runs"][0]["arguments"]
-    stamps = _stamp(record)
-    sittings = []
-    for date, commit in dict.fromkeys(stamps):
-        seeds = [
-            str(r["arguments"]["seed"])
-            for r, stamp in zip(record["runs"], stamps, strict=True)
-            if stamp == (date, commit)
-        ]
-        sittings.append(
-            f"seed{'s' * (len(seeds) > 1)} {', '.join(seeds)} {date} at "
-            f"commit {commit}"
-            if len(set(stamps)) > 1
-            else f"{date} (commit {commit})"
-        )
+    seeds = {}  # (date, commit) -> the seeds measured then
+    for run, stamp in zip(record["runs"], _stamp(record), strict=True):
+        seeds.setdefault(stamp, []).append(str(run["arguments"]["seed"]))
+    sittings = [
+        f"seed{'s' * (len(s) > 1)} {', '.join(s)} {date} at commit {commit}"
+        if len(seeds) > 1
+        else f"{date} (commit {commit})"
+        for (date, commit), s in seeds.items()
+    ]
     lines = [
         f"Measured {'; '.join(sittings)} on {record['machine']}, "
         f"{record['test_images']:,} test images; "

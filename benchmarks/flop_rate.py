@@ -35,7 +35,6 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
