@@ -310,6 +310,16 @@ class _Builder:
 
     def build(self):
         model = self.model
+        for layer in model.layers:
+            if isinstance(layer, snn.Recompute):
+                raise _unsupported(
+                    layer,
+                    "Recompute only changes how training stores activations; "
+                    "build the same network without Recompute (e.g. "
+                    "spiking_resnet(..., recompute=False)), copy the weights "
+                    "with `flat.set_weights(model.get_weights())` and export "
+                    "that model",
+                )
         if not any(isinstance(layer, snn.LIF) for layer in model.layers):
             raise ExportError(
                 f"Model '{model.name}' is not a keras_snn model: it has no "

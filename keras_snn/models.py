@@ -416,6 +416,7 @@ def spiking_resnet(
     large=False,
     neuron="lif",
     neuron_kwargs=None,
+    recompute=False,
     name=None,
 ):
     """The spiking ResNet-17/19/34/50 of Zheng et al. 2021, Table 4.
@@ -445,6 +446,14 @@ def spiking_resnet(
             `False`.
         neuron: `"lif"` or `"if"`. Defaults to `"lif"`.
         neuron_kwargs: dict for every neuron layer.
+        recompute: bool, wrap each residual block (as a nested
+            `keras.Model`) in `keras_snn.layers.Recompute`: training keeps
+            only the blocks' inputs and recomputes each block in the
+            backward pass (gradient checkpointing), less memory for more
+            time (`benchmarks/recompute.py` measures both). The same
+            weights, in the same order, as `recompute=False`: export a
+            copy built without it (`flat.set_weights(model.get_weights())`).
+            Defaults to `False`.
         name: optional model name.
 
     Returns:
@@ -493,15 +502,21 @@ def spiking_resnet(
     x = _neuron(neuron, neuron_kwargs, f"conv1_{neuron}")(x)
     for stage, (stage_filters, blocks, downsample) in enumerate(stages):
         for block in range(blocks):
-            x = residual_block(
-                x,
+            block_name = f"stage{stage + 1}_block{block + 1}"
+            block_input = keras.Input(x.shape[1:]) if recompute else x
+            y = residual_block(
+                block_input,
                 stage_filters * width,
                 stride=2 if (downsample and block == 0) else 1,
                 bottleneck=bottleneck,
                 neuron=neuron,
                 neuron_kwargs=neuron_kwargs,
-                name=f"stage{stage + 1}_block{block + 1}",
+                name=block_name,
             )
+            if recompute:
+                block_model = keras.Model(block_input, y, name=block_name)
+                y = layers.Recompute(block_model, name=f"{block_name}_remat")(x)
+            x = y
     if fc_units:
         # "average pool/2, 256-d fc" (Table 4, ResNet-17/19).
         x = layers.TimeFolded(keras.layers.AveragePooling2D(2), name="pool")(x)

@@ -18,6 +18,7 @@ from keras_snn.layers.normalization import TDBatchNormalization
 from keras_snn.layers.readout import Decoding
 from keras_snn.layers.readout import MembraneReadout
 from keras_snn.layers.readout import Voting
+from keras_snn.layers.recompute import Recompute
 from keras_snn.layers.wrappers import TimeFolded
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "MembraneReadout",
     "NeuNorm",
     "PoissonEncoding",
+    "Recompute",
     "TDBatchNormalization",
     "TimeFolded",
     "Voting",
