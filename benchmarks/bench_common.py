@@ -13,6 +13,7 @@ import resource
 import shlex
 import statistics
 import subprocess
+import sys
 import time
 
 RESULT_PREFIX = "PEER_RESULT "
@@ -264,6 +265,53 @@ def git_commit():
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+
+def child_env(threads=2):
+    """The environment of a measuring child process: `threads` intra-op
+    threads in every library, TensorFlow quiet, this repository first on
+    the path."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env.update(
+        TF_NUM_INTRAOP_THREADS=str(threads),
+        TF_NUM_INTEROP_THREADS="1",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        KERAS_BACKEND="tensorflow",
+    )
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, env.get("PYTHONPATH")) if p
+    )
+    return env
+
+
+def run_child(script, spec, options=()):
+    """Runs `python script --child spec *options` in its own process
+    (`child_env`) and returns the dict of its `RESULT_PREFIX` line.
+
+    Raises:
+        RuntimeError: the child printed no result; the message names
+            `spec`, the exit status and the end of the child's stderr.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, os.path.abspath(script), "--child", spec]
+    proc = subprocess.run(
+        [*command, *options],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-20:]
+    raise RuntimeError(
+        f"the measurement {spec} failed (exit {proc.returncode}):\n"
+        + "\n".join(tail)
+    )
 
 
 def add_output_arguments(parser):

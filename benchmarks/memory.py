@@ -31,11 +31,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
@@ -46,6 +44,7 @@ from bench_common import current_rss_mb  # noqa: E402
 from bench_common import peak_rss_mb  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
+from bench_common import run_child  # noqa: E402
 from bench_common import timed  # noqa: E402
 
 TRAIN_BATCH, INFER_BATCH = peers.DEFAULTS["conv-small"][2:]
@@ -104,19 +103,10 @@ def fit_line(timesteps, megabytes):
 
 def _measure(spec, args):
     mode, timesteps, option = spec
-    command = [sys.executable, os.path.abspath(__file__), "--child"]
-    command += [f"{mode}:{timesteps}:{option}", "--steps", str(args.steps)]
-    command += ["--repeats", str(args.repeats)]
-    proc = subprocess.run(
-        command, env=peers._env(), capture_output=True, text=True, cwd=ROOT
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-20:]
-    raise RuntimeError(
-        f"the measurement {mode}:{timesteps}:{option} failed (exit "
-        f"{proc.returncode}):\n" + "\n".join(tail)
+    return run_child(
+        __file__,
+        f"{mode}:{timesteps}:{option}",
+        ["--steps", str(args.steps), "--repeats", str(args.repeats)],
     )
 
 

@@ -92,6 +92,7 @@ from bench_common import RESULT_PREFIX
 from bench_common import WORKLOADS
 from bench_common import Sitting
 from bench_common import add_output_arguments
+from bench_common import child_env
 from bench_common import current_rss_mb
 from bench_common import peak_rss_mb
 from bench_common import publish
@@ -167,7 +168,12 @@ def parse_runs(parser, texts):
 # --------------------------------------------------------------------------
 
 
-def keras_model(kind, timesteps, workload="conv-small"):
+def keras_model(kind, timesteps, workload="conv-small", recompute=False):
+    """The keras-snn (or Keras ANN) model of `kind` for `workload`; with
+    `recompute`, gradient checkpointing (`keras_snn.layers.Recompute`):
+    ResNet-19 recomputes each residual block, conv-small each spiking
+    layer with its pooling (what follows the convolutions that run once
+    per sample)."""
     import keras
 
     import keras_snn
@@ -182,6 +188,7 @@ def keras_model(kind, timesteps, workload="conv-small"):
             num_classes=10,
             timesteps=timesteps,
             neuron_kwargs=dict(decay=0.5, threshold=1.0, reset="hard"),
+            recompute=recompute,
         )
     if kind == "keras-ann":
         inputs = keras.Input((28, 28, 1))
@@ -206,14 +213,18 @@ def keras_model(kind, timesteps, workload="conv-small"):
     def folded(layer):
         return snn.TimeFolded(layer, time_invariant=time_invariant)
 
+    def spike_and_pool(x):
+        block = [lif(), folded(layers.AveragePooling2D(2))]
+        if recompute:
+            return snn.Recompute(keras.Sequential(block))(x)
+        return block[1](block[0](x))
+
     inputs = keras.Input((28, 28, 1))
     x = snn.DirectEncoding(timesteps)(inputs)
     x = folded(layers.Conv2D(32, 3, padding="same"))(x)
-    x = lif()(folded(layers.BatchNormalization())(x))
-    x = folded(layers.AveragePooling2D(2))(x)
+    x = spike_and_pool(folded(layers.BatchNormalization())(x))
     x = folded(layers.Conv2D(64, 3, padding="same"))(x)
-    x = lif()(folded(layers.BatchNormalization())(x))
-    x = folded(layers.AveragePooling2D(2))(x)
+    x = spike_and_pool(folded(layers.BatchNormalization())(x))
     x = folded(layers.Flatten())(x)
     x = lif()(folded(layers.Dense(256))(x))
     x = folded(layers.Dense(10))(x)
@@ -286,22 +297,6 @@ def keras_child(kind, timesteps, args):
 # --------------------------------------------------------------------------
 
 
-def _env():
-    env = dict(os.environ)
-    env.update(
-        TF_NUM_INTRAOP_THREADS=str(THREADS),
-        TF_NUM_INTEROP_THREADS="1",
-        OMP_NUM_THREADS=str(THREADS),
-        MKL_NUM_THREADS=str(THREADS),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        KERAS_BACKEND="tensorflow",
-    )
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (ROOT, env.get("PYTHONPATH")) if p
-    )
-    return env
-
-
 def _command(library, timesteps, args):
     common = [
         "--timesteps",
@@ -333,7 +328,7 @@ def _run(library, timesteps, args):
     try:
         proc = subprocess.run(
             _command(library, timesteps, args),
-            env=_env(),
+            env=child_env(THREADS),
             capture_output=True,
             text=True,
             timeout=args.child_timeout,
