@@ -34,6 +34,9 @@ The libraries:
                        time is folded into the batch, so a slice holds
                        32 x T images' activations instead of 256 x T
                        (benchmarks/memory.py measures the trade)
+    keras-snn (no XLA) the same compiled with jit_compile=False (ResNet-19
+                       only): TensorFlow's graph with its oneDNN
+                       convolution kernels instead of XLA's
     keras-snn (ref)    the same with LIF(fused=False): the unrolled
                        keras.layers.RNN reference path, for comparison
     Keras ANN          ReLU instead of LIF, T = 1, jit_compile=True: the
@@ -45,8 +48,8 @@ The libraries:
     Norse              benchmarks/peer_norse.py (LIFBoxCell, Python loop
                        over time; conv-small only)
 
-(ResNet-19 runs keras-snn, snnTorch and SpikingJelly.) It prints one
-Markdown report: training throughput (samples/s at the training batch,
+(ResNet-19 runs keras-snn with and without XLA, snnTorch and
+SpikingJelly.) It prints one Markdown report: training throughput (samples/s at the training batch,
 B / median time of `--repeats` steps of forward + backward + Adam update
 after `--warmup` steps), inference throughput (inference batch, same
 protocol), the peak resident memory of the process (`ru_maxrss`), the
@@ -109,6 +112,7 @@ LIBRARIES = {
     "keras-snn": "keras-snn",
     "keras-snn-steps": "keras-snn, time_invariant=False",
     "keras-snn-sub32": "keras-snn, inference in slices of 32",
+    "keras-snn-noxla": "keras-snn, jit_compile=False",
     "keras-snn-ref": "keras-snn, LIF(fused=False)",
     "keras-ann": "Keras ANN (ReLU, T=1)",
     "snntorch": "snnTorch",
@@ -119,8 +123,18 @@ PEERS = ("snntorch", "spikingjelly", "norse")
 # Per workload: the libraries that run it, the default T, training and
 # inference batch.
 DEFAULTS = {
-    "conv-small": (tuple(LIBRARIES), (4, 8), 64, 256),
-    "resnet19": (("keras-snn", "snntorch", "spikingjelly"), (2, 4), 32, 64),
+    "conv-small": (
+        tuple(k for k in LIBRARIES if k != "keras-snn-noxla"),
+        (4, 8),
+        64,
+        256,
+    ),
+    "resnet19": (
+        ("keras-snn", "keras-snn-noxla", "snntorch", "spikingjelly"),
+        (2, 4),
+        32,
+        64,
+    ),
 }
 
 
@@ -250,7 +264,7 @@ def keras_child(kind, timesteps, args):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
+        jit_compile=kind != "keras-snn-noxla",
     )
     rng = np.random.default_rng(args.seed)
     channels, height, width = WORKLOADS[args.workload]

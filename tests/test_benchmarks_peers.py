@@ -210,7 +210,12 @@ def test_each_peer_trains_and_infers_the_same_network(
 def test_workload_defaults_and_refusals(capsys):
     peers = load_peers()
     _, args = peers._parse(["--workload", "resnet19"])
-    assert args.libraries == ["keras-snn", "snntorch", "spikingjelly"]
+    assert args.libraries == [
+        "keras-snn",
+        "keras-snn-noxla",
+        "snntorch",
+        "spikingjelly",
+    ]
     assert (args.timesteps, args.batch, args.infer_batch) == ([2, 4], 32, 64)
     _, args = peers._parse([])
     assert "norse" in args.libraries and args.timesteps == [4, 8]
