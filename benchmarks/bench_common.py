@@ -267,6 +267,24 @@ def git_commit():
     return commit + ("+dirty" if dirty else "")
 
 
+def integer_at_least(minimum):
+    """An argparse `type`: an integer >= `minimum`, or an error that names
+    the text received and what is accepted."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected an integer >= {minimum}"
+            )
+        return value
+
+    return parse
+
+
 def child_env(threads=2):
     """The environment of a measuring child process: `threads` intra-op
     threads in every library, TensorFlow quiet, this repository first on

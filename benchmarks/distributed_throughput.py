@@ -54,6 +54,10 @@ import subprocess
 import sys
 import time
 
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__))]
+
+from bench_common import integer_at_least  # noqa: E402 (beside this file)
+
 RESULT_PREFIX = "DISTRIBUTED_THROUGHPUT_RESULT "
 CONFIGS = {
     "one": "one device, batch B",
@@ -359,31 +363,20 @@ def _best(round_results):
     return best
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive integer, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive integer, got {text!r}"
-        )
-    return value
-
-
 def _parser():
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--batch", type=_positive, default=32, help="per-replica batch B"
+        "--batch",
+        type=integer_at_least(1),
+        default=32,
+        help="per-replica batch B",
     )
-    parser.add_argument("--timesteps", type=_positive, default=4)
+    parser.add_argument("--timesteps", type=integer_at_least(1), default=4)
     parser.add_argument(
-        "--steps", type=_positive, default=20, help="timed steps"
+        "--steps", type=integer_at_least(1), default=20, help="timed steps"
     )
     parser.add_argument(
         "--warmup",
@@ -394,7 +387,7 @@ def _parser():
     )
     parser.add_argument(
         "--rounds",
-        type=_positive,
+        type=integer_at_least(1),
         default=1,
         help="times each configuration is run (fresh processes each, "
         "alternating order); the fastest round is reported",

@@ -40,6 +40,7 @@ sys.path[:0] = [HERE]
 import peers  # noqa: E402 (beside this file)
 from bench_common import Sitting  # noqa: E402
 from bench_common import add_output_arguments  # noqa: E402
+from bench_common import integer_at_least  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
 from bench_common import timed  # noqa: E402
@@ -156,12 +157,12 @@ def render(record):
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     peers.add_runs_argument(parser, DEFAULT_RUNS)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--matmul", type=int, default=2048)
+    parser.add_argument("--warmup", type=integer_at_least(0), default=2)
+    parser.add_argument("--repeats", type=integer_at_least(1), default=5)
+    parser.add_argument("--matmul", type=integer_at_least(1), default=2048)
     parser.add_argument(
         "--batches",
-        type=int,
+        type=integer_at_least(1),
         nargs=2,
         metavar=("TRAIN", "INFER"),
         help="default: the batches of peers.py for the workload",
@@ -169,11 +170,6 @@ def _parse(argv):
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     runs = peers.parse_runs(parser, args.runs)
-    numbers = [args.repeats, args.matmul, *(args.batches or [])]
-    if min(numbers) < 1 or args.warmup < 0:
-        parser.error(
-            "--repeats, --matmul and --batches must be >= 1, --warmup >= 0"
-        )
     return parser, args, runs
 
 

@@ -41,6 +41,7 @@ from bench_common import RESULT_PREFIX  # noqa: E402
 from bench_common import Sitting  # noqa: E402
 from bench_common import add_output_arguments  # noqa: E402
 from bench_common import current_rss_mb  # noqa: E402
+from bench_common import integer_at_least  # noqa: E402
 from bench_common import peak_rss_mb  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
@@ -161,31 +162,24 @@ def render(record):
     return "\n".join(lines) + "\n"
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected an integer >= 1")
-    return value
-
-
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--timesteps",
-        type=_positive,
+        type=integer_at_least(1),
         nargs="+",
         default=[1, 4, 8, 16, 32],
         help="default: %(default)s",
     )
     parser.add_argument(
         "--sub-batches",
-        type=_positive,
+        type=integer_at_least(1),
         nargs="+",
         default=[INFER_BATCH, 64, 32],
         help="the inference sub-batches c; default: %(default)s",
     )
-    parser.add_argument("--steps", type=_positive, default=3)
-    parser.add_argument("--repeats", type=_positive, default=7)
+    parser.add_argument("--steps", type=integer_at_least(1), default=3)
+    parser.add_argument("--repeats", type=integer_at_least(1), default=7)
     add_output_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

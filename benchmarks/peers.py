@@ -49,18 +49,19 @@ The libraries:
                        over time; conv-small only)
 
 (ResNet-19 runs keras-snn with and without XLA, snnTorch and
-SpikingJelly.) It prints one Markdown report: training throughput (samples/s at the training batch,
-B / median time of `--repeats` steps of forward + backward + Adam update
-after `--warmup` steps), inference throughput (inference batch, same
-protocol), the peak resident memory of the process (`ru_maxrss`), the
-working memory (peak minus the resident memory once the framework is
-imported, before any model is built: TensorFlow alone holds about 600 MB,
-torch about 220 MB), and the ratios to the fastest peer (throughput) and
-to the lowest peer (memory). A second table gives the throughput from the
-process's CPU time per step (batch x threads / median CPU seconds), the
-rate with both threads busy: on a loaded machine the wall-clock numbers
-swing by 2x or more from run to run, the CPU-time ones much less (they
-still rise with cache and memory contention).
+SpikingJelly.) It prints one Markdown report: training throughput
+(samples/s at the training batch, B / median time of `--repeats` steps of
+forward + backward + Adam update after `--warmup` steps), inference
+throughput (inference batch, same protocol), the peak resident memory of
+the process (`ru_maxrss`), the working memory (peak minus the resident
+memory once the framework is imported, before any model is built:
+TensorFlow alone holds about 600 MB, torch about 220 MB), and the ratios
+to the fastest peer (throughput) and to the lowest peer (memory). A second
+table gives the throughput from the process's CPU time per step (batch x
+threads / median CPU seconds), the rate with both threads busy: on a
+loaded machine the wall-clock numbers swing by 2x or more from run to run,
+the CPU-time ones much less (they still rise with cache and memory
+contention).
 
 The peers run in the virtual environment made by
 `benchmarks/install_peers.sh` (`.venv-peers`, or `--peers-python`). The

@@ -38,6 +38,7 @@ from bench_common import WORKLOADS  # noqa: E402
 from bench_common import Sitting  # noqa: E402
 from bench_common import add_output_arguments  # noqa: E402
 from bench_common import current_rss_mb  # noqa: E402
+from bench_common import integer_at_least  # noqa: E402
 from bench_common import peak_rss_mb  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
@@ -162,13 +163,6 @@ def _timesteps(text):
     return workload, values
 
 
-def _count(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: expected an integer >= 0")
-    return value
-
-
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -181,14 +175,11 @@ def _parse(argv):
             f"{w}:{','.join(map(str, t))}" for w, t in DEFAULT_TIMESTEPS.items()
         ),
     )
-    parser.add_argument("--warmup", type=_count, default=2)
-    parser.add_argument("--repeats", type=_count, default=3)
+    parser.add_argument("--warmup", type=integer_at_least(0), default=2)
+    parser.add_argument("--repeats", type=integer_at_least(1), default=3)
     add_output_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats {args.repeats}: expected an integer >= 1")
-    return parser, args
+    return parser, parser.parse_args(argv)
 
 
 def main(argv=None):
