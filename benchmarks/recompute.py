@@ -139,10 +139,14 @@ def render(record):
                 lines.append(
                     f"| {workload} (batch {batch}) | {t} | "
                     f"{'XLA' if xla else 'no XLA'} | {mb:.0f} | {mb_rc:.0f} "
-                    f"| {mb_rc / mb:.2f} | {rate:.1f} | {rate_rc:.1f} | "
-                    f"{rate_rc / rate:.2f} |"
+                    f"| {_ratio(mb_rc, mb)} | {rate:.1f} | {rate_rc:.1f} | "
+                    f"{_ratio(rate_rc, rate)} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _ratio(value, reference):
+    return f"{value / reference:.2f}" if reference > 0 else "-"
 
 
 def _timesteps(text):
