@@ -247,7 +247,7 @@ def peer_main(measure, description, set_threads, workloads=("conv-small",)):
         args.seed,
     )
     result["import_rss_mb"] = import_rss_mb
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    print_result(result)
 
 
 def git_commit():
@@ -283,6 +283,20 @@ def integer_at_least(minimum):
         return value
 
     return parse
+
+
+def print_result(result):
+    """A measuring child's answer: one `RESULT_PREFIX` line of JSON."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def read_result(stdout):
+    """The dict of the `RESULT_PREFIX` line in a child's `stdout`, or
+    None."""
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    return None
 
 
 def child_env(threads=2):
@@ -322,9 +336,9 @@ def run_child(script, spec, options=()):
         text=True,
         cwd=root,
     )
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
+    result = read_result(proc.stdout)
+    if result is not None:
+        return result
     tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-20:]
     raise RuntimeError(
         f"the measurement {spec} failed (exit {proc.returncode}):\n"

@@ -28,7 +28,6 @@ Run:
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,12 +36,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
-from bench_common import RESULT_PREFIX  # noqa: E402
 from bench_common import Sitting  # noqa: E402
 from bench_common import add_output_arguments  # noqa: E402
 from bench_common import current_rss_mb  # noqa: E402
 from bench_common import integer_at_least  # noqa: E402
 from bench_common import peak_rss_mb  # noqa: E402
+from bench_common import print_result  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
 from bench_common import run_child  # noqa: E402
@@ -196,7 +195,7 @@ def main(argv=None):
         result = child(
             mode, int(timesteps), int(option), args.steps, args.repeats
         )
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        print_result(result)
         return None
     if args.render:
         record = read_record(parser, args.render)

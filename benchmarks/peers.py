@@ -85,22 +85,22 @@ Run:
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
 
-from bench_common import RESULT_PREFIX
 from bench_common import WORKLOADS
 from bench_common import Sitting
 from bench_common import add_output_arguments
 from bench_common import child_env
 from bench_common import current_rss_mb
 from bench_common import peak_rss_mb
+from bench_common import print_result
 from bench_common import publish
 from bench_common import read_record
+from bench_common import read_result
 from bench_common import summary
 from bench_common import timed
 
@@ -351,11 +351,10 @@ def _run(library, timesteps, args):
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.child_timeout} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX) :])
-            result["wall_s"] = time.perf_counter() - start
-            return result
+    result = read_result(proc.stdout)
+    if result is not None:
+        result["wall_s"] = time.perf_counter() - start
+        return result
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     return {
         "error": f"exit {proc.returncode}: "
@@ -668,7 +667,7 @@ def main(argv=None):
     parser, args = _parse(argv)
     if args.child:
         result = keras_child(args.child, args.timesteps[0], args)
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        print_result(result)
         return None
     if args.render:
         record = read_record(parser, args.render)

@@ -24,7 +24,6 @@ Run:
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -33,13 +32,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE]
 
 import peers  # noqa: E402 (beside this file)
-from bench_common import RESULT_PREFIX  # noqa: E402
 from bench_common import WORKLOADS  # noqa: E402
 from bench_common import Sitting  # noqa: E402
 from bench_common import add_output_arguments  # noqa: E402
 from bench_common import current_rss_mb  # noqa: E402
 from bench_common import integer_at_least  # noqa: E402
 from bench_common import peak_rss_mb  # noqa: E402
+from bench_common import print_result  # noqa: E402
 from bench_common import publish  # noqa: E402
 from bench_common import read_record  # noqa: E402
 from bench_common import run_child  # noqa: E402
@@ -199,7 +198,7 @@ def main(argv=None):
             args.warmup,
             args.repeats,
         )
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        print_result(result)
         return None
     if args.render:
         record = read_record(parser, args.render)
