@@ -222,6 +222,20 @@ CASES = {
         ),
         (2, 4, 3, 3, 2),
     ),
+    "Recompute": LayerCase(
+        lambda **kw: layers.Recompute(
+            keras.Sequential(
+                [
+                    layers.TimeFolded(
+                        keras.layers.Dense(3, dtype=kw.get("dtype"))
+                    ),
+                    layers.LIF(threshold=0.5, dtype=kw.get("dtype")),
+                ]
+            ),
+            **kw,
+        ),
+        (2, 4, 5),
+    ),
     "TimeFolded": LayerCase(
         lambda **kw: layers.TimeFolded(
             keras.layers.Dense(3, dtype=kw.get("dtype")), **kw
