@@ -29,6 +29,7 @@ from keras import ops
 from keras_snn import functional
 from keras_snn.asf_stages import ENCODERS
 from keras_snn.asf_stages import classify
+from keras_snn.layers.wrappers import call_layer
 from keras_snn.saving import register
 
 __all__ = [
@@ -134,12 +135,6 @@ def _check_time_axis(value, name):
             f"Argument `{name}` must have shape (batch, time, features...), "
             f"rank >= 3. Received: {name}.shape={tuple(value.shape)}"
         )
-
-
-def _call(layer, x, training):
-    if getattr(layer, "_call_has_training_arg", False):
-        return layer(x, training=training)
-    return layer(x)
 
 
 @register
@@ -325,7 +320,7 @@ class ASFModel(keras.Model):
         # Without an encoder the model input is the spike sequence FO[0].
         flows = [None if has_input_stage else ops.sum(x, axis=1)]
         for stage in self._stages:
-            x = _call(stage.layer, x, training)
+            x = call_layer(stage.layer, x, training)
             if stage.kind in ("input", "neuron", "rate"):
                 flows.append(ops.sum(x, axis=1))
             else:
@@ -357,9 +352,9 @@ class ASFModel(keras.Model):
                 x = recorded
             elif stage.kind == "affine":
                 # Eq. 8: sum_t f(o[t]) = T f(FO / T) for an affine f.
-                x = steps * _call(layer.layer, x / steps, training)
+                x = steps * call_layer(layer.layer, x / steps, training)
             elif stage.kind == "rate":
-                rate = steps * _call(layer.layer, x / steps, training)
+                rate = steps * call_layer(layer.layer, x / steps, training)
                 x = rate + ops.stop_gradient(recorded - rate)
             elif stage.kind == "neuron":
                 scale = ops.cast(next(scales), x.dtype)
@@ -376,10 +371,10 @@ class ASFModel(keras.Model):
                 rates = ops.repeat(
                     ops.expand_dims(x / steps, 1), timesteps, axis=1
                 )
-                y = _call(layer, rates, training)
+                y = call_layer(layer, rates, training)
                 x = y + ops.stop_gradient(recorded - y)
             else:
-                x = _call(layer, x, training)
+                x = call_layer(layer, x, training)
         return x, pairs
 
     def train_step(self, data):

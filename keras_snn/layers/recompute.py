@@ -12,6 +12,7 @@ cost of a second forward pass through the block.
 
 import keras
 
+from keras_snn.layers.wrappers import call_layer
 from keras_snn.saving import register
 
 __all__ = ["Recompute", "recompute_gradient"]
@@ -82,7 +83,7 @@ class Recompute(keras.layers.Wrapper):
     the gradient reaches the block, the block runs forward again from that
     input and is differentiated then. The block's internals are held for
     one block at a time, for the cost of one more forward pass of the
-    block (typically 20-35% more time per training step).
+    block (`benchmarks/recompute.py` measures both).
 
     Inference and evaluation (`training` false) run the wrapped layer
     as it is, with no cost. The forward pass of training runs it once with
@@ -143,15 +144,12 @@ class Recompute(keras.layers.Wrapper):
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
-    def _apply(self, inputs, training):
-        if self.layer._call_has_training_arg:
-            return self.layer(inputs, training=training)
-        return self.layer(inputs)
-
     def call(self, inputs, training=None):
         if not training or keras.backend.backend() != "tensorflow":
-            return self._apply(inputs, training)
-        return recompute_gradient(lambda x: self._apply(x, True))(inputs)
+            return call_layer(self.layer, inputs, training)
+        return recompute_gradient(lambda x: call_layer(self.layer, x, True))(
+            inputs
+        )
 
 
 def _check_repeatable(layer):

@@ -97,6 +97,13 @@ def _repeated_source(inputs):
 _PASS_THROUGH = ("Cast", "Identity")
 
 
+def call_layer(layer, inputs, training):
+    """`layer(inputs)`, with `training` if the layer's `call` takes it."""
+    if getattr(layer, "_call_has_training_arg", False):
+        return layer(inputs, training=training)
+    return layer(inputs)
+
+
 @register
 class TimeFolded(keras.layers.Wrapper):
     """Applies a layer to every time step by folding time into the batch.
@@ -189,9 +196,7 @@ class TimeFolded(keras.layers.Wrapper):
         return (input_shape[0], input_shape[1], *inner[1:])
 
     def _apply(self, inputs, training):
-        if self.layer._call_has_training_arg:
-            return self.layer(inputs, training=training)
-        return self.layer(inputs)
+        return call_layer(self.layer, inputs, training)
 
     def call(self, inputs, training=None):
         shape = ops.shape(inputs)
