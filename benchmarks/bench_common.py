@@ -17,6 +17,8 @@ import sys
 import time
 
 RESULT_PREFIX = "PEER_RESULT "
+# Arithmetic of a peer's forward pass (`measure_torch`).
+PRECISIONS = ("float32", "bfloat16")
 # The workloads: the input of one sample, (channels, height, width).
 WORKLOADS = {"conv-small": (1, 28, 28), "resnet19": (3, 32, 32)}
 # ResNet-19 of Zheng et al. 2021 (Table 4), as keras_snn.models builds it:
@@ -135,7 +137,15 @@ def measure_steps(
 
 
 def measure_torch(
-    library, version, build, forward, sizes, seed, after=None, workload=None
+    library,
+    version,
+    build,
+    forward,
+    sizes,
+    seed,
+    after=None,
+    workload=None,
+    precision="float32",
 ):
     """Times a PyTorch peer's network on random images.
 
@@ -149,6 +159,11 @@ def measure_torch(
         after: called after each step (e.g. to reset the neurons' state).
         workload: a key of `WORKLOADS` (the input shape). Defaults to
             `"conv-small"`.
+        precision: `"float32"`, or `"bfloat16"`: the forward pass runs
+            under `torch.autocast("cpu", dtype=torch.bfloat16)` (PyTorch's
+            mixed precision: weights and optimizer stay float32), and its
+            logits go to the loss as float32; the library is reported as
+            `library + "-bf16"`.
 
     Returns:
         `measure_steps`'s summary (cross-entropy, Adam(lr=1e-3)) and
@@ -166,6 +181,17 @@ def measure_torch(
     x = torch.rand(batch, *shape, generator=generator)
     y = torch.randint(0, 10, (batch,), generator=generator)
     x_infer = torch.rand(infer_batch, *shape, generator=generator)
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}"
+        )
+    if precision == "bfloat16":
+        library += "-bf16"
+        float_forward = forward
+
+        def forward(net, x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return float_forward(net, x).float()
 
     def train_step():
         optimizer.zero_grad()
@@ -193,6 +219,7 @@ def measure_torch(
         warmup,
         repeats,
     )
+    result["precision"] = precision
     result["parameters"] = sum(
         p.numel() for p in net.parameters() if p.requires_grad
     )
@@ -219,7 +246,8 @@ def peer_main(measure, description, set_threads, workloads=("conv-small",)):
 
     Args:
         measure: `measure(workload, timesteps, batch, infer_batch, warmup,
-            repeats, seed)` returning a `summary` dict.
+            repeats, seed, precision)` returning a `summary` dict
+            (`precision` as in `measure_torch`).
         description: the script's one-line description.
         set_threads: function of the thread count (e.g. for torch).
         workloads: the keys of `WORKLOADS` the script builds.
@@ -233,6 +261,7 @@ def peer_main(measure, description, set_threads, workloads=("conv-small",)):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     args = parser.parse_args()
     set_threads(args.threads)
     # The framework is imported: what the process holds before any model.
@@ -245,6 +274,7 @@ def peer_main(measure, description, set_threads, workloads=("conv-small",)):
         args.warmup,
         args.repeats,
         args.seed,
+        args.precision,
     )
     result["import_rss_mb"] = import_rss_mb
     print_result(result)

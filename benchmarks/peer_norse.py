@@ -70,7 +70,9 @@ class ConvSmall(nn.Module):
         return torch.stack(outputs).mean(0)
 
 
-def measure(workload, timesteps, batch, infer_batch, warmup, repeats, seed):
+def measure(
+    workload, timesteps, batch, infer_batch, warmup, repeats, seed, precision
+):
     return measure_torch(
         "norse",
         f"norse {importlib.metadata.version('norse')}",
@@ -78,6 +80,7 @@ def measure(workload, timesteps, batch, infer_batch, warmup, repeats, seed):
         lambda net, x: net(x),
         (batch, infer_batch, warmup, repeats),
         seed,
+        precision=precision,
     )
 
 

@@ -133,7 +133,9 @@ class ResNet19(nn.Module):
 NETWORKS = {"conv-small": ConvSmall, "resnet19": ResNet19}
 
 
-def measure(workload, timesteps, batch, infer_batch, warmup, repeats, seed):
+def measure(
+    workload, timesteps, batch, infer_batch, warmup, repeats, seed, precision
+):
     return measure_torch(
         "snntorch",
         f"snntorch {snntorch.__version__}",
@@ -142,6 +144,7 @@ def measure(workload, timesteps, batch, infer_batch, warmup, repeats, seed):
         (batch, infer_batch, warmup, repeats),
         seed,
         workload=workload,
+        precision=precision,
     )
 
 

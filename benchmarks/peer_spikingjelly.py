@@ -137,7 +137,9 @@ def forward(net, x, timesteps):
     return net(x_seq).mean(0)
 
 
-def measure(workload, timesteps, batch, infer_batch, warmup, repeats, seed):
+def measure(
+    workload, timesteps, batch, infer_batch, warmup, repeats, seed, precision
+):
     return measure_torch(
         "spikingjelly",
         f"spikingjelly {importlib.metadata.version('spikingjelly')}",
@@ -147,6 +149,7 @@ def measure(workload, timesteps, batch, infer_batch, warmup, repeats, seed):
         seed,
         after=functional.reset_net,
         workload=workload,
+        precision=precision,
     )
 
 

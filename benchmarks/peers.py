@@ -37,6 +37,11 @@ The libraries:
     keras-snn (no XLA) the same compiled with jit_compile=False (ResNet-19
                        only): TensorFlow's graph with its oneDNN
                        convolution kernels instead of XLA's
+    keras-snn (bf16)   the same without XLA under Keras' mixed_bfloat16
+                       policy (ResNet-19 only): bfloat16 arithmetic,
+                       float32 weights, oneDNN's bfloat16 kernels (AMX
+                       where the CPU has it); XLA on CPU runs bfloat16
+                       slower than float32
     keras-snn (ref)    the same with LIF(fused=False): the unrolled
                        keras.layers.RNN reference path, for comparison
     Keras ANN          ReLU instead of LIF, T = 1, jit_compile=True: the
@@ -47,11 +52,16 @@ The libraries:
                        its tdBN in ResNet-19)
     Norse              benchmarks/peer_norse.py (LIFBoxCell, Python loop
                        over time; conv-small only)
+    ... (bf16)         a peer's forward pass under torch.autocast(bfloat16)
+                       (`--precision bfloat16`; ResNet-19 only)
 
 (ResNet-19 runs keras-snn with and without XLA, snnTorch and
-SpikingJelly.) It prints one Markdown report: training throughput
-(samples/s at the training batch, B / median time of `--repeats` steps of
-forward + backward + Adam update after `--warmup` steps), inference
+SpikingJelly, and each of the three in bfloat16.) A bfloat16 row's ratios
+are to the bfloat16 peers, every other row's to the float32 peers.
+
+It prints one Markdown report: training throughput (samples/s at the
+training batch, B / median time of `--repeats` steps of forward +
+backward + Adam update after `--warmup` steps), inference
 throughput (inference batch, same protocol), the peak resident memory of
 the process (`ru_maxrss`), the working memory (peak minus the resident
 memory once the framework is imported, before any model is built:
@@ -114,29 +124,56 @@ LIBRARIES = {
     "keras-snn-steps": "keras-snn, time_invariant=False",
     "keras-snn-sub32": "keras-snn, inference in slices of 32",
     "keras-snn-noxla": "keras-snn, jit_compile=False",
+    "keras-snn-bf16": "keras-snn, mixed_bfloat16, jit_compile=False",
     "keras-snn-ref": "keras-snn, LIF(fused=False)",
     "keras-ann": "Keras ANN (ReLU, T=1)",
     "snntorch": "snnTorch",
     "spikingjelly": "SpikingJelly",
     "norse": "Norse",
+    "snntorch-bf16": "snnTorch, bfloat16 autocast",
+    "spikingjelly-bf16": "SpikingJelly, bfloat16 autocast",
 }
 PEERS = ("snntorch", "spikingjelly", "norse")
+BF16 = "-bf16"  # the suffix of the libraries measured in bfloat16
 # Per workload: the libraries that run it, the default T, training and
 # inference batch.
 DEFAULTS = {
     "conv-small": (
-        tuple(k for k in LIBRARIES if k != "keras-snn-noxla"),
+        tuple(k for k in LIBRARIES if k != "keras-snn-noxla" and BF16 not in k),
         (4, 8),
         64,
         256,
     ),
     "resnet19": (
-        ("keras-snn", "keras-snn-noxla", "snntorch", "spikingjelly"),
+        (
+            "keras-snn",
+            "keras-snn-noxla",
+            "snntorch",
+            "spikingjelly",
+            "keras-snn-bf16",
+            "snntorch-bf16",
+            "spikingjelly-bf16",
+        ),
         (2, 4),
         32,
         64,
     ),
 }
+
+
+def peer_script(library):
+    """The peer script (`peer_<name>.py`'s name) that measures `library`,
+    or `None` for a keras-snn library."""
+    name = library.removesuffix(BF16)
+    return name if name in PEERS else None
+
+
+def ratio_peers(library):
+    """The peers a library's ratios compare with: the bfloat16 ones for a
+    bfloat16 row, the float32 ones for the others."""
+    if library.endswith(BF16):
+        return tuple(p + BF16 for p in PEERS)
+    return PEERS
 
 
 def set_tf_threads():
@@ -261,11 +298,13 @@ def keras_child(kind, timesteps, args):
     import_rss_mb = current_rss_mb()
 
     keras.utils.set_random_seed(args.seed)
+    if kind.endswith(BF16):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = keras_model(kind, timesteps, args.workload)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=kind != "keras-snn-noxla",
+        jit_compile=kind not in ("keras-snn-noxla", "keras-snn" + BF16),
     )
     rng = np.random.default_rng(args.seed)
     channels, height, width = WORKLOADS[args.workload]
@@ -301,6 +340,7 @@ def keras_child(kind, timesteps, args):
         train_peak,
     )
     result["import_rss_mb"] = import_rss_mb
+    result["precision"] = keras.config.dtype_policy().name
     result["parameters"] = sum(
         int(np.prod(w.shape)) for w in model.trainable_weights
     )
@@ -325,9 +365,20 @@ def _command(library, timesteps, args):
     ]
     sizes = ["--batch", str(args.batch), "--infer-batch", str(args.infer_batch)]
     sizes += ["--workload", args.workload]
-    if library in PEERS:
-        script = os.path.join(HERE, f"peer_{library}.py")
-        return [args.peers_python, script, *common, *sizes, "--threads", "2"]
+    peer = peer_script(library)
+    if peer is not None:
+        script = os.path.join(HERE, f"peer_{peer}.py")
+        precision = "bfloat16" if library.endswith(BF16) else "float32"
+        return [
+            args.peers_python,
+            script,
+            *common,
+            *sizes,
+            "--threads",
+            "2",
+            "--precision",
+            precision,
+        ]
     return [
         sys.executable,
         os.path.abspath(__file__),
@@ -422,17 +473,20 @@ def _table(runs, args, cpu=False):
             for lib in args.libraries
             if (lib, timesteps) in runs
         }
-        peers = [best[p] for p in PEERS if p in best and "error" not in best[p]]
 
-        def top(key, pick, peers=peers):
-            values = [p[key] for p in peers]
+        def top(library, key, pick, best=best):
+            values = [
+                best[p][key]
+                for p in ratio_peers(library)
+                if p in best and "error" not in best[p]
+            ]
             return pick(values) if values else None
 
-        train_ref = top(f"train{kind}_samples_per_s", max)
-        infer_ref = top(f"infer{kind}_samples_per_s", max)
-        memory_ref = top("peak_rss_mb", min)
-        working_ref = top("working_mb", min)
         for library in args.libraries:
+            train_ref = top(library, f"train{kind}_samples_per_s", max)
+            infer_ref = top(library, f"infer{kind}_samples_per_s", max)
+            memory_ref = top(library, "peak_rss_mb", min)
+            working_ref = top(library, "working_mb", min)
             r = best.get(library)
             t = 1 if library == "keras-ann" else timesteps
             name = LIBRARIES[library]
@@ -471,9 +525,13 @@ def _training_memory(runs, args):
         values = [v["train_working_mb"] for v in ok.values()]
         if not ok or None in values:
             return [""]
-        peers = [ok[p]["train_working_mb"] for p in PEERS if p in ok]
-        lowest = min(peers) if peers else None
         for library, r in ok.items():
+            peers = [
+                ok[p]["train_working_mb"]
+                for p in ratio_peers(library)
+                if p in ok
+            ]
+            lowest = min(peers) if peers else None
             mb = r["train_working_mb"]
             ratio = _fmt(lowest and mb / lowest, ".2f")
             rows.append(
@@ -672,7 +730,7 @@ def main(argv=None):
     if args.render:
         record = read_record(parser, args.render)
     else:
-        if any(lib in PEERS for lib in args.libraries) and not os.path.exists(
+        if any(map(peer_script, args.libraries)) and not os.path.exists(
             args.peers_python
         ):
             parser.error(

@@ -140,6 +140,37 @@ def test_ratios_are_to_the_fastest_and_the_lowest_peer():
     assert "`python benchmarks/peers.py --timesteps 4`" in page
 
 
+def test_bfloat16_rows_are_compared_with_the_bfloat16_peers():
+    peers = load_peers()
+
+    def result(library, train, train_peak):
+        r = _result(library, train, 2 * train, 1000, 200)
+        return {**r, "train_peak_rss_mb": train_peak}
+
+    runs = {
+        ("keras-snn", 4): [result("keras-snn", 300, 700)],
+        ("snntorch", 4): [result("snntorch", 100, 500)],
+        ("keras-snn-bf16", 4): [result("keras-snn-bf16", 600, 600)],
+        ("snntorch-bf16", 4): [result("snntorch-bf16", 400, 400)],
+        ("spikingjelly-bf16", 4): [result("spikingjelly-bf16", 200, 450)],
+    }
+    page = peers.render(_record(runs))
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in page[: page.index("The same runs")].splitlines()
+        if line.startswith("| ") and "samples/s" not in line
+    }
+    # float32 against snnTorch (100), bfloat16 against snnTorch bf16 (400).
+    assert rows["keras-snn"][2] == "3.00"
+    assert rows["keras-snn, mixed_bfloat16, jit_compile=False"][2] == "1.50"
+    assert rows["SpikingJelly, bfloat16 autocast"][2] == "0.50"
+    # Training memory: against the lower peer of the same precision.
+    table = page.split("training working MB")[1].split("\n\n")[0]
+    assert "| keras-snn | 4 | 500 | 1.67 |" in table
+    bf16 = "| keras-snn, mixed_bfloat16, jit_compile=False | 4 | 400 | 2.00 |"
+    assert bf16 in table
+
+
 def test_training_memory_table_when_the_record_keeps_it():
     peers = load_peers()
 
@@ -179,6 +210,7 @@ def _keras_parameters(workload):
         ("norse", "conv-small"),
         ("snntorch", "resnet19"),
         ("spikingjelly", "resnet19"),
+        ("snntorch-bf16", "conv-small"),
     ],
 )
 def test_each_peer_trains_and_infers_the_same_network(
@@ -193,7 +225,11 @@ def test_each_peer_trains_and_infers_the_same_network(
     )
     result = peers._run(library, 1 if workload == "resnet19" else 2, args)
     assert "error" not in result, result.get("stderr_tail")
-    assert result["library"] == library and library in result["version"]
+    assert result["library"] == library
+    assert library.removesuffix("-bf16") in result["version"]
+    assert result["precision"] == (
+        "bfloat16" if library.endswith("-bf16") else "float32"
+    )
     assert math.isfinite(result["loss"]) and result["loss"] > 0
     assert (
         result["train_samples_per_s"] > 0 and result["infer_samples_per_s"] > 0
@@ -207,6 +243,16 @@ def test_each_peer_trains_and_infers_the_same_network(
     assert result["parameters"] == _keras_parameters(workload)
 
 
+def test_the_bfloat16_keras_child_trains_under_mixed_bfloat16():
+    peers = load_peers()
+    _, args = peers._parse(TINY)
+    result = peers._run("keras-snn-bf16", 2, args)
+    assert "error" not in result, result.get("stderr_tail")
+    assert result["precision"] == "mixed_bfloat16"
+    assert math.isfinite(result["loss"]) and result["loss"] > 0
+    assert result["parameters"] == _keras_parameters("conv-small")
+
+
 def test_workload_defaults_and_refusals(capsys):
     peers = load_peers()
     _, args = peers._parse(["--workload", "resnet19"])
@@ -215,10 +261,14 @@ def test_workload_defaults_and_refusals(capsys):
         "keras-snn-noxla",
         "snntorch",
         "spikingjelly",
+        "keras-snn-bf16",
+        "snntorch-bf16",
+        "spikingjelly-bf16",
     ]
     assert (args.timesteps, args.batch, args.infer_batch) == ([2, 4], 32, 64)
     _, args = peers._parse([])
     assert "norse" in args.libraries and args.timesteps == [4, 8]
+    assert not [lib for lib in args.libraries if lib.endswith("-bf16")]
     for argv, message in (
         (["--workload", "resnet19", "--libraries", "norse"], "not measured on"),
         (["--repeats", "3"], "at least 5"),
