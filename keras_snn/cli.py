@@ -51,13 +51,10 @@ from keras_snn.runs import PLOTS
 from keras_snn.specs import LEARNABLE_SHAPES
 
 DEFAULT_MODEL = "32C3-AP2-64C3-AP2-256FC-Decoding"
-AUGMENTATIONS = {
-    "none": (),
-    "flip": ("flip",),
-    "shift": ("shift",),
-    "flip+shift": ("flip", "shift"),
-}
+# `--augment`: "none" or a "+"-joined set of these, in any order.
+AUGMENTATIONS = ("flip", "shift", "erase")
 SHIFT_PIXELS = 2
+ERASE_PROBABILITY = 0.5  # Zhong et al. 2020's p
 PLUGIN_GROUP = "keras_snn.commands"
 # TensorFlow without its native log lines (re-exported: plugins use them).
 NATIVE_LOG_LINE = native_logs.NATIVE_LOG_LINE
@@ -94,6 +91,20 @@ def _option(accepted, convert, predicate):
 
     parse.__name__ = accepted  # argparse shows it for some errors
     return parse
+
+
+def _augmentations(text):
+    """`--augment`'s type: "none", or the "+"-joined augmentations in
+    `AUGMENTATIONS`' order (so that a resumed run compares them)."""
+    names = text.split("+")
+    if text == "none":
+        return text
+    if set(names) <= set(AUGMENTATIONS) and len(set(names)) == len(names):
+        return "+".join(name for name in AUGMENTATIONS if name in names)
+    raise argparse.ArgumentTypeError(
+        f"must be none or {', '.join(AUGMENTATIONS)} joined by '+' (each "
+        f"at most once), e.g. flip+shift. Received: {text!r}"
+    )
 
 
 COUNT = _option("an integer >= 1", int, lambda v: v >= 1)
@@ -183,14 +194,16 @@ def _build_parser():
         help="membrane decay of LIF neurons, in [0, 1] (default 0.5); "
         "not accepted with --neuron if",
     )
-    for parameter in ("decay", "threshold"):
+    for parameter, origin in (
+        ("decay", " (PLIF, Fang et al. 2021)"),
+        ("threshold", ""),
+    ):
         train.add_argument(
             f"--trainable-{parameter}",
             default="none",
             choices=["none", *LEARNABLE_SHAPES],
             help=f"train the neurons' {parameter}: one value per layer, per "
-            "channel or per neuron (PLIF, Fang et al. 2021, for the decay); "
-            "default none (fixed)",
+            f"channel or per neuron{origin}; default none (fixed)",
         )
     train.add_argument("--surrogate", default="rectangular")
     train.add_argument(
@@ -203,9 +216,11 @@ def _build_parser():
     train.add_argument(
         "--augment",
         default="none",
-        choices=sorted(AUGMENTATIONS),
-        help="random training augmentation: horizontal flip and/or a shift "
-        "of up to 2 pixels (default none)",
+        type=_augmentations,
+        help="random training augmentation: none (default) or any of flip "
+        "(horizontal), shift (up to 2 pixels) and erase (random erasing, "
+        "Zhong et al. 2020, with probability 0.5) joined by '+', e.g. "
+        "flip+shift+erase",
     )
     train.add_argument(
         "--seed", type=SEED, default=0, help="integer >= 0 (default 0)"
@@ -427,7 +442,7 @@ def train(args):
         ),
         snn_callbacks.AtomicBackupAndRestore(os.path.join(args.out, BACKUP)),
     ]
-    ops = AUGMENTATIONS[args.augment]
+    ops = args.augment.split("+")
     start = time.perf_counter()
     history = training.fit(
         model,
@@ -437,7 +452,9 @@ def train(args):
         epochs=args.epochs,
         seed=args.seed,
         augment=training.augmentation(
-            flip="flip" in ops, shift=SHIFT_PIXELS if "shift" in ops else 0
+            flip="flip" in ops,
+            shift=SHIFT_PIXELS if "shift" in ops else 0,
+            erase=ERASE_PROBABILITY if "erase" in ops else 0.0,
         ),
         validation_data=(x_test, y_test),
         callbacks=callbacks,

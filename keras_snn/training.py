@@ -250,13 +250,28 @@ def describe(strategy, per_replica_batch_size):
     }
 
 
-def augmentation(flip=False, shift=0):
+# Random erasing (Zhong et al. 2020, Algorithm 1): the erased area as a
+# fraction of the image (s_l, s_h) and the least aspect ratio r_1 (the
+# rectangle's height / width lies in [r_1, 1 / r_1]), the paper's values.
+ERASE_AREA = (0.02, 0.4)
+ERASE_ASPECT = 0.3
+
+
+def augmentation(flip=False, shift=0, erase=0.0):
     """A stateless image augmentation for `EpochBatches` (or `fit`).
 
     Args:
         flip: bool, a random horizontal flip.
         shift: int >= 0, a random shift of up to `shift` pixels in each
             direction (zero padding, then a crop to the original size).
+        erase: float in [0, 1], the probability of random erasing (Zhong
+            et al. 2020, Algorithm 1), applied after the flip and the
+            shift: a rectangle of `ERASE_AREA` of the image's area, with
+            height / width in `[ERASE_ASPECT, 1 / ERASE_ASPECT]`, filled
+            with uniform noise in [0, 1) (the images' range, as
+            `keras_snn.datasets.load_arrays` gives them). Where the paper
+            draws again until the rectangle fits, this clips it to the
+            image.
 
     Returns:
         A function `(image, label, seed) -> (image, label)` for one
@@ -268,8 +283,13 @@ def augmentation(flip=False, shift=0):
             f"Argument `shift` must be an integer >= 0. Received: "
             f"shift={shift!r}"
         )
+    if not 0 <= erase <= 1:
+        raise ValueError(
+            f"Argument `erase` must be a probability in [0, 1]. Received: "
+            f"erase={erase!r}"
+        )
     shift = int(shift)
-    if not flip and not shift:
+    if not flip and not shift and not erase:
         return None
 
     def augment(image, label, seed):
@@ -280,9 +300,41 @@ def augmentation(flip=False, shift=0):
             shape = tf.shape(image)
             padded = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
             image = tf.image.stateless_random_crop(padded, shape, seeds[1])
+        if erase:
+            # A seed of its own: flips and shifts stay those of runs
+            # made without erasing.
+            fold = tf.random.experimental.stateless_fold_in(seed, 1)
+            image = _erase(image, erase, fold)
         return image, label
 
     return augment
+
+
+def _erase(image, probability, seed):
+    """`augmentation`'s random erasing of one `(H, W, C)` image."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    draw = tf.random.stateless_uniform([5], seeds[0])
+    shape = tf.shape(image)
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    low, high = ERASE_AREA
+    area = (low + (high - low) * draw[0]) * height * width
+    log_aspect = np.log(ERASE_ASPECT) * (1.0 - 2.0 * draw[1])
+    aspect = tf.exp(log_aspect)
+
+    def side(length, limit):
+        return tf.clip_by_value(tf.round(length), 1.0, limit)
+
+    rows = side(tf.sqrt(area * aspect), height)
+    cols = side(tf.sqrt(area / aspect), width)
+    top = tf.floor(draw[2] * (height - rows + 1.0))
+    left = tf.floor(draw[3] * (width - cols + 1.0))
+    y = tf.range(height)[:, None]
+    x = tf.range(width)[None, :]
+    inside = (y >= top) & (y < top + rows) & (x >= left) & (x < left + cols)
+    inside = inside & (draw[4] < probability)
+    noise = tf.random.stateless_uniform(shape, seeds[1], dtype=image.dtype)
+    return tf.where(inside[:, :, None], noise, image)
 
 
 class EpochBatches:
