@@ -117,6 +117,78 @@ def test_tdbn_with_unit_scale_equals_time_folded_batch_norm(training):
     )
 
 
+def _tdbn_step(layer, x, training):
+    """Output, gradients (input, gamma, beta) and moving statistics."""
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(tf.cast(y, "float32") ** 3)
+    grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+    return [
+        np.asarray(v, "float64")
+        for v in (y, *grads, layer.moving_mean, layer.moving_variance)
+    ]
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 6, 4), (2, 3, 4, 4, 3)])
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_tdbn_equals_the_composed_equations(shape, training):
+    # float32 channels-last runs TensorFlow's fused kernel; `synchronized`
+    # (no effect without a strategy) keeps Eq. 5-8 as Keras ops.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(0.7, 1.8, shape).astype("float32")
+    moving = rng.normal(size=shape[-1]), rng.uniform(0.5, 2, shape[-1])
+    results = []
+    for synchronized in (False, True):
+        layer = layers.TDBatchNormalization(
+            alpha=0.6, threshold=1.4, momentum=0.7, synchronized=synchronized
+        )
+        layer.build(shape)
+        random_affine(layer, np.random.default_rng(12))
+        layer.moving_mean.assign(moving[0])
+        layer.moving_variance.assign(moving[1])
+        results.append(_tdbn_step(layer, x, training))
+        graph = tf.function(lambda v, layer=layer: layer(v, training=training))
+        ops = {
+            op.type
+            for op in graph.get_concrete_function(x).graph.get_operations()
+        }
+        assert ("FusedBatchNormV3" in ops) is not synchronized
+    for fused, composed in zip(*results, strict=True):
+        np.testing.assert_allclose(fused, composed, rtol=2e-5, atol=2e-5)
+
+
+def test_fused_tdbn_in_bfloat16_follows_the_equations():
+    rng = np.random.default_rng(14)
+    x = rng.normal(1.0, 2.0, (4, 3, 5, 5, 8)).astype("float32")
+    layer = layers.TDBatchNormalization(
+        alpha=0.5, threshold=2.0, dtype="mixed_bfloat16"
+    )
+    layer.build(x.shape)
+    random_affine(layer, rng)
+    y = layer(x, training=True)
+    assert y.dtype == "bfloat16"
+    ref, (mean, var) = tdbn_reference(
+        x.astype("float64"),
+        layer.gamma.numpy(),
+        layer.beta.numpy(),
+        0.5,
+        2.0,
+        layer.epsilon,
+    )
+    # bfloat16 keeps 8 significant bits: outputs within about 1%.
+    np.testing.assert_allclose(np.asarray(y, "float64"), ref, atol=0.05)
+    np.testing.assert_allclose(layer.moving_mean, 0.1 * mean, rtol=2e-2)
+    np.testing.assert_allclose(
+        layer.moving_variance, 0.9 + 0.1 * var, rtol=2e-2
+    )
+
+
 def test_tdbn_inference_uses_moving_statistics():
     rng = np.random.default_rng(5)
     x = rng.normal(0.0, 1.0, (2, 3, 4, 4, 3))

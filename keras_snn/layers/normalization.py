@@ -282,39 +282,53 @@ class TDBatchNormalization(keras.layers.Layer):
         return tuple(input_shape)
 
     def call(self, inputs, training=None):
+        train = bool(training) and self.trainable
+        if self._fusable(inputs):
+            outputs, mean, variance = self._fused(inputs, train)
+        else:
+            outputs, mean, variance = self._composed(inputs, train)
+        if train:
+            self._update_moving_statistics(mean, variance)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fusable(self, inputs):
+        """Whether TensorFlow's fused batch norm computes this call: the
+        channels last, statistics of this replica's batch only, and a
+        floating type the fused kernel takes (float16, bfloat16 with
+        float32 statistics, float32)."""
+        return (
+            self._axis == len(inputs.shape) - 1
+            and not self.synchronized
+            and inputs.dtype.name in ("float16", "bfloat16", "float32")
+        )
+
+    def _affine(self, dtype):
+        """`(gamma * alpha * V_th, beta)` of Eq. 5-6, in `dtype`."""
+        gamma = self.output_scale
+        if self.gamma is not None:
+            gamma = ops.cast(self.gamma, dtype) * gamma
+        else:
+            gamma = ops.full(self.moving_mean.shape, gamma, dtype)
+        if self.beta is not None:
+            beta = ops.cast(self.beta, dtype)
+        else:
+            beta = ops.zeros(self.moving_mean.shape, dtype)
+        return gamma, beta
+
+    def _composed(self, inputs, train):
+        """Eq. 5-8 from Keras ops (any axis, any float type, statistics
+        all-reduced across replicas when `synchronized`)."""
         # Statistics in float32 at least, as keras BatchNormalization does.
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         inputs = ops.cast(inputs, compute_dtype)
-        if training and self.trainable:
+        if train:
             mean, variance = ops.moments(
                 inputs, self._reduction_axes, synchronized=self.synchronized
-            )
-            momentum = self.momentum
-            moving_mean = ops.cast(self.moving_mean, compute_dtype)
-            moving_variance = ops.cast(self.moving_variance, compute_dtype)
-            self.moving_mean.assign(
-                ops.cast(
-                    moving_mean * momentum + mean * (1.0 - momentum),
-                    self.moving_mean.dtype,
-                )
-            )
-            self.moving_variance.assign(
-                ops.cast(
-                    moving_variance * momentum + variance * (1.0 - momentum),
-                    self.moving_variance.dtype,
-                )
             )
         else:
             mean = ops.cast(self.moving_mean, compute_dtype)
             variance = ops.cast(self.moving_variance, compute_dtype)
-        gamma = self.output_scale
-        if self.gamma is not None:
-            gamma = ops.cast(self.gamma, compute_dtype) * gamma
-        else:
-            gamma = ops.full(ops.shape(mean), gamma, compute_dtype)
-        beta = None
-        if self.beta is not None:
-            beta = ops.cast(self.beta, compute_dtype)
+        gamma, beta = self._affine(compute_dtype)
         outputs = ops.batch_normalization(
             inputs,
             mean=mean,
@@ -324,7 +338,53 @@ class TDBatchNormalization(keras.layers.Layer):
             scale=gamma,
             epsilon=self.epsilon,
         )
-        return ops.cast(outputs, self.compute_dtype)
+        return outputs, mean, variance
+
+    def _fused(self, inputs, train):
+        """Eq. 5-8 as one fused kernel (`FusedBatchNormV3` and its
+        gradient) over the batch and time folded into one axis: the same
+        statistics as `_composed` in fewer passes over the currents (the
+        input's type in and out, float32 statistics)."""
+        import tensorflow as tf
+
+        shape = tf.shape(inputs)
+        channels = inputs.shape[-1]
+        if len(inputs.shape) >= 5:  # (batch, time, ..., H, W, C)
+            folded = tf.reshape(inputs, tf.concat([[-1], shape[-3:]], 0))
+        else:  # (batch, time, C) or (batch, time, W, C)
+            folded = tf.reshape(inputs, [-1, 1, 1, channels])
+        gamma, beta = self._affine("float32")
+        if train:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                folded, gamma, beta, epsilon=self.epsilon, is_training=True
+            )
+            # The kernel returns the unbiased variance (for moving
+            # averages); Eq. 8 and `_composed` keep the biased one.
+            count = tf.cast(tf.size(folded) // channels, "float32")
+            variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        else:
+            mean = ops.cast(self.moving_mean, "float32")
+            variance = ops.cast(self.moving_variance, "float32")
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                folded,
+                gamma,
+                beta,
+                mean=mean,
+                variance=variance,
+                epsilon=self.epsilon,
+                is_training=False,
+            )
+        return tf.reshape(outputs, shape), mean, variance
+
+    def _update_moving_statistics(self, mean, variance):
+        momentum = self.momentum
+        for moving, batch in (
+            (self.moving_mean, mean),
+            (self.moving_variance, variance),
+        ):
+            value = ops.cast(moving, batch.dtype) * momentum
+            value = value + batch * (1.0 - momentum)
+            moving.assign(ops.cast(value, moving.dtype))
 
     def get_config(self):
         config = super().get_config()
