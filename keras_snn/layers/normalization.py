@@ -69,9 +69,13 @@ class TDBatchNormalization(keras.layers.Layer):
     used and the moving statistics are updated as in
     `keras.layers.BatchNormalization`:
     `moving = moving * momentum + batch * (1 - momentum)`, with the biased
-    batch variance. In inference the moving statistics are used; then the
-    layer is affine per channel and can be folded into the preceding
-    layer's weights with `keras_snn.functional.fold_batch_norm` (Eq. 9-10).
+    batch variance. With the channels last, `synchronized=False` and a
+    float16, bfloat16 or float32 input, TensorFlow's fused batch-norm
+    kernel computes Eq. 5-8 (fewer passes over the currents, the same
+    values); otherwise Keras ops do. In inference the moving statistics
+    are used; then the layer is affine per channel and can be folded into
+    the preceding layer's weights with
+    `keras_snn.functional.fold_batch_norm` (Eq. 9-10).
 
     With `alpha = threshold = 1` the layer equals
     `keras_snn.layers.TimeFolded(keras.layers.BatchNormalization())`.
