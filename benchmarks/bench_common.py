@@ -171,6 +171,10 @@ def measure_torch(
     """
     import torch
 
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}"
+        )
     batch, infer_batch, warmup, repeats = sizes
     shape = WORKLOADS[workload or "conv-small"]
     torch.manual_seed(seed)
@@ -181,10 +185,6 @@ def measure_torch(
     x = torch.rand(batch, *shape, generator=generator)
     y = torch.randint(0, 10, (batch,), generator=generator)
     x_infer = torch.rand(infer_batch, *shape, generator=generator)
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}"
-        )
     if precision == "bfloat16":
         library += "-bf16"
         float_forward = forward

@@ -96,9 +96,9 @@ def _option(accepted, convert, predicate):
 def _augmentations(text):
     """`--augment`'s type: "none", or the "+"-joined augmentations in
     `AUGMENTATIONS`' order (so that a resumed run compares them)."""
-    names = text.split("+")
     if text == "none":
         return text
+    names = text.split("+")
     if set(names) <= set(AUGMENTATIONS) and len(set(names)) == len(names):
         return "+".join(name for name in AUGMENTATIONS if name in names)
     raise argparse.ArgumentTypeError(
